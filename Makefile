@@ -1,0 +1,45 @@
+# mail-continuity-operator. `make demo` and `make test` install what they need.
+SHELL := /bin/bash
+export NODE_NO_WARNINGS := 1
+TSX := npx tsx
+
+.PHONY: all install generate build lint typecheck test test-unit demo bench clean help
+
+all: build
+
+help:
+	@echo "make demo      run the whole product locally through an Exchange outage and back"
+	@echo "make test      typecheck + lint + unit + integration + e2e (installs what it needs)"
+	@echo "make generate  write crds/ from src/api/v1alpha1"
+	@echo "make build     compile TypeScript into dist/"
+	@echo "make bench     run the side-by-side benchmarks in bench/"
+
+install:
+	@scripts/install.sh
+
+generate:
+	@$(TSX) src/cli.ts generate --out crds
+
+build: install
+	@npx tsc -p tsconfig.build.json
+
+typecheck: install
+	@npx tsc --noEmit -p tsconfig.json
+
+lint: install
+	@npx eslint .
+
+test: install
+	@scripts/test.sh
+
+test-unit: install
+	@NODE_OPTIONS=--experimental-vm-modules npx jest --selectProjects unit
+
+demo: install
+	@$(TSX) test/harness/demo.ts
+
+bench: install
+	@$(TSX) bench/run.ts
+
+clean:
+	rm -rf dist .test-results

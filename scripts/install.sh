@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs everything `make test` and `make demo` need, idempotently, with
+# caches outside the clone (under $MC_CACHE, default ~/.cache/mail-continuity):
+#   - npm packages (npm ci, skipped when node_modules matches package-lock.json)
+#   - Debian packages: Postfix (the Exchange stand-in and smtp-source/smtp-sink),
+#     swaks (SMTP client), lua5.1 (Argo CD health checks), openssl
+#   - the Kubernetes control plane and helm, built from Go modules (test/harness/build.sh)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cache=${MC_CACHE:-$HOME/.cache/mail-continuity}
+mkdir -p "$cache"
+step() { printf '[install] %s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+lock_hash=$(sha256sum package-lock.json | cut -c1-16)
+if [ "$(cat node_modules/.install-stamp 2>/dev/null)" != "$lock_hash" ]; then
+  step "npm ci (npm's cache makes a second run fast)"
+  npm ci --no-audit --no-fund --loglevel=error
+  echo "$lock_hash" > node_modules/.install-stamp
+else
+  step "node_modules up to date"
+fi
+
+need=()
+for pair in postfix:/usr/sbin/postfix smtp-source:/usr/sbin/smtp-source swaks:/usr/bin/swaks lua5.1:/usr/bin/lua5.1 openssl:/usr/bin/openssl; do
+  [ -x "${pair#*:}" ] || need+=("${pair%%:*}")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  pkgs=$(printf '%s\n' "${need[@]}" | sed 's/^smtp-source$/postfix/' | sort -u | tr '\n' ' ')
+  step "apt-get install $pkgs"
+  sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+  # Postfix asks how to configure itself; the tests configure their own instances.
+  echo "postfix postfix/main_mailer_type select No configuration" | $sudo debconf-set-selections
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $pkgs >/dev/null
+else
+  step "Debian packages present (postfix, swaks, lua5.1, openssl)"
+fi
+
+step "control plane binaries"
+test/harness/build.sh > "$cache/bin-dir"
+step "ready: binaries in $(cat "$cache/bin-dir")"

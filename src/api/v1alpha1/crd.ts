@@ -1,0 +1,129 @@
+// Turns the zod schemas into the MailContinuity CustomResourceDefinition: a
+// structural OpenAPI v3 schema (no $ref, no $schema, no additionalProperties
+// beside properties), the status subresource, printer columns, short name and
+// categories. `make generate` writes it to crds/; `make test` fails when the
+// file there differs from what this produces.
+import { z } from 'zod';
+import {
+  API_VERSION,
+  CATEGORIES,
+  GROUP,
+  KIND,
+  MailContinuitySpec,
+  MailContinuityStatus,
+  PLURAL,
+  SHORT_NAMES,
+  SINGULAR,
+  VERSION,
+} from './mailcontinuity.js';
+
+type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+type JsonObject = { [key: string]: Json };
+
+const isObject = (v: Json | undefined): v is JsonObject => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** Keys of JSON Schema 2020-12 that a structural schema may not carry. */
+const DROP = new Set(['$schema', 'propertyNames', 'id', '$id']);
+
+/**
+ * Rewrites one JSON schema node (recursively) into structural OpenAPI v3:
+ * - objects with properties lose `additionalProperties: false` (the apiserver
+ *   prunes unknown fields instead);
+ * - int-or-string quantities become `x-kubernetes-int-or-string: true`;
+ * - zod's "any safe integer" bounds are dropped (they say nothing);
+ * - integers get `format: int64`? no: Kubernetes infers that; we keep plain `integer`.
+ */
+export function toStructural(node: Json): Json {
+  if (Array.isArray(node)) return node.map(toStructural);
+  if (!isObject(node)) return node;
+  const out: JsonObject = {};
+  for (const [key, value] of Object.entries(node)) {
+    if (DROP.has(key)) continue;
+    if (key === 'additionalProperties' && value === false) continue;
+    if (
+      (key === 'minimum' && value === Number.MIN_SAFE_INTEGER) ||
+      (key === 'maximum' && value === Number.MAX_SAFE_INTEGER)
+    )
+      continue;
+    out[key] = key === 'default' || key === 'x-kubernetes-validations' ? value : toStructural(value);
+  }
+  if (out['x-kubernetes-int-or-string'] === true) {
+    delete out.anyOf;
+    delete out.type;
+  }
+  if (out.$ref !== undefined || out.$defs !== undefined) {
+    throw new Error(`schema still has a $ref after inlining: ${JSON.stringify(node).slice(0, 200)}`);
+  }
+  return out;
+}
+
+export function openApiSchema(schema: z.ZodType): JsonObject {
+  const json = z.toJSONSchema(schema, { io: 'input', reused: 'inline', unrepresentable: 'throw' }) as Json;
+  return toStructural(json) as JsonObject;
+}
+
+const conditionColumn = (name: string, type: string, description: string) => ({
+  name,
+  type: 'string',
+  jsonPath: `.status.conditions[?(@.type=="${type}")].status`,
+  description,
+});
+
+export function customResourceDefinition(): JsonObject {
+  return {
+    apiVersion: 'apiextensions.k8s.io/v1',
+    kind: 'CustomResourceDefinition',
+    metadata: {
+      name: `${PLURAL}.${GROUP}`,
+      labels: { 'app.kubernetes.io/name': 'mail-continuity-operator', 'app.kubernetes.io/part-of': 'mail-continuity' },
+    },
+    spec: {
+      group: GROUP,
+      scope: 'Namespaced',
+      names: {
+        kind: KIND,
+        listKind: `${KIND}List`,
+        plural: PLURAL,
+        singular: SINGULAR,
+        shortNames: SHORT_NAMES,
+        categories: CATEGORIES,
+      },
+      versions: [
+        {
+          name: VERSION,
+          served: true,
+          storage: true,
+          subresources: { status: {} },
+          additionalPrinterColumns: [
+            { name: 'Mode', type: 'string', jsonPath: '.spec.mode', description: 'DualDelivery or FailoverOnly.' },
+            conditionColumn('Primary', 'PrimaryHealthy', 'Whether the primary (Exchange) answers its health probes.'),
+            conditionColumn('Failover', 'FailoverActive', 'Whether mail is flowing to Gmail because of a failover.'),
+            conditionColumn('Ready', 'Ready', 'Whether the relay is reconciled and ready.'),
+            {
+              name: 'Status',
+              type: 'string',
+              priority: 1,
+              jsonPath: '.status.conditions[?(@.type=="Ready")].message',
+              description: 'Message of the Ready condition.',
+            },
+            { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
+          ],
+          schema: {
+            openAPIV3Schema: {
+              type: 'object',
+              description: `${KIND} (${API_VERSION}) runs an SMTP relay in front of Microsoft Exchange that keeps inbound mail flowing to Google Workspace while Exchange is down, then replays what Exchange missed.`,
+              required: ['spec'],
+              properties: {
+                apiVersion: { type: 'string', description: 'APIVersion of this object: mailcontinuity.io/v1alpha1.' },
+                kind: { type: 'string', description: 'Kind of this object: MailContinuity.' },
+                metadata: { type: 'object' },
+                spec: openApiSchema(MailContinuitySpec),
+                status: openApiSchema(MailContinuityStatus),
+              },
+            },
+          },
+        },
+      ],
+    },
+  };
+}
