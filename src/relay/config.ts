@@ -1,0 +1,69 @@
+// The relay's config file: the MailContinuity spec exactly as the user wrote it
+// (validated with the same zod schema as the CRD) plus the runtime facts the
+// operator knows: where files are mounted, which ports to listen on. The
+// operator renders this file into a Secret; tests and the demo write it by hand.
+import { readFile } from 'node:fs/promises';
+import { z } from 'zod';
+import { MailContinuitySpec } from '../api/v1alpha1/mailcontinuity.js';
+
+const filePath = z.string().min(1).describe('An absolute path inside the relay container.');
+
+export const RelayConfig = z
+  .object({
+    /** Identifies the relay in logs, metrics and the audit log (the pod name in Kubernetes). */
+    instance: z.string().min(1).default('relay-0'),
+    spec: MailContinuitySpec,
+    listen: z
+      .object({
+        host: z.string().default('0.0.0.0').describe('Address the SMTP listener binds to.'),
+        /** Overrides spec.relay.port (tests bind port 0). */
+        port: z.number().int().min(0).max(65535).optional(),
+        /** Host name in the banner, EHLO reply and Received header. */
+        hostname: z.string().min(1).default('mail-continuity-relay'),
+      })
+      .strict()
+      .prefault({}),
+    http: z
+      .object({
+        host: z.string().default('0.0.0.0'),
+        port: z.number().int().min(0).max(65535).default(8080).describe('/metrics, /healthz, /readyz and /admin.'),
+      })
+      .strict()
+      .prefault({}),
+    paths: z
+      .object({
+        spool: filePath.describe('Spool directory (the PVC mount).'),
+        audit: filePath.optional().describe('Audit log (JSON lines); default <spool>/audit.log.'),
+        tlsCert: filePath.optional().describe('PEM certificate chain offered with STARTTLS (spec.relay.tlsSecretRef).'),
+        tlsKey: filePath.optional().describe('PEM private key for tlsCert.'),
+        primaryUsername: filePath.optional().describe('File holding the SMTP AUTH user for the primary.'),
+        primaryPassword: filePath.optional().describe('File holding the SMTP AUTH password for the primary.'),
+        gmailServiceAccount: filePath.optional().describe('Service account JSON key (spec.backup.gmail.serviceAccountSecretRef).'),
+        adminToken: filePath.optional().describe('Bearer token that the operator presents to /admin endpoints.'),
+      })
+      .strict(),
+    /** Only for tests and the demo: point the Google clients at the Gmail emulator (loopback only). */
+    google: z
+      .object({
+        rootUrl: z.string().url().optional().describe('Replaces https://gmail.googleapis.com/.'),
+        tokenUrl: z.string().url().optional().describe('Replaces https://oauth2.googleapis.com/token.'),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+export type RelayConfig = z.output<typeof RelayConfig>;
+export type RelayConfigInput = z.input<typeof RelayConfig>;
+
+/** Reads and validates a config file (YAML or JSON); errors name the field. */
+export async function loadRelayConfig(file: string): Promise<RelayConfig> {
+  const { parse } = await import('yaml');
+  const raw: unknown = parse(await readFile(file, 'utf8'));
+  const result = RelayConfig.safeParse(raw);
+  if (!result.success) {
+    const lines = result.error.issues.map((i) => `  ${i.path.join('.') || '(root)'}: ${i.message}`);
+    throw new Error(`invalid relay config ${file}:\n${lines.join('\n')}`);
+  }
+  return result.data;
+}

@@ -1,0 +1,41 @@
+// The narrow interfaces between the relay's parts (in Postfix's spirit:
+// inbound -> spool -> scheduler -> transports/{exchange,gmail}).
+
+/** The two destinations of a message. */
+export type Destination = 'primary' | 'backup';
+
+/** A message as the spool holds it. The body is read from `path` (raw RFC 5322, CRLF line ends). */
+export interface SpooledMessage {
+  /** Spool id: sortable by arrival time. */
+  id: string;
+  path: string;
+  mailFrom: string;
+  rcptTo: string[];
+  /** Message-ID header without angle brackets, if the message had one. */
+  messageId?: string;
+  sha256: string;
+  size: number;
+  /** Epoch milliseconds when the relay answered 250. */
+  receivedAt: number;
+}
+
+export type RecipientOutcome =
+  | { recipient: string; status: 'delivered'; detail: string }
+  /** A 4xx, a connection failure, a 429/5xx from Google: try again later. */
+  | { recipient: string; status: 'deferred'; detail: string; retryAfterMs?: number }
+  /** A 5xx or a 4xx from Google that will never succeed: dead-letter and record. */
+  | { recipient: string; status: 'failed'; detail: string };
+
+/** One delivery attempt of one message to some of its recipients at one destination. */
+export interface Transport {
+  readonly destination: Destination;
+  deliver(message: SpooledMessage, recipients: string[], signal?: AbortSignal): Promise<RecipientOutcome[]>;
+  /**
+   * For a recipient whose earlier attempt may or may not have completed (the
+   * relay crashed while it was in flight): true when the destination already
+   * has the message. Gmail answers with an rfc822msgid: search; SMTP cannot
+   * tell and returns false.
+   */
+  alreadyDelivered?(message: SpooledMessage, recipient: string): Promise<boolean>;
+  close(): Promise<void>;
+}
