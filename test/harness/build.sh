@@ -10,7 +10,7 @@ cache=${MC_CACHE:-$HOME/.cache/mail-continuity}
 export GOMODCACHE=$cache/go/mod GOCACHE=$cache/go/cache GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0
 kube=$(awk '$1=="k8s.io/kubernetes"{print $2}' "$here/go.mod")
 helmv=$(awk '$1=="helm.sh/helm/v3"{print $2}' "$here/go.mod")
-key=$(cat "$here/go.mod" "$here/go.sum" "$here"/cmd/kubebin/*.go | sha256sum | cut -c1-12)
+key=$(cat "$here/build.sh" "$here/go.mod" "$here/go.sum" "$here"/cmd/kubebin/*.go | sha256sum | cut -c1-12)
 out=$cache/bin/kube-$kube-helm-$helmv-$key
 step() { printf "[harness] %s %s\n" "$(date +%H:%M:%S)" "$*" >&2; }
 if [ -x "$out/kubebin" ] && [ -x "$out/helm" ]; then
@@ -22,11 +22,16 @@ cd "$here"
 step "downloading Go modules for kubernetes $kube, etcd and helm $helmv (cached in $GOMODCACHE)"
 go mod download
 step "compiling kubebin (etcd, kube-apiserver, kube-controller-manager, kubectl): the cold build takes 15-30 minutes on 2 cores"
-go build -trimpath -ldflags='-s -w' -o "$out.tmp/kubebin" ./cmd/kubebin
+minor=$(echo "$kube" | cut -d. -f2)
+kv=k8s.io/component-base/version
+go build -trimpath -ldflags="-s -w -X $kv.gitVersion=$kube -X $kv.gitMajor=1 -X $kv.gitMinor=$minor -X $kv.gitTreeState=clean" \
+  -o "$out.tmp/kubebin" ./cmd/kubebin
 step "compiling helm $helmv"
-go build -trimpath -ldflags='-s -w' -o "$out.tmp/helm" helm.sh/helm/v3/cmd/helm
+go build -trimpath -ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$helmv" -o "$out.tmp/helm" helm.sh/helm/v3/cmd/helm
 for n in etcd kube-apiserver kube-controller-manager kubectl; do ln -sf kubebin "$out.tmp/$n"; done
 rm -rf "$out"; mv "$out.tmp" "$out"
 ln -sfn "$out" "$cache/bin/current"
+# Older builds are of no use any more.
+find "$cache/bin" -mindepth 1 -maxdepth 1 -name "kube-*" ! -path "$out" -exec rm -rf {} +
 step "built into $out"
 echo "$out"

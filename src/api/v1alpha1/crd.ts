@@ -29,9 +29,9 @@ const DROP = new Set(['$schema', 'propertyNames', 'id', '$id']);
  * Rewrites one JSON schema node (recursively) into structural OpenAPI v3:
  * - objects with properties lose `additionalProperties: false` (the apiserver
  *   prunes unknown fields instead);
- * - int-or-string quantities become `x-kubernetes-int-or-string: true`;
- * - zod's "any safe integer" bounds are dropped (they say nothing);
- * - integers get `format: int64`? no: Kubernetes infers that; we keep plain `integer`.
+ * - int-or-string quantities become `x-kubernetes-int-or-string: true` with
+ *   `anyOf: [integer, string]`;
+ * - zod's "any safe integer" bounds are dropped (they say nothing).
  */
 export function toStructural(node: Json): Json {
   if (Array.isArray(node)) return node.map(toStructural);
@@ -47,12 +47,31 @@ export function toStructural(node: Json): Json {
       continue;
     out[key] = key === 'default' || key === 'x-kubernetes-validations' ? value : toStructural(value);
   }
+  if (isObject(out.default) && isObject(out.properties)) out.default = withNestedDefaults(out, out.default);
   if (out['x-kubernetes-int-or-string'] === true) {
-    delete out.anyOf;
+    // The form the apiserver expects (and controller-gen writes) for quantities.
     delete out.type;
+    out.anyOf = [{ type: 'integer' }, { type: 'string' }];
   }
   if (out.$ref !== undefined || out.$defs !== undefined) {
     throw new Error(`schema still has a $ref after inlining: ${JSON.stringify(node).slice(0, 200)}`);
+  }
+  return out;
+}
+
+/**
+ * An object default such as `{}` spelled out with the defaults of its fields,
+ * as the apiserver would apply them: CEL rules of the object are checked
+ * against the default value itself when the CRD is created.
+ */
+function withNestedDefaults(schema: JsonObject, value: JsonObject): JsonObject {
+  const out: JsonObject = { ...value };
+  const properties = isObject(schema.properties) ? schema.properties : {};
+  for (const [name, prop] of Object.entries(properties)) {
+    if (!isObject(prop)) continue;
+    if (out[name] === undefined && prop.default !== undefined) out[name] = prop.default;
+    const v = out[name];
+    if (isObject(v) && isObject(prop.properties)) out[name] = withNestedDefaults(prop, v);
   }
   return out;
 }

@@ -1,0 +1,309 @@
+// A real Kubernetes control plane for tests and the demo: etcd and
+// kube-apiserver (and optionally kube-controller-manager, so ownerReference
+// garbage collection is real) on free loopback ports, built from Go modules by
+// test/harness/build.sh. No mocked API server.
+//
+//   const cp = await startControlPlane();   // waits for /readyz
+//   cp.kubeconfig                           // a kubeconfig file (static admin token)
+//   await cp.restartApiServer();            // for "apiserver restarted mid-run" tests
+//   await cp.stop();                        // always: kills everything, removes the temp dir
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createWriteStream, existsSync, readFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { Agent, request } from 'node:https';
+import { createServer } from 'node:net';
+import { homedir, tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export interface ControlPlaneOptions {
+  /** Also run kube-controller-manager (garbage collector, namespace controller). */
+  controllerManager?: boolean;
+  /** Print the processes' output to the console instead of only to log files. */
+  verbose?: boolean;
+}
+
+export interface ControlPlane {
+  dir: string;
+  server: string;
+  token: string;
+  kubeconfig: string;
+  /** Run kubectl against this control plane; throws with stderr on a non-zero exit. */
+  kubectl(args: string[], input?: string): string;
+  restartApiServer(): Promise<void>;
+  stopApiServer(): Promise<void>;
+  startApiServer(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** Directory holding etcd, kube-apiserver, kube-controller-manager, kubectl, helm. */
+export function binDir(): string {
+  const fromEnv = process.env.MC_KUBEBIN_DIR;
+  const cache = process.env.MC_CACHE ?? join(homedir(), '.cache', 'mail-continuity');
+  const recorded = join(cache, 'bin-dir');
+  const dir = fromEnv || (existsSync(recorded) ? readFileSync(recorded, 'utf8').trim() : join(cache, 'bin', 'current'));
+  if (!existsSync(join(dir, 'kube-apiserver'))) {
+    throw new Error(`kube-apiserver not found in ${dir}: run 'make install' (test/harness/build.sh builds it)`);
+  }
+  return dir;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Processes still running when the test process exits are killed, even after a crash. */
+const live = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const p of live) p.kill('SIGKILL');
+});
+
+function run(name: string, bin: string, args: string[], logDir: string, verbose: boolean): ChildProcess {
+  const log = createWriteStream(join(logDir, `${name}.log`), { flags: 'a' });
+  const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  live.add(child);
+  child.stdout!.pipe(log, { end: false });
+  child.stderr!.pipe(log, { end: false });
+  if (verbose) child.stderr!.on('data', (d: Buffer) => process.stderr.write(`[${name}] ${d}`));
+  child.once('exit', () => live.delete(child));
+  return child;
+}
+
+async function kill(child: ChildProcess | undefined): Promise<void> {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+  await exited;
+  clearTimeout(timer);
+}
+
+function get(url: string, token: string, ca: Buffer | undefined): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      url,
+      { headers: { Authorization: `Bearer ${token}` }, agent: new Agent({ ca, rejectUnauthorized: !!ca }), timeout: 2000 },
+      (res) => {
+        let body = '';
+        res.on('data', (d) => (body += d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: number, died?: () => string | undefined) {
+  const deadline = Date.now() + timeoutMs;
+  let lastError = '';
+  while (Date.now() < deadline) {
+    const reason = died?.();
+    if (reason) throw new Error(`${what}: ${reason}`);
+    try {
+      if (await check()) return;
+    } catch (err) {
+      lastError = (err as Error).message;
+    }
+    await sleep(200);
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? ` (last error: ${lastError})` : ''}`);
+}
+
+export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise<ControlPlane> {
+  const bins = binDir();
+  const verbose = !!opts.verbose || process.env.MC_HARNESS_VERBOSE === '1';
+  const dir = await mkdtemp(join(tmpdir(), 'mc-controlplane-'));
+  const token = randomBytes(24).toString('hex');
+  const [etcdClient, etcdPeer, apiPort, kcmPort] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+  const server = `https://127.0.0.1:${apiPort}`;
+
+  // Service account signing key; a static token for the admin (system:masters).
+  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const saKey = join(dir, 'sa.key');
+  const saPub = join(dir, 'sa.pub');
+  await writeFile(saKey, privateKey.export({ type: 'pkcs8', format: 'pem' }));
+  await writeFile(saPub, publicKey.export({ type: 'spki', format: 'pem' }));
+  await writeFile(join(dir, 'tokens.csv'), `${token},admin,admin,"system:masters"\n`);
+
+  let etcd: ChildProcess | undefined;
+  let apiserver: ChildProcess | undefined;
+  let kcm: ChildProcess | undefined;
+  let ca: Buffer | undefined;
+  const exitReason = (p: ChildProcess | undefined, name: string) => () =>
+    p && (p.exitCode !== null || p.signalCode !== null)
+      ? `${name} exited (${p.exitCode ?? p.signalCode}); see ${join(dir, name + '.log')}:\n${tail(join(dir, name + '.log'))}`
+      : undefined;
+
+  const startEtcd = async () => {
+    etcd = run(
+      'etcd',
+      join(bins, 'etcd'),
+      [
+        `--name=default`,
+        `--data-dir=${join(dir, 'etcd')}`,
+        `--listen-client-urls=http://127.0.0.1:${etcdClient}`,
+        `--advertise-client-urls=http://127.0.0.1:${etcdClient}`,
+        `--listen-peer-urls=http://127.0.0.1:${etcdPeer}`,
+        `--initial-advertise-peer-urls=http://127.0.0.1:${etcdPeer}`,
+        `--initial-cluster=default=http://127.0.0.1:${etcdPeer}`,
+        '--unsafe-no-fsync', // test data only: keeps 2-core CI machines fast
+        '--log-level=warn',
+      ],
+      dir,
+      verbose,
+    );
+    await waitFor(
+      'etcd /health',
+      async () => {
+        const res = await fetch(`http://127.0.0.1:${etcdClient}/health`);
+        return res.ok && ((await res.json()) as { health?: string }).health === 'true';
+      },
+      30_000,
+      exitReason(etcd, 'etcd'),
+    );
+  };
+
+  const startApiServer = async () => {
+    apiserver = run(
+      'kube-apiserver',
+      join(bins, 'kube-apiserver'),
+      [
+        `--etcd-servers=http://127.0.0.1:${etcdClient}`,
+        `--bind-address=127.0.0.1`,
+        `--advertise-address=127.0.0.1`,
+        `--secure-port=${apiPort}`,
+        `--cert-dir=${join(dir, 'certs')}`,
+        `--token-auth-file=${join(dir, 'tokens.csv')}`,
+        '--authorization-mode=RBAC',
+        `--service-account-issuer=https://kubernetes.default.svc`,
+        `--service-account-key-file=${saPub}`,
+        `--service-account-signing-key-file=${saKey}`,
+        '--service-cluster-ip-range=10.96.0.0/16',
+        '--allow-privileged=true',
+        '--enable-priority-and-fairness=false',
+        '--disable-admission-plugins=ServiceAccount',
+        '--watch-cache=true',
+        '--v=0',
+      ],
+      dir,
+      verbose,
+    );
+    // The serving certificate is generated (self-signed, with its CA) into --cert-dir at start.
+    const crt = join(dir, 'certs', 'apiserver.crt');
+    await waitFor(
+      'kube-apiserver /readyz',
+      async () => {
+        if (!existsSync(crt)) return false;
+        ca ??= readFileSync(crt);
+        const res = await get(`${server}/readyz`, token, ca);
+        return res.status === 200;
+      },
+      90_000,
+      exitReason(apiserver, 'kube-apiserver'),
+    );
+  };
+
+  const kubeconfig = join(dir, 'kubeconfig');
+  try {
+    await startEtcd();
+    await startApiServer();
+    await writeFile(
+      kubeconfig,
+      [
+        'apiVersion: v1',
+        'kind: Config',
+        'clusters:',
+        '- name: harness',
+        '  cluster:',
+        `    server: ${server}`,
+        `    certificate-authority-data: ${ca!.toString('base64')}`,
+        'users:',
+        '- name: admin',
+        '  user:',
+        `    token: ${token}`,
+        'contexts:',
+        '- name: harness',
+        '  context: {cluster: harness, user: admin, namespace: default}',
+        'current-context: harness',
+        '',
+      ].join('\n'),
+    );
+    if (opts.controllerManager) {
+      kcm = run(
+        'kube-controller-manager',
+        join(bins, 'kube-controller-manager'),
+        [
+          `--kubeconfig=${kubeconfig}`,
+          `--authentication-kubeconfig=${kubeconfig}`,
+          `--authorization-kubeconfig=${kubeconfig}`,
+          '--controllers=garbagecollector,namespace',
+          '--leader-elect=false',
+          '--bind-address=127.0.0.1',
+          `--secure-port=${kcmPort}`,
+          `--cert-dir=${join(dir, 'kcm-certs')}`,
+          '--use-service-account-credentials=false',
+          '--v=0',
+        ],
+        dir,
+        verbose,
+      );
+    }
+  } catch (err) {
+    await kill(kcm);
+    await kill(apiserver);
+    await kill(etcd);
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+
+  const cp: ControlPlane = {
+    dir,
+    server,
+    token,
+    kubeconfig,
+    kubectl(args, input) {
+      const res = spawnSync(join(bins, 'kubectl'), [`--kubeconfig=${kubeconfig}`, ...args], {
+        input,
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
+      if (res.status !== 0) {
+        throw new Error(`kubectl ${args.join(' ')} failed (${res.status ?? res.signal}): ${res.stderr}`);
+      }
+      return res.stdout;
+    },
+    stopApiServer: () => kill(apiserver),
+    startApiServer,
+    async restartApiServer() {
+      await kill(apiserver);
+      await startApiServer();
+    },
+    async stop() {
+      await kill(kcm);
+      await kill(apiserver);
+      await kill(etcd);
+      if (process.env.MC_HARNESS_KEEP !== '1') await rm(dir, { recursive: true, force: true });
+    },
+  };
+  return cp;
+}
+
+function tail(file: string, lines = 20): string {
+  try {
+    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}

@@ -1,0 +1,106 @@
+// The generated CRD on a real kube-apiserver: it installs, becomes
+// Established, accepts the valid sample and rejects every invalid one with a
+// message that names the field.
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { ApiException, ApiextensionsV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import { GROUP, PLURAL, VERSION, type MailContinuitySpec } from '../../src/api/v1alpha1/mailcontinuity.js';
+import { startControlPlane, type ControlPlane } from '../harness/controlplane.js';
+import { invalidCases, validSpec } from '../fixtures/mailcontinuity.js';
+
+const CRD_FILE = 'crds/mailcontinuity.io_mailcontinuities.yaml';
+let cp: ControlPlane;
+let objects: CustomObjectsApi;
+
+const sample = (name: string, spec: unknown) => ({
+  apiVersion: `${GROUP}/${VERSION}`,
+  kind: 'MailContinuity',
+  metadata: { name, namespace: 'default' },
+  spec,
+});
+
+beforeAll(async () => {
+  cp = await startControlPlane();
+  const kc = new KubeConfig();
+  kc.loadFromFile(cp.kubeconfig);
+  const crds = kc.makeApiClient(ApiextensionsV1Api);
+  objects = kc.makeApiClient(CustomObjectsApi);
+  // The way users install it. (client-node's typed CRD model would drop the
+  // x-kubernetes-* extensions of a plain object, so it is not used to create it.)
+  cp.kubectl(['apply', '--server-side', '-f', CRD_FILE]);
+  // Wait for Established (and NamesAccepted) instead of sleeping.
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const crd = await crds.readCustomResourceDefinition({ name: `${PLURAL}.${GROUP}` });
+    const established = crd.status?.conditions?.find((c) => c.type === 'Established')?.status === 'True';
+    if (established) break;
+    if (Date.now() > deadline) throw new Error(`CRD not Established: ${JSON.stringify(crd.status)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}, 120_000);
+
+afterAll(async () => {
+  await cp?.stop();
+});
+
+describe('MailContinuity CRD on a real apiserver', () => {
+  it('accepts the valid sample and applies the schema defaults', async () => {
+    const created = (await objects.createNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      namespace: 'default',
+      plural: PLURAL,
+      body: sample('valid', validSpec()),
+    })) as { spec: MailContinuitySpec };
+    expect(created.spec.relay.replicas).toBe(2);
+    expect(created.spec.relay.service.externalTrafficPolicy).toBe('Local');
+    expect(created.spec.primary.health.failureThreshold).toBe(3);
+    expect(created.spec.backup.gmail.serviceAccountSecretRef.key).toBe('credentials.json');
+    expect(created.spec.failover.manual).toBe('Auto');
+  });
+
+  it.each(invalidCases.map((c, i) => [c.name, c, i] as const))(
+    'rejects: %s, with a message naming the field',
+    async (_name, c, i) => {
+      const spec = validSpec() as Parameters<typeof c.mutate>[0];
+      c.mutate(spec);
+      let error: unknown;
+      try {
+        await objects.createNamespacedCustomObject({
+          group: GROUP,
+          version: VERSION,
+          namespace: 'default',
+          plural: PLURAL,
+          body: sample(`invalid-${i}`, spec),
+        });
+      } catch (err) {
+        error = err;
+      }
+      expect(error).toBeInstanceOf(ApiException);
+      const apiError = error as ApiException<string>;
+      expect(apiError.code).toBe(422);
+      const status = JSON.parse(apiError.body) as { message: string };
+      expect(status.message).toContain(c.field);
+    },
+  );
+
+  it('shows printer columns and short name through kubectl', () => {
+    const out = cp.kubectl(['get', 'mc', '-n', 'default']);
+    expect(out.split('\n')[0]).toMatch(/^NAME\s+MODE\s+PRIMARY\s+FAILOVER\s+READY\s+AGE/);
+    expect(out).toMatch(/valid\s+FailoverOnly/);
+  });
+
+  it('documents the spec for kubectl explain', () => {
+    const out = cp.kubectl(['explain', 'mailcontinuity.spec']);
+    expect(out).toContain('The desired state of mail continuity');
+    expect(out).toMatch(/domains\s+<\[\]string> -required-/);
+    expect(out).toContain('never an open relay');
+    const relay = cp.kubectl(['explain', 'mailcontinuity.spec.relay.acceptFrom']);
+    expect(relay).toContain('Client networks allowed to send mail');
+  });
+
+  it('installs with kubectl apply -f crds/ then kubectl apply -f examples/', () => {
+    cp.kubectl(['apply', '--server-side', '-f', 'crds/']);
+    const out = cp.kubectl(['apply', '--server-side', '-f', 'examples/', '-n', 'default']);
+    expect(out).toMatch(/mailcontinuity\.mailcontinuity\.io\/\S+ serverside-applied/);
+  });
+});
