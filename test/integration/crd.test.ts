@@ -54,7 +54,7 @@ describe('MailContinuity CRD on a real apiserver', () => {
     expect(created.spec.relay.replicas).toBe(2);
     expect(created.spec.relay.service.externalTrafficPolicy).toBe('Local');
     expect(created.spec.primary.health.failureThreshold).toBe(3);
-    expect(created.spec.backup.gmail.serviceAccountSecretRef.key).toBe('credentials.json');
+    expect(created.spec.backup.gmail.serviceAccountSecretRef?.key).toBe('credentials.json');
     expect(created.spec.failover.manual).toBe('Auto');
   });
 
