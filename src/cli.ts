@@ -19,6 +19,10 @@ async function main(argv: string[]): Promise<number> {
       for (const file of await writeCrds(values.out)) console.log(`wrote ${file}`);
       return 0;
     }
+    case 'operator': {
+      const { runOperator } = await import('./operator/main.js');
+      return runOperator(rest);
+    }
     case undefined:
     case '-h':
     case '--help':

@@ -65,20 +65,17 @@ const secretName = z
   .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be a Secret name (RFC 1123 subdomain)')
   .describe('Name of a Secret in the namespace of the MailContinuity.');
 
-const secretRef = (description: string, defaultKey?: string) =>
+/** A reference to one key of a Secret in the namespace of the MailContinuity. */
+const secretKeyRef = (description: string, defaultKey: string) =>
   z
     .object({
       name: secretName,
-      ...(defaultKey
-        ? {
-            key: z
-              .string()
-              .min(1)
-              .max(253)
-              .default(defaultKey)
-              .describe(`Key in the Secret's data that holds the value (default "${defaultKey}").`),
-          }
-        : {}),
+      key: z
+        .string()
+        .min(1)
+        .max(253)
+        .default(defaultKey)
+        .describe(`Key in the Secret's data that holds the value (default "${defaultKey}").`),
     })
     .strict()
     .describe(description);
@@ -255,7 +252,7 @@ const gmail = withRules(
         .describe(
           'GmailApi imports each message into the mailbox with users.messages.import (domain-wide delegation); SmtpRelay sends it through smtp-relay.gmail.com.',
         ),
-      serviceAccountSecretRef: secretRef(
+      serviceAccountSecretRef: secretKeyRef(
         'Secret holding the JSON key of a service account with domain-wide delegation for the scope https://www.googleapis.com/auth/gmail.insert. Required for method GmailApi.',
         'credentials.json',
       ).optional(),

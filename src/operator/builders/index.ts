@@ -1,0 +1,31 @@
+// Every child of a MailContinuity, built by pure functions from the spec.
+import type { MailContinuity } from '../../api/v1alpha1/mailcontinuity.js';
+import type { KubeObject } from '../kube/client.js';
+import { configHash, configMap } from './config.js';
+import { headlessService, podDisruptionBudget, service, serviceAccount } from './network.js';
+import { adminTokenSecret } from './secret.js';
+import { statefulSet } from './statefulset.js';
+
+export * from './common.js';
+export { configMap, relayConfig, configHash } from './config.js';
+export { adminTokenSecret } from './secret.js';
+
+export interface BuildOptions {
+  defaultImage: string;
+  /** The admin token already in the cluster, kept as it is. */
+  adminToken?: string;
+}
+
+/** In apply order: what a pod needs exists before the StatefulSet that starts it. */
+export function buildChildren(mc: MailContinuity, opts: BuildOptions): KubeObject[] {
+  const cm = configMap(mc);
+  return [
+    serviceAccount(mc),
+    adminTokenSecret(mc, opts.adminToken),
+    cm,
+    headlessService(mc),
+    service(mc),
+    statefulSet(mc, { defaultImage: opts.defaultImage, configHash: configHash(cm) }),
+    podDisruptionBudget(mc),
+  ];
+}

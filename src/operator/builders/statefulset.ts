@@ -1,0 +1,164 @@
+// MailContinuity -> the relay StatefulSet: one pod per replica, each with its
+// own spool volume, the config and Secrets mounted as files (never copied into
+// the environment), restricted Pod Security, spread across nodes.
+import type { MailContinuity } from '../../api/v1alpha1/mailcontinuity.js';
+import type { KubeObject } from '../kube/client.js';
+import { ANNOTATION_CONFIG_HASH, childNames, labels, metadata, selectorLabels } from './common.js';
+import { CONFIG_DIR, CONFIG_FILE, HTTP_PORT, SPOOL_DIR, mounts } from './config.js';
+
+export interface StatefulSetOptions {
+  /** Image when spec.relay.image is empty: the operator's own image. */
+  defaultImage: string;
+  configHash: string;
+}
+
+const RUN_AS = 65532;
+
+export function statefulSet(mc: MailContinuity, opts: StatefulSetOptions): KubeObject {
+  const spec = mc.spec;
+  const names = childNames(mc);
+  const volumes: Record<string, unknown>[] = [
+    { name: 'config', configMap: { name: names.config } },
+    { name: 'admin', secret: { secretName: names.adminToken, defaultMode: 0o440 } },
+    { name: 'tmp', emptyDir: { medium: 'Memory', sizeLimit: '16Mi' } },
+  ];
+  const volumeMounts: Record<string, unknown>[] = [
+    { name: 'config', mountPath: CONFIG_DIR + '/config', readOnly: true },
+    { name: 'admin', mountPath: mounts.admin, readOnly: true },
+    { name: 'spool', mountPath: SPOOL_DIR },
+    { name: 'tmp', mountPath: '/tmp' },
+  ];
+  if (spec.relay.tlsSecretRef) {
+    volumes.push({ name: 'tls', secret: { secretName: spec.relay.tlsSecretRef.name, defaultMode: 0o440 } });
+    volumeMounts.push({ name: 'tls', mountPath: mounts.tls, readOnly: true });
+  }
+  if (spec.primary.credentialsSecretRef) {
+    volumes.push({
+      name: 'primary-credentials',
+      secret: { secretName: spec.primary.credentialsSecretRef.name, defaultMode: 0o440 },
+    });
+    volumeMounts.push({ name: 'primary-credentials', mountPath: mounts.primary, readOnly: true });
+  }
+  const sa = spec.backup.gmail.serviceAccountSecretRef;
+  if (sa) {
+    volumes.push({
+      name: 'gmail-service-account',
+      secret: { secretName: sa.name, defaultMode: 0o440, items: [{ key: sa.key, path: sa.key }] },
+    });
+    volumeMounts.push({ name: 'gmail-service-account', mountPath: mounts.gmail, readOnly: true });
+  }
+  const persistence = spec.relay.persistence;
+  if (!persistence.enabled) volumes.push({ name: 'spool', emptyDir: {} });
+
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'StatefulSet',
+    metadata: metadata(mc, names.statefulSet),
+    spec: {
+      replicas: spec.relay.replicas,
+      serviceName: names.headlessService,
+      podManagementPolicy: 'Parallel',
+      updateStrategy: { type: 'RollingUpdate' },
+      selector: { matchLabels: selectorLabels(mc) },
+      persistentVolumeClaimRetentionPolicy: { whenDeleted: 'Retain', whenScaled: 'Retain' },
+      template: {
+        metadata: {
+          labels: labels(mc),
+          annotations: {
+            [ANNOTATION_CONFIG_HASH]: opts.configHash,
+            'kubectl.kubernetes.io/default-container': 'relay',
+          },
+        },
+        spec: {
+          serviceAccountName: names.serviceAccount,
+          automountServiceAccountToken: false,
+          enableServiceLinks: false,
+          // Room to finish writes in flight and hand over the SMTP sessions.
+          terminationGracePeriodSeconds: 60,
+          securityContext: {
+            runAsNonRoot: true,
+            runAsUser: RUN_AS,
+            runAsGroup: RUN_AS,
+            fsGroup: RUN_AS,
+            fsGroupChangePolicy: 'OnRootMismatch',
+            seccompProfile: { type: 'RuntimeDefault' },
+          },
+          topologySpreadConstraints: [
+            {
+              maxSkew: 1,
+              topologyKey: 'kubernetes.io/hostname',
+              whenUnsatisfiable: 'ScheduleAnyway',
+              labelSelector: { matchLabels: selectorLabels(mc) },
+            },
+            {
+              maxSkew: 1,
+              topologyKey: 'topology.kubernetes.io/zone',
+              whenUnsatisfiable: 'ScheduleAnyway',
+              labelSelector: { matchLabels: selectorLabels(mc) },
+            },
+          ],
+          containers: [
+            {
+              name: 'relay',
+              image: spec.relay.image ?? opts.defaultImage,
+              args: ['relay', '--config', CONFIG_FILE],
+              env: [
+                { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+                { name: 'NODE_OPTIONS', value: '--max-old-space-size=192' },
+              ],
+              ports: [
+                { name: 'smtp', containerPort: spec.relay.port, protocol: 'TCP' },
+                { name: 'http', containerPort: HTTP_PORT, protocol: 'TCP' },
+              ],
+              readinessProbe: {
+                httpGet: { path: '/readyz', port: 'http' },
+                periodSeconds: 5,
+                failureThreshold: 2,
+              },
+              livenessProbe: {
+                httpGet: { path: '/healthz', port: 'http' },
+                periodSeconds: 10,
+                failureThreshold: 6,
+              },
+              startupProbe: {
+                httpGet: { path: '/healthz', port: 'http' },
+                periodSeconds: 2,
+                failureThreshold: 150, // resuming a large spool may take a while
+              },
+              resources: spec.relay.resources ?? {
+                requests: { cpu: '100m', memory: '128Mi' },
+                limits: { memory: '256Mi' },
+              },
+              securityContext: {
+                allowPrivilegeEscalation: false,
+                readOnlyRootFilesystem: true,
+                runAsNonRoot: true,
+                capabilities: { drop: ['ALL'] },
+                seccompProfile: { type: 'RuntimeDefault' },
+              },
+              volumeMounts,
+            },
+          ],
+          volumes,
+        },
+      },
+      ...(persistence.enabled
+        ? {
+            volumeClaimTemplates: [
+              {
+                apiVersion: 'v1',
+                kind: 'PersistentVolumeClaim',
+                metadata: { name: 'spool', labels: labels(mc) },
+                spec: {
+                  accessModes: ['ReadWriteOnce'],
+                  resources: { requests: { storage: String(persistence.size) } },
+                  ...(persistence.storageClassName ? { storageClassName: persistence.storageClassName } : {}),
+                },
+              },
+            ],
+          }
+        : {}),
+    },
+  };
+}
+

@@ -1,0 +1,145 @@
+// Wires the informers to the work queue and the reconciler. In one place, as
+// cert-manager's controllers do, it says which event enqueues which key:
+//   - a MailContinuity changes               -> that MailContinuity;
+//   - an owned child changes or disappears   -> its controller owner;
+//   - a Secret changes or disappears         -> every MailContinuity in its
+//                                               namespace that references it.
+import type { Logger } from 'pino';
+import { KIND, type MailContinuity } from '../api/v1alpha1/mailcontinuity.js';
+import { LABEL_MANAGED_BY, MANAGED_BY } from './builders/common.js';
+import { EventRecorder } from './events.js';
+import type { KubeClient, KubeObject } from './kube/client.js';
+import { Informer, keyOf } from './kube/informer.js';
+import { CHILD_TYPES, MAILCONTINUITIES } from './kube/resources.js';
+import type { OperatorMetrics } from './metrics.js';
+import { Reconciler, referencedSecrets, type ReconcilerDeps } from './reconciler.js';
+import { WorkQueue } from './workqueue.js';
+
+export interface ControllerOptions {
+  client: KubeClient;
+  log: Logger;
+  metrics: OperatorMetrics;
+  fieldManager: string;
+  defaultImage: string;
+  /** Watch only this namespace (default: all). */
+  namespace?: string;
+  workers: number;
+  resyncMs?: number;
+  watchTimeoutSeconds?: number;
+  extraConditions?: ReconcilerDeps['extraConditions'];
+}
+
+const managedSelector = `${LABEL_MANAGED_BY}=${MANAGED_BY}`;
+
+export class Controller {
+  readonly mailContinuities: Informer<MailContinuity & KubeObject>;
+  readonly children: Record<string, Informer<KubeObject>> = {};
+  readonly queue: WorkQueue;
+  readonly recorder: EventRecorder;
+  private readonly reconciler: Reconciler;
+  private workers: Promise<void>[] = [];
+  private started = false;
+
+  constructor(private readonly opts: ControllerOptions) {
+    const { client, log, metrics } = opts;
+    const informerOpts = {
+      namespace: opts.namespace,
+      log,
+      resyncMs: opts.resyncMs,
+      watchTimeoutSeconds: opts.watchTimeoutSeconds,
+      onRestart: (resource: string, reason: string) => metrics.informerRestarts.inc({ resource, reason }),
+    };
+    this.queue = new WorkQueue({
+      onAdd: () => metrics.queueAdds.inc(),
+      onRetry: () => metrics.queueRetries.inc(),
+      onDepth: (d) => metrics.queueDepth.set(d),
+    });
+    this.mailContinuities = new Informer(client, MAILCONTINUITIES, informerOpts);
+    this.mailContinuities.on((_event, mc) => this.queue.add(keyOf(mc)));
+
+    for (const [kind, type] of Object.entries(CHILD_TYPES)) {
+      // Secrets: all of them (users' Secrets carry no label of ours); the rest: only ours.
+      const labelSelector = kind === 'Secret' ? undefined : managedSelector;
+      const informer = new Informer<KubeObject>(client, type, { ...informerOpts, labelSelector });
+      informer.on((_event, obj) => this.enqueueOwner(obj));
+      this.children[kind] = informer;
+    }
+    this.children.Secret!.on((_event, secret) => this.enqueueReferrers(secret));
+
+    this.recorder = new EventRecorder(client, 'mail-continuity-operator', log);
+    this.reconciler = new Reconciler({
+      client,
+      caches: { mailContinuities: this.mailContinuities, children: this.children },
+      fieldManager: opts.fieldManager,
+      defaultImage: opts.defaultImage,
+      recorder: this.recorder,
+      log,
+      extraConditions: opts.extraConditions,
+    });
+  }
+
+  private enqueueOwner(obj: KubeObject) {
+    const owner = obj.metadata.ownerReferences?.find((r) => r.controller && r.kind === KIND);
+    if (owner) this.queue.add(`${obj.metadata.namespace}/${owner.name}`);
+  }
+
+  private enqueueReferrers(secret: KubeObject) {
+    const ns = secret.metadata.namespace;
+    for (const mc of this.mailContinuities.list(ns)) {
+      // The spec is as stored (defaults applied by the apiserver), so the refs are there.
+      const spec = mc.spec as MailContinuity['spec'];
+      try {
+        if (referencedSecrets(spec).some((r) => r.name === secret.metadata.name)) this.queue.add(keyOf(mc));
+      } catch {
+        this.queue.add(keyOf(mc)); // a spec we cannot read: let the reconciler report it
+      }
+    }
+  }
+
+  /** Starts the informers, waits for their first list, then starts the workers. */
+  async start(): Promise<void> {
+    if (this.started) return;
+    this.started = true;
+    const all = [this.mailContinuities, ...Object.values(this.children)];
+    for (const i of all) i.start();
+    await Promise.all(all.map((i) => i.synced));
+    this.opts.log.info({ objects: this.mailContinuities.list().length }, 'caches synced, starting workers');
+    for (let i = 0; i < this.opts.workers; i++) this.workers.push(this.work());
+  }
+
+  get synced(): boolean {
+    return this.started;
+  }
+
+  private async work(): Promise<void> {
+    const { log, metrics } = this.opts;
+    for (;;) {
+      const key = await this.queue.get();
+      if (key === undefined) return;
+      const [namespace, name] = key.split('/') as [string, string];
+      const end = metrics.reconcileDuration.startTimer();
+      try {
+        const result = await this.reconciler.reconcile(namespace, name);
+        end({ result: result.outcome });
+        metrics.reconciles.inc({ result: result.outcome });
+        this.queue.forget(key);
+        if (result.requeueAfterMs) this.queue.addAfter(key, result.requeueAfterMs);
+        if (result.writes > 0) log.info({ key, outcome: result.outcome, writes: result.writes }, 'reconciled');
+      } catch (err) {
+        end({ result: 'Error' });
+        metrics.reconciles.inc({ result: 'Error' });
+        metrics.reconcileErrors.inc();
+        log.warn({ key, err: (err as Error).message, retries: this.queue.retries(key) }, 'reconcile failed, retrying');
+        this.queue.addRateLimited(key);
+      } finally {
+        this.queue.done(key);
+      }
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.queue.shutdown();
+    await Promise.all(this.workers);
+    await Promise.all([this.mailContinuities, ...Object.values(this.children)].map((i) => i.stop()));
+  }
+}

@@ -1,0 +1,123 @@
+import { describe, expect, it } from '@jest/globals';
+import YAML from 'yaml';
+import { API_VERSION, MailContinuitySpec, type MailContinuity } from '../../src/api/v1alpha1/mailcontinuity.js';
+import { buildChildren, configHash, configMap } from '../../src/operator/builders/index.js';
+import type { KubeObject } from '../../src/operator/kube/client.js';
+import { RelayConfig } from '../../src/relay/config.js';
+import { validSpec } from '../fixtures/mailcontinuity.js';
+
+function fixture(mutate: (s: ReturnType<typeof validSpec>) => void = () => {}): MailContinuity {
+  const input = validSpec();
+  mutate(input);
+  return {
+    apiVersion: API_VERSION,
+    kind: 'MailContinuity',
+    metadata: { name: 'corp', namespace: 'mail', uid: '1f6a-uid', generation: 3 },
+    spec: MailContinuitySpec.parse(input),
+  };
+}
+
+const byKind = (objs: KubeObject[], kind: string, name?: string) =>
+  objs.find((o) => o.kind === kind && (!name || o.metadata.name === name)) as Record<string, any>;
+
+describe('builders', () => {
+  const children = buildChildren(fixture(), { defaultImage: 'example/mc:1' });
+
+  it('builds every child, in apply order, each with a controller ownerReference and our labels', () => {
+    expect(children.map((c) => `${c.kind}/${c.metadata.name}`)).toEqual([
+      'ServiceAccount/corp-relay',
+      'Secret/corp-relay-admin',
+      'ConfigMap/corp-relay-config',
+      'Service/corp-relay-pods',
+      'Service/corp-relay',
+      'StatefulSet/corp-relay',
+      'PodDisruptionBudget/corp-relay',
+    ]);
+    for (const c of children) {
+      expect(c.metadata.namespace).toBe('mail');
+      expect(c.metadata.ownerReferences).toEqual([
+        { apiVersion: API_VERSION, kind: 'MailContinuity', name: 'corp', uid: '1f6a-uid', controller: true, blockOwnerDeletion: true },
+      ]);
+      expect(c.metadata.labels).toMatchObject({ 'app.kubernetes.io/managed-by': 'mail-continuity-operator' });
+    }
+  });
+
+  it('renders a relay config the relay accepts, with secrets as file paths only', () => {
+    const cm = byKind(children, 'ConfigMap');
+    const parsed = RelayConfig.parse(YAML.parse(cm.data['relay.yaml']));
+    expect(parsed.spec.domains).toEqual(['corp.example.com', 'example.org']);
+    expect(parsed.paths.gmailServiceAccount).toBe('/etc/mail-continuity/gmail/credentials.json');
+    expect(cm.data['relay.yaml']).not.toMatch(/private_key|password:/);
+  });
+
+  it('builds a restricted, spread, durable StatefulSet whose template changes with the config', () => {
+    const sts = byKind(children, 'StatefulSet');
+    const pod = sts.spec.template.spec;
+    const c = pod.containers[0];
+    expect(sts.spec.replicas).toBe(2);
+    expect(c.image).toBe('example/mc:1');
+    expect(c.args).toEqual(['relay', '--config', '/etc/mail-continuity/config/relay.yaml']);
+    expect(c.securityContext).toMatchObject({
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      runAsNonRoot: true,
+      capabilities: { drop: ['ALL'] },
+    });
+    expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } });
+    expect(pod.automountServiceAccountToken).toBe(false);
+    expect(pod.topologySpreadConstraints[0].topologyKey).toBe('kubernetes.io/hostname');
+    expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'http' });
+    expect(c.env.map((e: { name: string }) => e.name)).not.toContain('GMAIL_KEY');
+    expect(JSON.stringify(c.env)).not.toMatch(/secretKeyRef/); // secrets are files, never env
+    expect(sts.spec.volumeClaimTemplates[0].spec.resources.requests.storage).toBe('10Gi');
+    const hash = sts.spec.template.metadata.annotations['mailcontinuity.io/config-hash'];
+    expect(hash).toBe(configHash(configMap(fixture())));
+    const changed = buildChildren(fixture((s) => (s.domains = ['other.example.com'])), { defaultImage: 'x' });
+    expect(byKind(changed, 'StatefulSet').spec.template.metadata.annotations['mailcontinuity.io/config-hash']).not.toBe(hash);
+  });
+
+  it('uses emptyDir when persistence is disabled', () => {
+    const sts = byKind(
+      buildChildren(fixture((s) => (s.relay.persistence = { enabled: false })), { defaultImage: 'x' }),
+      'StatefulSet',
+    );
+    expect(sts.spec.volumeClaimTemplates).toBeUndefined();
+    expect(sts.spec.template.spec.volumes).toContainEqual({ name: 'spool', emptyDir: {} });
+  });
+
+  it('exposes port 25 to the relay port; Local traffic policy and source ranges for a LoadBalancer', () => {
+    expect(byKind(children, 'Service', 'corp-relay').spec).toMatchObject({
+      type: 'ClusterIP',
+      ports: [{ name: 'smtp', port: 25, targetPort: 'smtp', protocol: 'TCP' }],
+    });
+    expect(byKind(children, 'Service', 'corp-relay').spec.externalTrafficPolicy).toBeUndefined();
+    const lb = buildChildren(
+      fixture((s) => (s.relay.service = { type: 'LoadBalancer', loadBalancerSourceRanges: ['198.51.100.0/24'] })),
+      { defaultImage: 'x' },
+    );
+    expect(byKind(lb, 'Service', 'corp-relay').spec).toMatchObject({
+      type: 'LoadBalancer',
+      externalTrafficPolicy: 'Local',
+      loadBalancerSourceRanges: ['198.51.100.0/24'],
+    });
+  });
+
+  it('keeps an existing admin token and mounts referenced secrets as files', () => {
+    const kept = buildChildren(fixture(), { defaultImage: 'x', adminToken: 'tok' });
+    expect(Buffer.from(byKind(kept, 'Secret').data.token, 'base64').toString()).toBe('tok');
+    const withTls = buildChildren(
+      fixture((s) => {
+        s.relay.tlsSecretRef = { name: 'relay-tls' };
+        s.primary.credentialsSecretRef = { name: 'exchange-auth' };
+      }),
+      { defaultImage: 'x' },
+    );
+    const pod = byKind(withTls, 'StatefulSet').spec.template.spec;
+    expect(pod.volumes).toContainEqual({ name: 'tls', secret: { secretName: 'relay-tls', defaultMode: 0o440 } });
+    expect(pod.volumes.find((v: { name: string }) => v.name === 'primary-credentials').secret.secretName).toBe('exchange-auth');
+  });
+
+  it('budgets one voluntary disruption at a time', () => {
+    expect(byKind(children, 'PodDisruptionBudget').spec.maxUnavailable).toBe(1);
+  });
+});
