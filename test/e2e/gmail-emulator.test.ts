@@ -98,7 +98,7 @@ describe('Gmail emulator', () => {
       headers: { authorization: `Bearer ${token}`, 'content-type': contentType },
       body,
     });
-    return { status: res.status, body: (await res.json()) as Record<string, any> }; // eslint-disable-line @typescript-eslint/no-explicit-any
+    return { status: res.status, body: (await res.json()) as Record<string, any> };
   }
 
   describe('service account key', () => {
@@ -442,7 +442,7 @@ describe('Gmail emulator', () => {
           headers: { authorization: `Bearer ${token}` },
         },
       );
-      return { status: res.status, body: (await res.json()) as Record<string, any> }; // eslint-disable-line @typescript-eslint/no-explicit-any
+      return { status: res.status, body: (await res.json()) as Record<string, any> };
     };
 
     it('finds a message by rfc822msgid and answers resultSizeEstimate 0 otherwise', async () => {
