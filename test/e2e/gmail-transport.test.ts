@@ -8,6 +8,8 @@ import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
 import pino from 'pino';
 import { RelayConfig } from '../../src/relay/config.js';
 import {
+  checkBackupReachable,
+  classifyGoogleError,
   createGmailTransport,
   isLoopbackUrl,
   mapAddress,
@@ -349,6 +351,57 @@ describe('Gmail API transport', () => {
     expect(copiesOf(ALICE, message.messageId!)).toHaveLength(1);
   });
 
+  it('defers when the token endpoint fails, without retrying behind the scheduler', async () => {
+    const user = 'token-5xx@corp.example.org';
+    emu.addUser(user);
+    const t = transport();
+    const { message } = await spool({ to: [user] });
+    const tokenCalls = () => emu.requests.filter((r) => r.path === '/token').length;
+    const before = tokenCalls();
+    emu.failTokenNext(1, 503);
+    const [a] = await t.deliver(message, [user]);
+    expect(a).toMatchObject({ status: 'deferred', detail: expect.stringMatching(/^Google token endpoint 503/) });
+    expect(tokenCalls() - before).toBe(1);
+    const [b] = await t.deliver(message, [user]);
+    expect(b).toMatchObject({ status: 'delivered' });
+    expect(copiesOf(user, message.messageId!)).toHaveLength(1);
+  });
+
+  it('treats 403 quota reasons as deferrals and other 403s as failures', () => {
+    const err = (status: number, reason: string, message: string) => ({
+      message,
+      response: {
+        status,
+        headers: new Headers(),
+        data: { error: { code: status, message, errors: [{ reason, message }] } },
+      },
+    });
+    const now = Date.parse('2026-11-24T10:00:00Z');
+    expect(
+      classifyGoogleError(err(403, 'userRateLimitExceeded', 'User Rate Limit Exceeded'), ALICE, now),
+    ).toMatchObject({
+      kind: 'deferred',
+      rateLimited: true,
+    });
+    expect(classifyGoogleError(err(403, 'dailyLimitExceeded', 'Daily Limit Exceeded'), ALICE, now)).toMatchObject({
+      kind: 'deferred',
+    });
+    expect(classifyGoogleError(err(403, 'forbidden', `Delegation denied for ${ALICE}`), ALICE, now)).toEqual({
+      kind: 'failed',
+      detail: `Gmail 403 forbidden: Delegation denied for ${ALICE}`,
+      rateLimited: false,
+      authRejected: false,
+    });
+    expect(classifyGoogleError(err(404, 'notFound', 'Requested entity was not found.'), ALICE, now).kind).toBe(
+      'failed',
+    );
+    const withHeader = {
+      message: 'x',
+      response: { status: 503, headers: new Headers({ 'retry-after': '30' }), data: { error: { message: 'x' } } },
+    };
+    expect(classifyGoogleError(withHeader, ALICE, now)).toMatchObject({ kind: 'deferred', retryAfterMs: 30_000 });
+  });
+
   it('fails permanently on 400 with Google’s message: not RFC 5322, unknown label, unknown user', async () => {
     const t = transport();
     const garbage = await spool({ raw: Buffer.from('this line is not a header\r\n\r\nbody\r\n') });
@@ -442,6 +495,7 @@ describe('Gmail API transport', () => {
       reason: 'DelegationMissing',
       message: expect.stringMatching(/domain-wide delegation/),
     });
+    expect(await checkBackupReachable(configFor(), { log }, 'bob@corp.example.com')).toMatchObject({ reachable: true });
     const { message } = await spool();
     const [o] = await noDelegation.deliver(message, message.rcptTo);
     expect(o).toMatchObject({ status: 'deferred', detail: expect.stringMatching(/unauthorized_client/) });

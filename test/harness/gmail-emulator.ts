@@ -137,6 +137,8 @@ export interface GmailEmulator {
   quotaPerMinute: number;
   /** The next `n` Gmail API requests fail with `status` (500 or 503) in Google's shape. */
   failNext(n: number, status?: number): void;
+  /** The next `n` token requests fail with `status` (500 or 503) in the token endpoint's shape. */
+  failTokenNext(n: number, status?: number): void;
   /** The next `n` Gmail API requests have their connection destroyed without an answer. */
   dropNext(n: number): void;
   /** For `ms` from now, every Gmail API request gets a 429 whose message says when to retry. */
@@ -366,6 +368,7 @@ export async function startGmailEmulator(opts: GmailEmulatorOptions = {}): Promi
   let nextId = BigInt('0x18c2a5f3e0000000') + BigInt(randomBytes(2).readUInt16BE(0)) * 0x10000n;
   let nextLabel = 1;
   let failures: { n: number; status: number } = { n: 0, status: 503 };
+  let tokenFailures: { n: number; status: number } = { n: 0, status: 503 };
   let drops = 0;
   let stormUntil = 0;
 
@@ -711,6 +714,10 @@ export async function startGmailEmulator(opts: GmailEmulatorOptions = {}): Promi
     try {
       if (url.pathname === '/token') {
         if (req.method !== 'POST') throw oauthError(405, 'invalid_request', 'Use POST.');
+        if (tokenFailures.n > 0) {
+          tokenFailures.n--;
+          throw oauthError(tokenFailures.status, 'internal_failure', 'Backend error. Try again later.');
+        }
         if (mediaTypeOf(req.headers['content-type']) !== 'application/x-www-form-urlencoded') {
           throw oauthError(400, 'invalid_request', 'Content-Type must be application/x-www-form-urlencoded.');
         }
@@ -814,6 +821,9 @@ export async function startGmailEmulator(opts: GmailEmulatorOptions = {}): Promi
   emulator.messages = (user: string) => [...(mailboxes.get(user.toLowerCase()) ?? [])];
   emulator.failNext = (n: number, status = 503) => {
     failures = { n, status };
+  };
+  emulator.failTokenNext = (n: number, status = 503) => {
+    tokenFailures = { n, status };
   };
   emulator.dropNext = (n: number) => {
     drops = n;

@@ -25,6 +25,8 @@ export const GMAIL_INSERT_SCOPE = 'https://www.googleapis.com/auth/gmail.insert'
  * answers false ("cannot tell"), as SMTP does.
  */
 export const GMAIL_READONLY_SCOPE = 'https://www.googleapis.com/auth/gmail.readonly';
+/** JWT clients (each with its cached access token) kept at most, least recently used dropped first. */
+const MAX_CACHED_CLIENTS = 10_000;
 /** Gmail's quota: units per call and per user per minute. */
 export const GMAIL_UNITS = { import: 25, list: 5, perUserPerMinute: 15_000 } as const;
 /** users.messages.import through the /upload endpoint takes messages up to 150 MB. */
@@ -335,7 +337,12 @@ export function createGmailTransport(config: RelayConfig, deps: GmailTransportDe
   function clientFor(subject: string, scope: string): JWT {
     const k = `${scope} ${subject}`;
     let client = clients.get(k);
-    if (!client) {
+    if (client) {
+      // Keep the map in least-recently-used order.
+      clients.delete(k);
+      clients.set(k, client);
+    } else {
+      if (clients.size >= MAX_CACHED_CLIENTS) clients.delete(clients.keys().next().value!);
       client = new JWT({
         email: key.client_email,
         key: key.private_key,
@@ -559,4 +566,21 @@ export function createGmailTransport(config: RelayConfig, deps: GmailTransportDe
       mailboxes.clear();
     },
   };
+}
+
+/**
+ * For the BackupReachable condition: can the service account get an access
+ * token (scope gmail.insert) for `user`? Never throws for Google's answers.
+ */
+export async function checkBackupReachable(
+  config: RelayConfig,
+  deps: GmailTransportDeps,
+  user: string,
+): Promise<BackupReachability> {
+  const transport = createGmailTransport(config, deps);
+  try {
+    return await transport.checkBackupReachable(user);
+  } finally {
+    await transport.close();
+  }
 }
