@@ -327,9 +327,13 @@ describe('Gmail API transport', () => {
 
   it('defers on 500, 503 and dropped connections, with a backoff hint', async () => {
     const t = transport({}, { backoff: { baseMs: 2_000, maxMs: 60_000 } });
-    const { message } = await spool();
+    // A fresh message each time, so that each failure hits the import itself
+    // (a retry of the same message first searches for it: see the next test).
+    const m = [await spool(), await spool(), await spool()].map((x) => x.message);
+    const imports = () => emu.requests.filter((r) => r.path.endsWith('/messages/import')).length;
+    const before = imports();
     emu.failNext(1, 503);
-    const [a] = await t.deliver(message, message.rcptTo);
+    const [a] = await t.deliver(m[0]!, m[0]!.rcptTo);
     expect(a).toEqual({
       recipient: 'alice@corp.example.com',
       status: 'deferred',
@@ -337,17 +341,48 @@ describe('Gmail API transport', () => {
       retryAfterMs: 2_000,
     });
     emu.failNext(1, 500);
-    const [b] = await t.deliver(message, message.rcptTo);
-    expect(b).toMatchObject({ status: 'deferred', retryAfterMs: 4_000 });
+    const [b] = await t.deliver(m[1]!, m[1]!.rcptTo);
+    expect(b).toMatchObject({ status: 'deferred', detail: expect.stringMatching(/^Gmail 500/), retryAfterMs: 4_000 });
     emu.dropNext(1);
-    const [c] = await t.deliver(message, message.rcptTo);
+    const [c] = await t.deliver(m[2]!, m[2]!.rcptTo);
     expect(c).toMatchObject({
       status: 'deferred',
       detail: expect.stringMatching(/^Google unreachable/),
       retryAfterMs: 8_000,
     });
-    const [d] = await t.deliver(message, message.rcptTo);
-    expect(d).toMatchObject({ status: 'delivered' });
+    expect(imports() - before).toBe(3);
+    for (const msg of m) {
+      expect((await t.deliver(msg, msg.rcptTo))[0]).toMatchObject({ status: 'delivered' });
+      expect(copiesOf(ALICE, msg.messageId!)).toHaveLength(1);
+    }
+  });
+
+  it('after an import with an unknown outcome, looks for the message before importing again', async () => {
+    const t = transport();
+    const { message } = await spool();
+    emu.failAfterImportNext(1, 503); // Gmail stores it but answers 503
+    const [a] = await t.deliver(message, message.rcptTo);
+    expect(a).toMatchObject({ status: 'deferred' });
+    const stored = copiesOf(ALICE, message.messageId!);
+    expect(stored).toHaveLength(1);
+    const imports = () => emu.requests.filter((r) => r.path.endsWith('/messages/import')).length;
+    const before = imports();
+    const [b] = await t.deliver(message, message.rcptTo);
+    expect(b).toEqual({ recipient: 'alice@corp.example.com', status: 'delivered', detail: stored[0]!.id });
+    expect(imports()).toBe(before);
+    expect(copiesOf(ALICE, message.messageId!)).toHaveLength(1);
+  });
+
+  it('defers when Google does not answer within the request timeout', async () => {
+    const t = transport({}, { timeouts: { baseMs: 1_000 } });
+    const { message } = await spool();
+    emu.stallNext(1);
+    const started = Date.now();
+    const [a] = await t.deliver(message, message.rcptTo);
+    expect(a).toMatchObject({ status: 'deferred', detail: expect.stringMatching(/^Google unreachable/) });
+    expect(Date.now() - started).toBeLessThan(30_000);
+    // The stalled request never reached the mailbox: the next attempt looks, finds nothing, imports.
+    expect((await t.deliver(message, message.rcptTo))[0]).toMatchObject({ status: 'delivered' });
     expect(copiesOf(ALICE, message.messageId!)).toHaveLength(1);
   });
 

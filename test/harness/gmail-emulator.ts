@@ -141,6 +141,10 @@ export interface GmailEmulator {
   failTokenNext(n: number, status?: number): void;
   /** The next `n` Gmail API requests have their connection destroyed without an answer. */
   dropNext(n: number): void;
+  /** The next `n` imports are stored, then answered with `status` (the client cannot tell they worked). */
+  failAfterImportNext(n: number, status?: number): void;
+  /** The next `n` Gmail API requests are read but never answered (until close). */
+  stallNext(n: number): void;
   /** For `ms` from now, every Gmail API request gets a 429 whose message says when to retry. */
   rateLimitStorm(ms: number): void;
   /** Every request the emulator answered (token and Gmail API). */
@@ -370,6 +374,8 @@ export async function startGmailEmulator(opts: GmailEmulatorOptions = {}): Promi
   let failures: { n: number; status: number } = { n: 0, status: 503 };
   let tokenFailures: { n: number; status: number } = { n: 0, status: 503 };
   let drops = 0;
+  let afterImport: { n: number; status: number } = { n: 0, status: 503 };
+  let stalls = 0;
   let stormUntil = 0;
 
   const emulator = {
@@ -667,6 +673,10 @@ export async function startGmailEmulator(opts: GmailEmulatorOptions = {}): Promi
     }
     charge(user, UNITS.import);
     const msg = store(user, raw, meta, q, uploadType);
+    if (afterImport.n > 0) {
+      afterImport.n--;
+      throw apiError(afterImport.status, 'The service is currently unavailable.', 'backendError');
+    }
     return { id: msg.id, threadId: msg.threadId, labelIds: msg.labelIds };
   }
 
@@ -735,6 +745,12 @@ export async function startGmailEmulator(opts: GmailEmulatorOptions = {}): Promi
         drops--;
         record.status = -1;
         req.socket.destroy();
+        return;
+      }
+      if (stalls > 0) {
+        stalls--;
+        record.status = -2;
+        req.resume();
         return;
       }
       if (failures.n > 0) {
@@ -824,6 +840,12 @@ export async function startGmailEmulator(opts: GmailEmulatorOptions = {}): Promi
   };
   emulator.failTokenNext = (n: number, status = 503) => {
     tokenFailures = { n, status };
+  };
+  emulator.failAfterImportNext = (n: number, status = 503) => {
+    afterImport = { n, status };
+  };
+  emulator.stallNext = (n: number) => {
+    stalls = n;
   };
   emulator.dropNext = (n: number) => {
     drops = n;

@@ -27,6 +27,8 @@ export const GMAIL_INSERT_SCOPE = 'https://www.googleapis.com/auth/gmail.insert'
 export const GMAIL_READONLY_SCOPE = 'https://www.googleapis.com/auth/gmail.readonly';
 /** JWT clients (each with its cached access token) kept at most, least recently used dropped first. */
 const MAX_CACHED_CLIENTS = 10_000;
+/** Imports with an unknown outcome remembered for a duplicate check before the next attempt. */
+const MAX_UNCERTAIN = 100_000;
 /** Gmail's quota: units per call and per user per minute. */
 export const GMAIL_UNITS = { import: 25, list: 5, perUserPerMinute: 15_000 } as const;
 /** users.messages.import through the /upload endpoint takes messages up to 150 MB. */
@@ -116,6 +118,11 @@ export interface GmailTransportDeps {
   pacing?: { unitsPerMinute?: number; burstUnits?: number };
   /** Imports of one message to different mailboxes that run at once (default 4). */
   concurrency?: number;
+  /**
+   * Request timeouts: a call gets `baseMs` plus the time to send the message at
+   * `minBytesPerSecond` (a 150 MB import at the default 256 KiB/s: about 10 min).
+   */
+  timeouts?: { baseMs?: number; minBytesPerSecond?: number };
   /** Backoff hint when Google does not say when to retry: base * 2^(failures-1), capped. */
   backoff?: { baseMs?: number; maxMs?: number };
 }
@@ -150,6 +157,8 @@ export interface GoogleFailure {
   rateLimited: boolean;
   /** The access token was refused (401): drop the cached client. */
   authRejected: boolean;
+  /** The token endpoint failed: the Gmail API was never called. */
+  tokenError?: boolean;
 }
 
 const QUOTA_REASONS = new Set([
@@ -222,6 +231,7 @@ export function classifyGoogleError(err: unknown, mailbox: string, now: number):
     return {
       ...base,
       kind: 'deferred',
+      tokenError: true,
       detail: `Google token endpoint ${status} ${data.error}: ${desc}${hint}`,
       ...(status === 429 || status >= 500
         ? { retryAfterMs: retryAfterFrom(headerOf(e.response?.headers, 'retry-after'), desc, now) }
@@ -327,11 +337,16 @@ export function createGmailTransport(config: RelayConfig, deps: GmailTransportDe
   const backoffBase = deps.backoff?.baseMs ?? 5_000;
   const backoffMax = deps.backoff?.maxMs ?? 10 * 60_000;
   const concurrency = Math.max(1, deps.concurrency ?? 4);
+  const timeoutBase = deps.timeouts?.baseMs ?? 60_000;
+  const minBytesPerSecond = deps.timeouts?.minBytesPerSecond ?? 256 * 1024;
+  const timeoutFor = (bytes: number) => timeoutBase + Math.ceil((bytes * 1000) / minBytesPerSecond);
   const labelIds = gmailSpec.labelIds;
   const gmail: gmail_v1.Gmail = gmailApi({ version: 'v1', rootUrl, retry: false });
   const clients = new Map<string, JWT>();
   const mailboxes = new Map<string, MailboxState>();
   const warnedNoDedupScope = new Set<string>();
+  /** "<spool id> <mailbox>" of imports whose outcome is unknown (no answer, or 5xx). */
+  const uncertain = new Set<string>();
   let closed = false;
 
   function clientFor(subject: string, scope: string): JWT {
@@ -358,6 +373,7 @@ export function createGmailTransport(config: RelayConfig, deps: GmailTransportDe
           if (String(opts.url) === GOOGLE_TOKEN_URL) {
             if (tokenUrl !== undefined) opts.url = new URL(tokenUrl);
             opts.retry = false;
+            opts.timeout = timeoutBase;
             opts.retryConfig = { ...opts.retryConfig, retry: 0, noResponseRetries: 0 };
           }
           return opts;
@@ -384,7 +400,12 @@ export function createGmailTransport(config: RelayConfig, deps: GmailTransportDe
     return Math.min(backoffMax, backoffBase * 2 ** Math.max(0, state.failures - 1));
   }
 
-  async function importInto(message: SpooledMessage, mailbox: string, signal?: AbortSignal): Promise<ImportOutcome> {
+  async function importInto(
+    message: SpooledMessage,
+    size: number,
+    mailbox: string,
+    signal?: AbortSignal,
+  ): Promise<ImportOutcome> {
     const state = stateOf(mailbox);
     const t = now();
     if (state.pausedUntil > t) {
@@ -404,6 +425,25 @@ export function createGmailTransport(config: RelayConfig, deps: GmailTransportDe
         retryAfterMs: wait,
       };
     }
+    // An earlier attempt ended without an answer (timeout, dropped connection,
+    // 5xx): Gmail may have stored the message. Look before importing again.
+    const attempt = `${message.id} ${mailbox}`;
+    if (uncertain.has(attempt) && message.messageId) {
+      try {
+        const found = await findByMessageId(mailbox, message.messageId);
+        if (found) {
+          uncertain.delete(attempt);
+          state.failures = 0;
+          log.info({ spoolId: message.id, mailbox, gmailId: found }, 'an earlier import had reached Gmail');
+          return { ok: true, id: found };
+        }
+      } catch (err) {
+        const f = classifyGoogleError(err, mailbox, now());
+        state.failures++;
+        const retryAfterMs = f.retryAfterMs ?? backoffMs(state);
+        return { ok: false, kind: 'deferred', detail: `duplicate check: ${f.detail}`, retryAfterMs };
+      }
+    }
     const body = createReadStream(message.path);
     try {
       const params: gmail_v1.Params$Resource$Users$Messages$Import = {
@@ -420,8 +460,14 @@ export function createGmailTransport(config: RelayConfig, deps: GmailTransportDe
         ) as unknown as gmail_v1.Params$Resource$Users$Messages$Import['auth'],
         ...(labelIds.length > 0 ? { requestBody: { labelIds } } : {}),
       };
-      const res = await gmail.users.messages.import(params, { rootUrl, retry: false, ...(signal ? { signal } : {}) });
+      const res = await gmail.users.messages.import(params, {
+        rootUrl,
+        retry: false,
+        timeout: timeoutFor(size),
+        ...(signal ? { signal } : {}),
+      });
       state.failures = 0;
+      uncertain.delete(attempt);
       const id = res.data.id ?? '';
       log.info({ spoolId: message.id, mailbox, gmailId: id, labelIds: res.data.labelIds }, 'imported into Gmail');
       return { ok: true, id };
@@ -431,8 +477,13 @@ export function createGmailTransport(config: RelayConfig, deps: GmailTransportDe
         clients.delete(`${GMAIL_INSERT_SCOPE} ${mailbox}`);
       }
       if (f.kind === 'failed') {
+        uncertain.delete(attempt);
         log.warn({ spoolId: message.id, mailbox, detail: f.detail }, 'Gmail refused the message');
         return { ok: false, kind: 'failed', detail: f.detail };
+      }
+      if (!f.rateLimited && !f.authRejected && !f.tokenError) {
+        if (uncertain.size >= MAX_UNCERTAIN) uncertain.delete(uncertain.values().next().value!);
+        uncertain.add(attempt);
       }
       state.failures++;
       const retryAfterMs = f.retryAfterMs ?? backoffMs(state);
@@ -472,7 +523,7 @@ export function createGmailTransport(config: RelayConfig, deps: GmailTransportDe
     const boxes = [...byMailbox.keys()];
     const results = await mapLimit(boxes, concurrency, async (box): Promise<ImportOutcome> => {
       if (signal?.aborted) return { ok: false, kind: 'deferred', detail: 'delivery aborted' };
-      return importInto(message, box, signal);
+      return importInto(message, size, box, signal);
     });
     const outcomes = new Map<string, RecipientOutcome>();
     boxes.forEach((box, i) => {
@@ -496,15 +547,18 @@ export function createGmailTransport(config: RelayConfig, deps: GmailTransportDe
     return recipients.map((r) => outcomes.get(r)!);
   }
 
-  async function alreadyDelivered(message: SpooledMessage, recipient: string): Promise<boolean> {
-    if (!message.messageId) return false;
-    const mailbox = mailboxOf(recipient);
+  /**
+   * The Gmail id of a message with this Message-ID in the mailbox; null when
+   * there is none; undefined when the service account may not search (no
+   * gmail.readonly delegation). Other errors throw.
+   */
+  async function findByMessageId(mailbox: string, messageId: string): Promise<string | null | undefined> {
     stateOf(mailbox).bucket.charge(GMAIL_UNITS.list);
     try {
       const res = await gmail.users.messages.list(
         {
           userId: mailbox,
-          q: `rfc822msgid:${message.messageId}`,
+          q: `rfc822msgid:${messageId}`,
           includeSpamTrash: true,
           maxResults: 1,
           auth: clientFor(
@@ -512,9 +566,9 @@ export function createGmailTransport(config: RelayConfig, deps: GmailTransportDe
             GMAIL_READONLY_SCOPE,
           ) as unknown as gmail_v1.Params$Resource$Users$Messages$List['auth'],
         },
-        { rootUrl, retry: false },
+        { rootUrl, retry: false, timeout: timeoutBase },
       );
-      return (res.data.messages?.length ?? 0) > 0;
+      return res.data.messages?.[0]?.id ?? null;
     } catch (err) {
       const data = (err as ErrorLike).response?.data as { error?: unknown } | undefined;
       if (data?.error === 'unauthorized_client') {
@@ -525,8 +579,18 @@ export function createGmailTransport(config: RelayConfig, deps: GmailTransportDe
             'cannot search Gmail for duplicates: the service account has no domain-wide delegation for gmail.readonly; a message in flight during a crash may be imported twice',
           );
         }
-        return false;
+        return undefined;
       }
+      throw err;
+    }
+  }
+
+  async function alreadyDelivered(message: SpooledMessage, recipient: string): Promise<boolean> {
+    if (!message.messageId) return false;
+    const mailbox = mailboxOf(recipient);
+    try {
+      return ((await findByMessageId(mailbox, message.messageId)) ?? null) !== null;
+    } catch (err) {
       throw new Error(`alreadyDelivered(${mailbox}): ${classifyGoogleError(err, mailbox, now()).detail}`, {
         cause: err,
       });
