@@ -6,7 +6,8 @@ const usage = `usage: mail-continuity <command> [flags]
 
 commands:
   operator   run the controller (see --help of the command)
-  relay      run the SMTP relay from a config file
+  relay      run the SMTP relay from a config file (relay --config FILE)
+  queue      list or show spool entries (queue list [--dead] | queue show ID) --spool DIR
   generate   write crds/ from the API schemas (src/api/v1alpha1)
 `;
 
@@ -22,6 +23,14 @@ async function main(argv: string[]): Promise<number> {
     case 'operator': {
       const { runOperator } = await import('./operator/main.js');
       return runOperator(rest);
+    }
+    case 'relay': {
+      const { runRelay } = await import('./relay/main.js');
+      return runRelay(rest);
+    }
+    case 'queue': {
+      const { runQueue } = await import('./relay/queue-cli.js');
+      return runQueue(rest);
     }
     case undefined:
     case '-h':

@@ -42,6 +42,28 @@ export const RelayConfig = z
         adminToken: filePath.optional().describe('Bearer token that the operator presents to /admin endpoints.'),
       })
       .strict(),
+    /**
+     * Relay limits that are not part of the MailContinuity API (the operator
+     * leaves them at their defaults; tests shorten the timers).
+     */
+    tuning: z
+      .object({
+        maxClients: z.number().int().min(1).max(100000).default(500).describe('Concurrent SMTP clients (more get 421).'),
+        maxClientsPerAddress: z.number().int().min(1).max(100000).default(100).describe('Concurrent SMTP clients from one address (Postfix smtpd_client_connection_count_limit).'),
+        socketTimeoutMs: z.number().int().min(100).default(300_000).describe('Idle SMTP client timeout (Postfix smtpd_timeout 300s).'),
+        maxLineLength: z.number().int().min(1024).max(16_777_216).default(65_536).describe('Longest line (command or data) before the client is disconnected.'),
+        maxBacklog: z.number().int().min(1).default(2000).describe('Messages ready for delivery but not yet delivered above which new mail gets 451 4.3.2.'),
+        spoolMinFreeBytes: z.number().int().min(0).default(64 * 1024 * 1024).describe('Refuse mail (452 4.3.1) when the spool file system has less free space (Postfix queue_minfree).'),
+        fsync: z.boolean().default(true).describe('fsync before 250. Never false in production.'),
+        greetingDelay: z.boolean().default(true).describe("Keep smtp-server's 100 ms pre-greeting pause, rejecting clients that talk first (421)."),
+        primaryConcurrency: z.number().int().min(1).max(1000).default(10).describe('Parallel deliveries (SMTP connections) to the primary.'),
+        backupConcurrency: z.number().int().min(1).max(1000).default(10).describe('Parallel deliveries to the backup.'),
+        minBackoffMs: z.number().int().min(1).default(30_000).describe('First retry delay after a deferral.'),
+        maxBackoffMs: z.number().int().min(1).default(600_000).describe('Longest retry delay.'),
+        sweepIntervalMs: z.number().int().min(10).default(5_000).describe('How often deadlines and retention are checked.'),
+      })
+      .strict()
+      .prefault({}),
     /** Only for tests and the demo: point the Google clients at the Gmail emulator (loopback only). */
     google: z
       .object({

@@ -1,0 +1,69 @@
+// The relay's failover state: whether mail currently goes to the backup too
+// (FailoverOnly), since when, and the replay rate towards the primary. The
+// operator sets it through PUT /admin/failover (see http.ts); the relay never
+// needs the operator to deliver (spec.failover.messageDeadline is its own fallback).
+import { timingSafeEqual, createHash } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { z } from 'zod';
+
+export interface FailoverSnapshot {
+  active: boolean;
+  /** ISO time of the last change, or null when never changed since start. */
+  since: string | null;
+  /** Replay rate to the primary (messages per second for this replica). */
+  replayMaxMessagesPerSecond: number;
+}
+
+export const FailoverUpdate = z
+  .object({
+    active: z.boolean(),
+    maxMessagesPerSecond: z.number().int().min(1).max(10000).optional(),
+  })
+  .strict();
+export type FailoverUpdate = z.infer<typeof FailoverUpdate>;
+
+export class FailoverState extends EventEmitter<{ change: [FailoverSnapshot, boolean] }> {
+  private active: boolean;
+  private since: Date | null = null;
+  private rate: number;
+
+  constructor(initial: { active: boolean; replayMaxMessagesPerSecond: number }) {
+    super();
+    this.active = initial.active;
+    this.rate = initial.replayMaxMessagesPerSecond;
+  }
+
+  get isActive(): boolean {
+    return this.active;
+  }
+
+  get replayRate(): number {
+    return this.rate;
+  }
+
+  snapshot(): FailoverSnapshot {
+    return { active: this.active, since: this.since?.toISOString() ?? null, replayMaxMessagesPerSecond: this.rate };
+  }
+
+  /** Applies an update; emits 'change' (snapshot, wasActive) when anything changed. */
+  set(update: FailoverUpdate, now = new Date()): FailoverSnapshot {
+    const wasActive = this.active;
+    const changed = update.active !== this.active || (update.maxMessagesPerSecond !== undefined && update.maxMessagesPerSecond !== this.rate);
+    if (update.active !== this.active) this.since = now;
+    this.active = update.active;
+    if (update.maxMessagesPerSecond !== undefined) this.rate = update.maxMessagesPerSecond;
+    const snap = this.snapshot();
+    if (changed) this.emit('change', snap, wasActive);
+    return snap;
+  }
+}
+
+/** Constant-time check of an `Authorization: Bearer <token>` header (digests make the lengths equal). */
+export function bearerMatches(header: string | undefined, token: string | undefined): boolean {
+  if (!token || !header) return false;
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
+  if (!m) return false;
+  const a = createHash('sha256').update(m[1]!).digest();
+  const b = createHash('sha256').update(token).digest();
+  return timingSafeEqual(a, b);
+}

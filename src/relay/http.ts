@@ -1,0 +1,89 @@
+// The relay's HTTP side (separate from SMTP): /metrics, /healthz, /readyz and
+// the operator's admin endpoint PUT /admin/failover (bearer token).
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import { bearerMatches, FailoverUpdate, type FailoverState } from './failover-state.js';
+
+export interface HttpDeps {
+  registry: Registry;
+  failover: FailoverState;
+  /** The admin bearer token; undefined disables /admin (always 401). */
+  adminToken: string | undefined;
+  ready: () => { ready: boolean; reason?: string };
+  log: Logger;
+}
+
+function send(res: ServerResponse, status: number, body: unknown, type = 'application/json'): void {
+  const text = typeof body === 'string' ? body : JSON.stringify(body);
+  res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' });
+  res.end(text);
+}
+
+async function readBody(req: IncomingMessage, limit = 4096): Promise<string> {
+  let size = 0;
+  const chunks: Buffer[] = [];
+  for await (const c of req as AsyncIterable<Buffer>) {
+    size += c.length;
+    if (size > limit) throw new Error('body too large');
+    chunks.push(c);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+export async function startHttp(host: string, port: number, deps: HttpDeps): Promise<Server> {
+  const server = createServer((req, res) => {
+    void handle(req, res).catch((e: unknown) => {
+      deps.log.error({ err: (e as Error).message, url: req.url }, 'http handler failed');
+      if (!res.headersSent) send(res, 500, { error: 'internal error' });
+      else res.destroy();
+    });
+  });
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const url = new URL(req.url ?? '/', 'http://relay');
+    switch (url.pathname) {
+      case '/metrics':
+        return send(res, 200, await deps.registry.metrics(), deps.registry.contentType);
+      case '/healthz':
+        return send(res, 200, 'ok\n', 'text/plain');
+      case '/readyz': {
+        const r = deps.ready();
+        return send(res, r.ready ? 200 : 503, r.ready ? 'ok\n' : `not ready: ${r.reason ?? 'unknown'}\n`, 'text/plain');
+      }
+      case '/admin/failover': {
+        if (!bearerMatches(req.headers.authorization, deps.adminToken)) {
+          res.setHeader('www-authenticate', 'Bearer');
+          return send(res, 401, { error: 'unauthorized' });
+        }
+        if (req.method === 'GET') return send(res, 200, deps.failover.snapshot());
+        if (req.method !== 'PUT') return send(res, 405, { error: 'use GET or PUT' });
+        let parsed: FailoverUpdate;
+        try {
+          const r = FailoverUpdate.safeParse(JSON.parse(await readBody(req)));
+          if (!r.success) return send(res, 400, { error: r.error.issues.map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`).join('; ') });
+          parsed = r.data;
+        } catch (e) {
+          return send(res, 400, { error: `body must be JSON {"active": true|false}: ${(e as Error).message}` });
+        }
+        const snap = deps.failover.set(parsed);
+        deps.log.info({ failover: snap }, 'failover state set through /admin/failover');
+        return send(res, 200, snap);
+      }
+      default:
+        return send(res, 404, { error: 'not found' });
+    }
+  };
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 30_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return server;
+}
+
+export const httpPort = (s: Server): number => (s.address() as AddressInfo).port;

@@ -1,0 +1,430 @@
+// SMTP intake (Postfix's smtpd + cleanup): checks the client and every
+// recipient, streams DATA into the spool and answers 250 only once the
+// message is on stable storage.
+//
+// Decisions, documented:
+// - No AUTH at all (the AUTH command is disabled): the relay takes mail from
+//   acceptFrom networks for spec.domains only, like an MX. STARTTLS is offered
+//   when a certificate is configured; spec.relay.requireTLS refuses MAIL before it.
+// - SMTP smuggling: smtp-server ends DATA only at <CRLF>.<CRLF>, so a bare-LF
+//   dot never ends a message. Bare CR and bare LF in the data are NORMALISED to
+//   CRLF (Postfix 3.9's smtpd_forbid_bare_newline = normalize): the next hop
+//   only ever sees CRLF lines, and broken-but-honest senders are not bounced.
+//   A smuggled "\n.\n<commands>" thus stays message text, dot-stuffed on the way out.
+// - Early talkers: smtp-server waits 100 ms before the greeting and answers
+//   421 to a client that talks first (a cheap pregreet test like postscreen's).
+//   Kept by default (tuning.greetingDelay); the MX providers in front of the
+//   relay reuse connections, so the pause is paid per connection, not per message.
+// - Limits: concurrent clients overall and per client address (421 4.7.0), idle
+//   timeout, longest line (tuning.maxLineLength: the connection is dropped with
+//   500 5.5.2, both for commands and data), recipients per message (452 4.5.3),
+//   SIZE on MAIL FROM and on the data (552 5.3.4).
+// - Backpressure: while more than tuning.maxBacklog messages are ready for
+//   delivery but not yet delivered, MAIL gets 451 4.3.2; with less free spool
+//   space than tuning.spoolMinFreeBytes, 452 4.3.1. A write error (ENOSPC, EIO)
+//   during DATA answers 452 4.3.1: never 250 for mail that is not on disk.
+import { readFile } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
+import type { RelayConfig } from './config.js';
+import type { RelayMetrics } from './metrics.js';
+import { compileCidrs, matchClient } from './net.js';
+import { checkRecipient, headerNamesOfInterest } from './policy.js';
+import { SpoolFullError, type MessageState, type MessageWriter, type Spool } from './spool.js';
+
+export interface InboundDeps {
+  config: RelayConfig;
+  spool: Spool;
+  /** Intake backpressure and hand-over to delivery. */
+  queue: { backlog(): number; add(state: MessageState): void };
+  metrics: RelayMetrics;
+  log: Logger;
+}
+
+export interface Inbound {
+  port: number;
+  /** Connected SMTP clients. */
+  clients(): number;
+  /** Stops accepting connections and waits (bounded) for messages being written. */
+  close(timeoutMs?: number): Promise<void>;
+}
+
+class SmtpError extends Error {
+  constructor(readonly responseCode: number, message: string) {
+    super(message);
+  }
+}
+
+const MAX_HEADER_BYTES = 64 * 1024;
+
+/** Rewrites bare CR and bare LF to CRLF across chunk boundaries. */
+export class NewlineNormaliser {
+  private cr = false;
+  bare = 0;
+
+  push(chunk: Buffer): Buffer {
+    // Fast path: no CR pending, every LF preceded by CR and every CR followed by LF.
+    if (!this.cr && isClean(chunk)) return chunk;
+    const out = Buffer.allocUnsafe(chunk.length * 2 + 2);
+    let o = 0;
+    for (let i = 0; i < chunk.length; i++) {
+      const b = chunk[i]!;
+      if (this.cr) {
+        this.cr = false;
+        out[o++] = 13;
+        out[o++] = 10;
+        if (b === 10) continue;
+        this.bare++;
+      }
+      if (b === 13) this.cr = true;
+      else if (b === 10) {
+        out[o++] = 13;
+        out[o++] = 10;
+        this.bare++;
+      } else out[o++] = b;
+    }
+    return out.subarray(0, o);
+  }
+
+  end(): Buffer {
+    if (!this.cr) return Buffer.alloc(0);
+    this.cr = false;
+    this.bare++;
+    return Buffer.from('\r\n');
+  }
+}
+
+function isClean(chunk: Buffer): boolean {
+  if (chunk.length > 0 && chunk[chunk.length - 1] === 13) return false;
+  for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) if (i === 0 || chunk[i - 1] !== 13) return false;
+  for (let i = chunk.indexOf(13); i !== -1; i = chunk.indexOf(13, i + 1)) if (chunk[i + 1] !== 10) return false;
+  return true;
+}
+
+/** Parses a CRLF header block into [lower-case name, unfolded value]. */
+export function parseHeaders(block: string): Array<[string, string]> {
+  const out: Array<[string, string]> = [];
+  for (const line of block.split('\r\n')) {
+    if (line === '') continue;
+    if ((line[0] === ' ' || line[0] === '\t') && out.length > 0) {
+      out[out.length - 1]![1] += ` ${line.trim()}`;
+      continue;
+    }
+    const colon = line.indexOf(':');
+    if (colon <= 0) continue;
+    out.push([line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim()]);
+  }
+  return out;
+}
+
+function argOf(args: unknown, key: string): unknown {
+  return args && typeof args === 'object' ? (args as Record<string, unknown>)[key] : undefined;
+}
+
+const clean = (s: string, max = 255) => s.replace(/[^\x21-\x7e]/g, '').slice(0, max) || 'unknown';
+
+function rfc5322Date(d: Date): string {
+  return d.toUTCString().replace('GMT', '+0000');
+}
+
+export async function startInbound(deps: InboundDeps): Promise<Inbound> {
+  const { config, spool, queue, metrics, log } = deps;
+  const spec = config.spec;
+  const t = config.tuning;
+  const instance = config.instance;
+  const cidrs = compileCidrs(spec.relay.acceptFrom);
+  const domains = new Set(spec.domains.map((d) => d.toLowerCase()));
+  const interesting = headerNamesOfInterest(spec.policy.exclude);
+  const maxBytes = spec.policy.maxMessageBytes;
+  const hostname = config.listen.hostname;
+  const tls =
+    config.paths.tlsCert && config.paths.tlsKey
+      ? { cert: await readFile(config.paths.tlsCert), key: await readFile(config.paths.tlsKey) }
+      : undefined;
+  if (spec.relay.requireTLS && !tls) throw new Error('spec.relay.requireTLS is set but paths.tlsCert/paths.tlsKey are not: the relay has no certificate to offer');
+  const reject = (reason: string) => metrics.rejected.inc({ instance, reason });
+  const perAddress = new Map<string, number>();
+  const inflightData = new Set<Promise<void>>();
+
+  const server = new SMTPServer({
+    name: hostname,
+    banner: 'mail-continuity relay',
+    size: maxBytes,
+    authOptional: true,
+    authMethods: [],
+    disabledCommands: tls ? ['AUTH'] : ['AUTH', 'STARTTLS'],
+    hideSTARTTLS: false,
+    hidePIPELINING: false,
+    hide8BITMIME: false,
+    hideSMTPUTF8: false,
+    ...(tls ? { key: tls.key, cert: tls.cert } : {}),
+    maxClients: t.maxClients,
+    socketTimeout: t.socketTimeoutMs,
+    closeTimeout: 30_000,
+    disableReverseLookup: true,
+    logger: false,
+
+    onConnect(session, cb) {
+      const addr = session.remoteAddress;
+      if (!matchClient(cidrs, addr)) {
+        reject('client-denied');
+        log.warn({ client: addr }, 'connection refused: client not in spec.relay.acceptFrom');
+        return cb(new SmtpError(554, `5.7.1 Client host [${addr}] not allowed to use this relay`));
+      }
+      if ((perAddress.get(addr) ?? 0) > t.maxClientsPerAddress) {
+        reject('too-many-connections');
+        return cb(new SmtpError(421, `4.7.0 Too many connections from [${addr}], try again later`));
+      }
+      cb();
+    },
+
+    onMailFrom(address: SMTPServerAddress, session: SMTPServerSession, cb) {
+      void (async () => {
+        if (spec.relay.requireTLS && !session.secure) {
+          reject('tls-required');
+          throw new SmtpError(530, '5.7.0 Must issue a STARTTLS command first');
+        }
+        if (!matchClient(cidrs, session.remoteAddress)) {
+          reject('client-denied');
+          throw new SmtpError(550, '5.7.1 Client host not allowed to use this relay');
+        }
+        if (queue.backlog() > t.maxBacklog) {
+          reject('backlog');
+          throw new SmtpError(451, '4.3.2 System busy: delivery backlog, try again later');
+        }
+        const declared = Number(argOf(address.args, 'SIZE') ?? 0) || 0;
+        if (!(await spool.hasRoom(declared))) {
+          reject('spool-full');
+          throw new SmtpError(452, '4.3.1 Insufficient system storage');
+        }
+        // eslint-disable-next-line no-control-regex
+        if (/[\s<>\x00-\x1f\x7f]/.test(address.address)) {
+          reject('bad-sender');
+          throw new SmtpError(553, '5.1.7 Malformed sender address');
+        }
+      })().then(
+        () => cb(),
+        (e: unknown) => cb(e as Error),
+      );
+    },
+
+    onRcptTo(address: SMTPServerAddress, session: SMTPServerSession, cb) {
+      if (session.envelope.rcptTo.length >= spec.policy.maxRecipients) {
+        reject('too-many-recipients');
+        return cb(new SmtpError(452, '4.5.3 Too many recipients'));
+      }
+      const v = checkRecipient(address.address, domains);
+      if (!v.ok) {
+        reject('relay-denied');
+        log.info({ client: session.remoteAddress, recipient: address.address.slice(0, 320), reason: v.reason }, 'recipient refused');
+        return cb(new SmtpError(550, `5.7.1 <${address.address.slice(0, 320)}>: Relay access denied`));
+      }
+      cb();
+    },
+
+    onData(stream: SMTPServerDataStream, session: SMTPServerSession, cb) {
+      const p = receive(stream, session).then(
+        (reply) => (cb as unknown as (err: Error | null, message: string) => void)(null, reply),
+        (e: unknown) => cb(e instanceof SmtpError ? e : new SmtpError(451, '4.3.0 Local error in processing')),
+      );
+      inflightData.add(p);
+      void p.finally(() => inflightData.delete(p));
+    },
+  });
+
+  async function drain(stream: SMTPServerDataStream): Promise<void> {
+    for await (const _ of stream) {
+      // discard
+    }
+  }
+
+  async function receive(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<string> {
+    let writer: MessageWriter;
+    try {
+      writer = await spool.create();
+    } catch (e) {
+      await drain(stream);
+      reject('spool-full');
+      log.error({ err: (e as Error).message }, 'cannot create spool file');
+      throw new SmtpError(452, '4.3.1 Insufficient system storage');
+    }
+    const now = new Date();
+    const rcpts = session.envelope.rcptTo.map((r) => r.address);
+    const mailFrom = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
+    const proto = session.secure ? 'ESMTPS' : 'ESMTP';
+    const received =
+      `Received: from ${clean(session.hostNameAppearsAs ?? '')} (${clean(session.clientHostname ?? '')} [${clean(session.remoteAddress)}])\r\n` +
+      `\tby ${clean(hostname)} (mail-continuity-relay) with ${session.envelope.mailFrom && argOf(session.envelope.mailFrom.args, 'SMTPUTF8') ? 'UTF8' + proto.slice(1) : proto} id ${writer.id}` +
+      (rcpts.length === 1 ? `\r\n\tfor <${rcpts[0]}>` : '') +
+      `; ${rfc5322Date(now)}\r\n`;
+    await writer.write(Buffer.from(received, 'utf8'));
+
+    const norm = new NewlineNormaliser();
+    let inBytes = 0;
+    let over = false;
+    let header: Buffer[] | null = [];
+    let headerBytes = 0;
+    let headers: Array<[string, string]> = [];
+    let messageId: string | undefined;
+
+    const flushHeader = async (rest: Buffer | null) => {
+      const buf = Buffer.concat(header!);
+      header = null;
+      let end = buf.indexOf('\r\n\r\n');
+      if (end === -1 && buf.subarray(0, 2).toString() === '\r\n') end = -2;
+      const block = end >= 0 ? buf.subarray(0, end + 2).toString('utf8') : end === -2 ? '' : buf.toString('utf8');
+      headers = parseHeaders(block);
+      const mid = headers.find(([n]) => n === 'message-id')?.[1];
+      messageId = mid?.replace(/^\s*<|>\s*$/g, '').slice(0, 998) || undefined;
+      if (!messageId) {
+        messageId = `${writer.id}@${hostname}`;
+        await writer.write(Buffer.from(`Message-ID: <${messageId}>\r\n`));
+      }
+      await writer.write(buf);
+      if (rest) await writer.write(rest);
+    };
+
+    for await (const raw of stream as AsyncIterable<Buffer>) {
+      inBytes += raw.length;
+      if (over || inBytes > maxBytes) {
+        over = true;
+        continue;
+      }
+      const chunk = norm.push(raw);
+      if (header) {
+        header.push(chunk);
+        headerBytes += chunk.length;
+        const joined: Buffer = header.length > 1 ? Buffer.concat(header) : chunk;
+        header = [joined];
+        const end = joined.indexOf('\r\n\r\n');
+        if (end >= 0 || joined.subarray(0, 2).toString() === '\r\n' || headerBytes > MAX_HEADER_BYTES) {
+          await flushHeader(null);
+        }
+      } else await writer.write(chunk);
+    }
+    const tail = norm.end();
+    if (header) {
+      header.push(tail);
+      await flushHeader(null);
+    } else if (tail.length) await writer.write(tail);
+
+    if (over || stream.sizeExceeded) {
+      await writer.abort();
+      reject('size');
+      throw new SmtpError(552, `5.3.4 Message size exceeds fixed maximum message size (${maxBytes} bytes)`);
+    }
+    if (norm.bare > 0) metrics.normalisedNewlines.inc({ instance });
+    const keep = headers.filter(([n]) => interesting.has(n));
+    try {
+      const { state } = await writer.commit({
+        mailFrom,
+        rcptTo: rcpts,
+        messageId,
+        receivedAt: Date.now(),
+        client: { address: session.remoteAddress, helo: clean(session.hostNameAppearsAs ?? '') },
+        headers: keep,
+        deliveries: { primary: { recipients: Object.fromEntries(rcpts.map((r) => [r, { status: 'pending' as const }])), attempts: 0, nextAttemptAt: 0 } },
+      });
+      metrics.accepted.inc({ instance });
+      log.info({ id: state.id, messageId, from: mailFrom, rcpts: rcpts.length, size: state.size, client: session.remoteAddress, bareNewlines: norm.bare || undefined }, 'queued');
+      queue.add(state);
+      return `2.0.0 Ok: queued as ${state.id}`;
+    } catch (e) {
+      reject('spool-full');
+      log.error({ err: (e as Error).message, code: e instanceof SpoolFullError ? e.causeCode : undefined }, 'message not accepted: spool write failed');
+      throw new SmtpError(452, '4.3.1 Insufficient system storage');
+    }
+  }
+
+  // Per-connection hooks smtp-server has no options for: the line-length guard
+  // (on the parser, so it also sees plaintext after STARTTLS), the SIZE reply
+  // with its enhanced status code, the per-address counter, the greeting pause.
+  interface Conn {
+    remoteAddress: string;
+    _socket: NodeJS.EventEmitter;
+    _parser: { _write: (chunk: Buffer, enc: string, next: (err?: Error) => void) => void };
+    send: (code: number, data?: string | string[], context?: unknown) => void;
+    close: () => void;
+    init: () => void;
+    connectionReady: () => void;
+    _setListeners: (cb: () => void) => void;
+  }
+  const connections = (server as unknown as { connections: Set<Conn> }).connections;
+  const origAdd = connections.add.bind(connections);
+  connections.add = (c: Conn) => {
+    const addr = c.remoteAddress;
+    perAddress.set(addr, (perAddress.get(addr) ?? 0) + 1);
+    c._socket.once('close', () => {
+      const n = (perAddress.get(addr) ?? 1) - 1;
+      if (n <= 0) perAddress.delete(addr);
+      else perAddress.set(addr, n);
+    });
+    const send = c.send.bind(c);
+    c.send = (code, data, context) => {
+      if (code === 552 && typeof data === 'string' && data.startsWith('Error: message exceeds fixed maximum')) {
+        reject('size');
+        return send(552, `5.3.4 Message size exceeds fixed maximum message size (${maxBytes} bytes)`, context);
+      }
+      return send(code, data, context);
+    };
+    const parser = c._parser;
+    const write = parser._write.bind(parser);
+    let run = 0;
+    let dead = false;
+    parser._write = (chunk, enc, next) => {
+      if (dead) return next();
+      const max = t.maxLineLength;
+      let i = chunk.indexOf(10);
+      if (i === -1) run += chunk.length;
+      else {
+        if (run + i > max) run = Infinity;
+        let prev = i;
+        for (i = chunk.indexOf(10, prev + 1); i !== -1; prev = i, i = chunk.indexOf(10, i + 1)) if (i - prev - 1 > max) run = Infinity;
+        if (run !== Infinity) run = chunk.length - prev - 1;
+      }
+      if (run > t.maxLineLength) {
+        dead = true;
+        reject('line-too-long');
+        log.warn({ client: addr }, 'line too long: connection dropped');
+        send(500, '5.5.2 Line too long', false);
+        c.close();
+        return next();
+      }
+      return write(chunk, enc, next);
+    };
+    if (!t.greetingDelay) {
+      c.init = () =>
+        c._setListeners(() => {
+          if (connections.size > t.maxClients) return send(421, `${hostname} Too many connected clients, try again in a moment`, false);
+          c.connectionReady();
+        });
+    }
+    return origAdd(c);
+  };
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.listen.port ?? spec.relay.port, config.listen.host, () => {
+      server.off('error', reject);
+      server.on('error', (e: Error) => log.error({ err: e.message }, 'smtp server error'));
+      resolve();
+    });
+  });
+  const port = ((server as unknown as { server: { address(): AddressInfo } }).server.address()).port;
+  log.info({ port, tls: !!tls, requireTLS: spec.relay.requireTLS }, 'smtp listening');
+
+  return {
+    port,
+    clients: () => connections.size,
+    async close(timeoutMs = 30_000) {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.all([...inflightData]).then(() => closed),
+        new Promise<void>((r) => (timer = setTimeout(r, timeoutMs))),
+      ]);
+      clearTimeout(timer);
+    },
+  };
+}

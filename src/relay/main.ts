@@ -1,0 +1,47 @@
+// `relay --config FILE`: the relay process. SIGTERM/SIGINT: stop accepting,
+// finish messages being written (they get their 250), stop deliveries (their
+// state stays in the spool), exit.
+import { parseArgs } from 'node:util';
+import { pino } from 'pino';
+import { loadRelayConfig } from './config.js';
+import { startRelay } from './relay.js';
+
+export async function runRelay(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } } });
+  if (!values.config) {
+    process.stderr.write('usage: relay --config FILE\n');
+    return 2;
+  }
+  const config = await loadRelayConfig(values.config);
+  const log = pino({ base: { instance: config.instance, component: 'relay' } });
+  const relay = await startRelay(config, { log, defaultMetrics: true });
+  // One line a supervisor (or a test) can wait for.
+  log.info({ event: 'ready', smtpPort: relay.smtpPort, httpPort: relay.httpPort }, 'relay ready');
+  return await new Promise<number>((resolve) => {
+    const onSignal = (signal: NodeJS.Signals) => {
+      log.info({ signal }, 'stopping');
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+      relay.stop().then(
+        () => resolve(0),
+        (e: unknown) => {
+          log.error({ err: (e as Error).message }, 'stop failed');
+          resolve(1);
+        },
+      );
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+}
+
+// Run directly: `tsx src/relay/main.ts --config FILE`.
+if (process.argv[1] && /[\\/]relay[\\/]main\.(ts|js)$/.test(process.argv[1])) {
+  runRelay(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (e: unknown) => {
+      console.error(e instanceof Error ? e.message : e);
+      process.exit(1);
+    },
+  );
+}

@@ -1,0 +1,136 @@
+// Pure policy: which recipients the relay accepts, which destinations a
+// message needs, and which exclusion rule keeps it out of the backup. No I/O, no clock: callers pass `now`.
+import { parseDuration } from '../api/v1alpha1/formats.js';
+import type { MailContinuitySpec } from '../api/v1alpha1/mailcontinuity.js';
+
+export type ExcludeRule = MailContinuitySpec['policy']['exclude'][number];
+
+// ---------------------------------------------------------------- recipients
+
+export type RecipientVerdict = { ok: true; address: string } | { ok: false; reason: string };
+
+/** atext of RFC 5322 minus the routing characters % and ! (and minus /, |, which nobody needs). */
+const ATOM = /^[A-Za-z0-9#$&'*+=?^_`{}~\-\u0080-\u{10FFFF}]+$/u;
+
+/**
+ * Accepts `local@domain` when the domain, lower-cased, is exactly one of
+ * `domains`. Refuses what a hardened Postfix refuses: source routes
+ * (`@a:b@c`), `%` and `!` routing, quoted local parts that hide `@`, `%`, `!`,
+ * trailing dots, address literals and look-alike domains.
+ */
+export function checkRecipient(address: string, domains: ReadonlySet<string>): RecipientVerdict {
+  if (address.length === 0 || address.length > 320) return { ok: false, reason: 'empty or over-long address' };
+  if (address.startsWith('@') || address.includes(':')) return { ok: false, reason: 'source route' };
+  // eslint-disable-next-line no-control-regex
+  if (/[\s\x00-\x1f\x7f<>,;\\]/.test(address)) return { ok: false, reason: 'forbidden character' };
+  const at = address.lastIndexOf('@');
+  if (at <= 0) return { ok: false, reason: 'no domain' };
+  const local = address.slice(0, at);
+  const domain = address.slice(at + 1).toLowerCase();
+  if (local.length > 128) return { ok: false, reason: 'local part too long' };
+  if (local.startsWith('"')) {
+    if (!local.endsWith('"') || local.length < 3) return { ok: false, reason: 'malformed quoted local part' };
+    const inner = local.slice(1, -1);
+    if (/["@%!]/.test(inner)) return { ok: false, reason: 'routing characters in quoted local part' };
+  } else {
+    if (local.includes('@') || local.includes('%') || local.includes('!')) return { ok: false, reason: 'routing characters in local part' };
+    const atoms = local.split('.');
+    if (atoms.some((a) => !ATOM.test(a))) return { ok: false, reason: 'malformed local part' };
+  }
+  if (!domains.has(domain)) return { ok: false, reason: `domain ${JSON.stringify(domain)} is not served here` };
+  return { ok: true, address: `${local}@${domain}` };
+}
+
+// ---------------------------------------------------------------- exclusions
+
+const globCache = new Map<string, RegExp>();
+
+/** A case-insensitive glob: `*` any run of characters, `?` one character, anything else literal. */
+export function globToRegExp(glob: string): RegExp {
+  let re = globCache.get(glob);
+  if (!re) {
+    const body = [...glob].map((c) => (c === '*' ? '.*' : c === '?' ? '.' : c.replace(/[.+^${}()|[\]\\/-]/g, '\\$&'))).join('');
+    re = new RegExp(`^${body}$`, 'isu');
+    if (globCache.size > 10_000) globCache.clear();
+    globCache.set(glob, re);
+  }
+  return re;
+}
+
+export const globMatch = (glob: string, text: string): boolean => globToRegExp(glob).test(text);
+
+/** What the policy needs to know about a message. */
+export interface MessageFacts {
+  mailFrom: string;
+  /** Header fields as [lower-case name, unfolded value]. Only the names exclusion rules ask for need be present. */
+  headers: ReadonlyArray<readonly [string, string]>;
+  /** Epoch ms of the 250. */
+  receivedAt: number;
+}
+
+/** The header names (lower case) that exclusion rules look at: what inbound must keep. */
+export function headerNamesOfInterest(rules: readonly ExcludeRule[]): Set<string> {
+  return new Set(rules.flatMap((r) => (r.header ? [r.header.name.toLowerCase()] : [])));
+}
+
+/** The first exclusion rule whose every matcher matches this message and recipient. */
+export function matchExclusion(rules: readonly ExcludeRule[], facts: MessageFacts, recipient: string): ExcludeRule | undefined {
+  return rules.find((rule) => {
+    if (rule.sender !== undefined && !globMatch(rule.sender, facts.mailFrom)) return false;
+    if (rule.recipient !== undefined && !globMatch(rule.recipient, recipient)) return false;
+    if (rule.header !== undefined) {
+      const name = rule.header.name.toLowerCase();
+      const value = rule.header.value;
+      if (!facts.headers.some(([n, v]) => n === name && globMatch(value, v.trim()))) return false;
+    }
+    return true;
+  });
+}
+
+// ---------------------------------------------------------------- destinations
+
+export type PolicySpec = Pick<MailContinuitySpec, 'mode' | 'failover' | 'policy'>;
+
+export interface BackupContext {
+  /** The relay's failover state (set by the operator, or spec.failover.manual Active). */
+  failoverActive: boolean;
+  now: number;
+  /** True once the primary has the message for this recipient (FailoverOnly then needs no copy). */
+  primaryDelivered: boolean;
+}
+
+export type BackupDecision =
+  | { copy: true; reason: 'dual-delivery' | 'failover-active' | 'message-deadline' }
+  | { copy: false; reason: 'excluded'; rule: string }
+  | { copy: false; reason: 'not-needed' | 'primary-delivered' };
+
+/** Milliseconds of spec.failover.messageDeadline, or Infinity when unset. */
+export function messageDeadlineMs(spec: PolicySpec): number {
+  const d = spec.failover.messageDeadline;
+  return d === undefined ? Infinity : parseDuration(d);
+}
+
+/**
+ * Whether `recipient` of a message needs a copy at the backup now. The primary
+ * is always required. In DualDelivery a copy is always due; in FailoverOnly
+ * while failover is active (or spec.failover.manual is Active), or once the
+ * message has waited messageDeadline without reaching the primary. `primaryDelivered`
+ * means the primary is done with the recipient (delivered, or refused it for good).
+ * Exclusions then win in every mode. "copy" and "excluded" are final (the
+ * caller persists them); "not-needed" may change later.
+ */
+export function decideBackup(spec: PolicySpec, facts: MessageFacts, recipient: string, ctx: BackupContext): BackupDecision {
+  let due: 'dual-delivery' | 'failover-active' | 'message-deadline';
+  if (spec.mode === 'DualDelivery') due = 'dual-delivery';
+  else if (ctx.primaryDelivered) return { copy: false, reason: 'primary-delivered' };
+  else if (ctx.failoverActive || spec.failover.manual === 'Active') due = 'failover-active';
+  else if (ctx.now - facts.receivedAt >= messageDeadlineMs(spec)) due = 'message-deadline';
+  else return { copy: false, reason: 'not-needed' };
+  // Exclusions win in every mode; they are reported only when a copy was due, so the audit log
+  // names every message a rule actually kept away from the backup.
+  const rule = matchExclusion(spec.policy.exclude, facts, recipient);
+  if (rule) return { copy: false, reason: 'excluded', rule: rule.name };
+  return { copy: true, reason: due };
+}
+
+// Address mapping for the backup lives in transports/gmail.ts (mapAddress), shared by both backup methods.

@@ -1,0 +1,61 @@
+// `mail-continuity queue list|show` for a human at the spool (like postqueue -p
+// and postcat): reads the spool directory directly, no running relay needed.
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { readSpoolDir, type MessageState } from './spool.js';
+
+function summary(s: MessageState): string {
+  const parts: string[] = [];
+  for (const [dest, ds] of Object.entries(s.deliveries)) {
+    if (!ds) continue;
+    const counts: Record<string, number> = {};
+    for (const r of Object.values(ds.recipients)) counts[r.status] = (counts[r.status] ?? 0) + 1;
+    const next = ds.nextAttemptAt > Date.now() ? ` next ${new Date(ds.nextAttemptAt).toISOString()}` : '';
+    parts.push(`${dest}: ${Object.entries(counts).map(([k, v]) => `${v} ${k}`).join(', ')} (attempts ${ds.attempts}${next})${ds.lastError ? ` last: ${ds.lastError.slice(0, 80)}` : ''}`);
+  }
+  return parts.join('; ');
+}
+
+export async function runQueue(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { spool: { type: 'string', default: process.env.RELAY_SPOOL ?? '/var/spool/mail-continuity' }, dead: { type: 'boolean', default: false }, json: { type: 'boolean', default: false } },
+  });
+  const [sub = 'list', id] = positionals;
+  const which = values.dead ? 'dead' : 'queue';
+  if (sub === 'list') {
+    const states = await readSpoolDir(values.spool, which);
+    if (values.json) {
+      process.stdout.write(`${JSON.stringify(states, null, 2)}\n`);
+      return 0;
+    }
+    for (const s of states) {
+      process.stdout.write(
+        `${s.id}  ${new Date(s.receivedAt).toISOString()}  ${String(s.size).padStart(9)}  <${s.mailFrom}> -> ${s.rcptTo.length} rcpt  ${s.messageId ? `<${s.messageId}>` : ''}\n    ${summary(s)}${s.dead ? `\n    dead: ${s.dead.reason}` : ''}\n`,
+      );
+    }
+    process.stdout.write(`-- ${states.length} message(s) in ${join(values.spool, which)}\n`);
+    return 0;
+  }
+  if (sub === 'show' && id) {
+    if (!/^[0-9a-f]+$/.test(id)) {
+      process.stderr.write('queue show: the id is the hex spool id from `queue list`\n');
+      return 2;
+    }
+    const dir = join(values.spool, which);
+    const state = await readFile(join(dir, `${id}.json`), 'utf8').catch(() => undefined);
+    if (!state) {
+      process.stderr.write(`queue show: no message ${id} in ${dir}\n`);
+      return 1;
+    }
+    process.stdout.write(`${JSON.stringify(JSON.parse(state), null, 2)}\n--- ${join(dir, `${id}.eml`)} (headers)\n`);
+    const body = await readFile(join(dir, `${id}.eml`), 'utf8').catch(() => '');
+    const end = body.indexOf('\r\n\r\n');
+    process.stdout.write(`${end >= 0 ? body.slice(0, end) : body.slice(0, 8192)}\n`);
+    return 0;
+  }
+  process.stderr.write('usage: mail-continuity queue list [--dead] [--json] [--spool DIR] | queue show ID [--dead] [--spool DIR]\n');
+  return 2;
+}

@@ -1,0 +1,112 @@
+// Wires the relay: spool -> scheduler -> transports, inbound SMTP in front,
+// HTTP (metrics, health, admin) beside. `startRelay` resumes from the spool.
+import { readFile } from 'node:fs/promises';
+import type { Server } from 'node:http';
+import { join } from 'node:path';
+import { pino, type Logger } from 'pino';
+import { AuditLog } from './audit.js';
+import type { RelayConfig } from './config.js';
+import { FailoverState } from './failover-state.js';
+import { httpPort, startHttp } from './http.js';
+import { startInbound, type Inbound } from './inbound.js';
+import { createMetrics, type RelayMetrics } from './metrics.js';
+import { Scheduler } from './scheduler.js';
+import { Spool } from './spool.js';
+import { createPrimaryTransport, createSmtpRelayBackupTransport } from './transports/smtp.js';
+import type { Destination, Transport } from './types.js';
+
+export interface RelayDeps {
+  log?: Logger;
+  /** Replace a transport (tests); by default built from the config. */
+  transports?: Partial<Record<Destination, Transport>>;
+  /** Register Node's default process metrics (the relay process does; tests with several relays do not). */
+  defaultMetrics?: boolean;
+}
+
+export interface Relay {
+  readonly smtpPort: number;
+  readonly httpPort: number;
+  readonly config: RelayConfig;
+  readonly spool: Spool;
+  readonly scheduler: Scheduler;
+  readonly failover: FailoverState;
+  readonly metrics: RelayMetrics;
+  readonly log: Logger;
+  /** Stop accepting, finish messages being written, stop deliveries (state stays in the spool), close. */
+  stop(): Promise<void>;
+}
+
+async function createBackupTransport(config: RelayConfig, log: Logger): Promise<Transport> {
+  if (config.spec.backup.gmail.method === 'SmtpRelay') return createSmtpRelayBackupTransport(config, log);
+  // Loaded at runtime: the Gmail API client is only needed for method GmailApi.
+  const modulePath = './transports/gmail.js';
+  const mod = (await import(modulePath)) as { createGmailTransport: (c: RelayConfig, d: { log: Logger }) => Transport };
+  return mod.createGmailTransport(config, { log: log.child({ destination: 'backup' }) });
+}
+
+export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Promise<Relay> {
+  const log = deps.log ?? pino({ base: { instance: config.instance, component: 'relay' } });
+  const metrics = createMetrics({ defaultMetrics: deps.defaultMetrics ?? false });
+  const t = config.tuning;
+  const spool = new Spool(config.paths.spool, { log: log.child({ part: 'spool' }), fsync: t.fsync, minFreeBytes: t.spoolMinFreeBytes });
+  await spool.init();
+  const audit = new AuditLog(config.paths.audit ?? join(config.paths.spool, 'audit.log'), config.instance, log);
+  await audit.open();
+  const adminToken = config.paths.adminToken ? (await readFile(config.paths.adminToken, 'utf8')).trim() || undefined : undefined;
+  const failover = new FailoverState({
+    active: config.spec.failover.manual === 'Active',
+    replayMaxMessagesPerSecond: config.spec.recovery.maxMessagesPerSecond,
+  });
+  const transports: Record<Destination, Transport> = {
+    primary: deps.transports?.primary ?? (await createPrimaryTransport(config, log)),
+    backup: deps.transports?.backup ?? (await createBackupTransport(config, log)),
+  };
+  const scheduler = new Scheduler({ config, spool, transports, audit, metrics, failover, log: log.child({ part: 'scheduler' }) });
+  const recovered = await spool.load();
+  for (const state of recovered) scheduler.add(state, { recovered: true });
+  if (recovered.length > 0) log.info({ messages: recovered.length }, 'resumed from the spool');
+  scheduler.start();
+
+  let stopping = false;
+  let inbound: Inbound | undefined;
+  let http: Server | undefined;
+  try {
+    inbound = await startInbound({ config, spool, queue: scheduler, metrics, log: log.child({ part: 'inbound' }) });
+    http = await startHttp(config.http.host, config.http.port, {
+      registry: metrics.registry,
+      failover,
+      adminToken,
+      log: log.child({ part: 'http' }),
+      ready: () => (stopping ? { ready: false, reason: 'stopping' } : { ready: true }),
+    });
+  } catch (e) {
+    await inbound?.close(1000);
+    await scheduler.stop(1000);
+    throw e;
+  }
+  const smtpPort = inbound.port;
+  const hp = httpPort(http);
+  log.info({ smtpPort, httpPort: hp, mode: config.spec.mode, backup: config.spec.backup.gmail.method }, 'relay started');
+
+  return {
+    smtpPort,
+    httpPort: hp,
+    config,
+    spool,
+    scheduler,
+    failover,
+    metrics,
+    log,
+    async stop() {
+      if (stopping) return;
+      stopping = true;
+      await inbound.close();
+      await scheduler.stop();
+      await Promise.all([transports.primary.close(), transports.backup.close()]).catch(() => undefined);
+      await audit.close();
+      http.closeAllConnections();
+      await new Promise<void>((r) => http.close(() => r()));
+      log.info('relay stopped');
+    },
+  };
+}

@@ -1,0 +1,524 @@
+// Delivery queues, in the spirit of Postfix's qmgr: one queue per destination
+// with a concurrency window, exponential backoff with jitter for deferrals
+// (4xx, connection trouble, retryAfterMs from a transport), permanent failure
+// records for 5xx, and a token bucket that paces the replay to the primary
+// after an outage. Only envelopes and delivery state live in memory; bodies
+// are streamed from the spool file by the transports.
+import type { Logger } from 'pino';
+import { parseDuration } from '../api/v1alpha1/formats.js';
+import type { AuditLog } from './audit.js';
+import type { RelayConfig } from './config.js';
+import type { FailoverState } from './failover-state.js';
+import type { RelayMetrics } from './metrics.js';
+import { decideBackup, type MessageFacts } from './policy.js';
+import type { DestinationState, MessageState, Spool } from './spool.js';
+import { TokenBucket } from './transports/gmail.js';
+import type { Destination, RecipientOutcome, SpooledMessage, Transport } from './types.js';
+
+const DESTINATIONS: readonly Destination[] = ['primary', 'backup'];
+
+interface Entry {
+  state: MessageState;
+  message: SpooledMessage;
+  facts: MessageFacts;
+  busy: Set<Destination>;
+  /** Destinations whose ready queue or timer heap holds this entry. */
+  queued: Set<Destination>;
+  /** Destinations with pending recipients (for the queue depth gauge). */
+  pendingAt: Set<Destination>;
+  closing: boolean;
+}
+
+/** A binary min-heap of timers. */
+class TimerHeap {
+  private items: Array<{ at: number; id: string; dest: Destination }> = [];
+  get size(): number {
+    return this.items.length;
+  }
+  peek(): { at: number; id: string; dest: Destination } | undefined {
+    return this.items[0];
+  }
+  push(item: { at: number; id: string; dest: Destination }): void {
+    const a = this.items;
+    a.push(item);
+    let i = a.length - 1;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (a[p]!.at <= a[i]!.at) break;
+      [a[p], a[i]] = [a[i]!, a[p]!];
+      i = p;
+    }
+  }
+  pop(): { at: number; id: string; dest: Destination } | undefined {
+    const a = this.items;
+    const top = a[0];
+    const last = a.pop();
+    if (a.length > 0 && last) {
+      a[0] = last;
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < a.length && a[l]!.at < a[m]!.at) m = l;
+        if (r < a.length && a[r]!.at < a[m]!.at) m = r;
+        if (m === i) break;
+        [a[m], a[i]] = [a[i]!, a[m]!];
+        i = m;
+      }
+    }
+    return top;
+  }
+  /** Removes every item for which `f` is true. */
+  removeWhere(f: (item: { at: number; id: string; dest: Destination }) => boolean): Array<{ at: number; id: string; dest: Destination }> {
+    const removed = this.items.filter(f);
+    if (removed.length === 0) return removed;
+    const kept = this.items.filter((i) => !f(i));
+    this.items = [];
+    for (const k of kept) this.push(k);
+    return removed;
+  }
+}
+
+/** A FIFO with O(1) shift. */
+class Fifo {
+  private items: string[] = [];
+  private head = 0;
+  get length(): number {
+    return this.items.length - this.head;
+  }
+  push(id: string): void {
+    this.items.push(id);
+  }
+  shift(): string | undefined {
+    if (this.head >= this.items.length) return undefined;
+    const v = this.items[this.head++];
+    if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    return v;
+  }
+}
+
+export interface SchedulerDeps {
+  config: RelayConfig;
+  spool: Spool;
+  transports: Record<Destination, Transport>;
+  audit: AuditLog;
+  metrics: RelayMetrics;
+  failover: FailoverState;
+  log: Logger;
+  now?: () => number;
+  random?: () => number;
+}
+
+/** Equal jitter: half the exponential delay fixed, half random. */
+export function backoffMs(attempts: number, minMs: number, maxMs: number, random: () => number): number {
+  const exp = Math.min(maxMs, minMs * 2 ** Math.max(0, Math.min(30, attempts - 1)));
+  return Math.round(exp / 2 + (random() * exp) / 2);
+}
+
+export class Scheduler {
+  private readonly entries = new Map<string, Entry>();
+  private readonly ready: Record<Destination, Fifo> = { primary: new Fifo(), backup: new Fifo() };
+  private readonly timers = new TimerHeap();
+  private readonly inflight: Record<Destination, number> = { primary: 0, backup: 0 };
+  private readonly depth: Record<Destination, number> = { primary: 0, backup: 0 };
+  private readonly running = new Set<Promise<void>>();
+  private readonly abort = new AbortController();
+  private readonly concurrency: Record<Destination, number>;
+  private readonly now: () => number;
+  private readonly random: () => number;
+  private readonly retentionMs: number;
+  private replay: TokenBucket | null = null;
+  private wakeTimer: NodeJS.Timeout | undefined;
+  private wakeAt = Infinity;
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private readonly instance: string;
+
+  constructor(private readonly d: SchedulerDeps) {
+    this.now = d.now ?? Date.now;
+    this.random = d.random ?? Math.random;
+    this.concurrency = { primary: d.config.tuning.primaryConcurrency, backup: d.config.tuning.backupConcurrency };
+    this.retentionMs = parseDuration(d.config.spec.relay.spool.retention);
+    this.instance = d.config.instance;
+    d.failover.on('change', (snap, wasActive) => {
+      d.metrics.failoverActive.set({ instance: this.instance }, snap.active ? 1 : 0);
+      if (snap.active) this.sweep();
+      else if (wasActive) this.startReplay(snap.replayMaxMessagesPerSecond);
+      else if (this.replay) this.startReplay(snap.replayMaxMessagesPerSecond);
+    });
+    d.metrics.failoverActive.set({ instance: this.instance }, d.failover.isActive ? 1 : 0);
+  }
+
+  start(): void {
+    this.sweepTimer = setInterval(() => this.sweep(), this.d.config.tuning.sweepIntervalMs);
+    this.sweepTimer.unref();
+    this.updateGauges();
+  }
+
+  /** Messages ready or being delivered: the intake backpressure signal (deferred mail waiting for a retry does not count). */
+  backlog(): number {
+    return this.ready.primary.length + this.ready.backup.length + this.inflight.primary + this.inflight.backup;
+  }
+
+  /** Messages with recipients still pending at `dest`. */
+  queueDepth(dest: Destination): number {
+    return this.depth[dest];
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /** Paces primary deliveries at `perSecond` until the primary queue is empty (null: no pacing). */
+  setReplayRate(perSecond: number | null): void {
+    this.replay = perSecond === null ? null : new TokenBucket(Math.max(1, perSecond), perSecond * 60, this.now);
+    this.pump();
+  }
+
+  get replayActive(): boolean {
+    return this.replay !== null;
+  }
+
+  /** The primary is back: retry everything waiting for it now (like `postqueue -f`), paced. */
+  private startReplay(rate: number): void {
+    this.setReplayRate(rate);
+    const moved = this.timers.removeWhere((t) => t.dest === 'primary');
+    for (const t of moved) {
+      const e = this.entries.get(t.id);
+      if (!e) continue;
+      e.queued.delete('primary');
+      const ds = e.state.deliveries.primary;
+      if (ds) ds.nextAttemptAt = 0;
+      this.enqueue(e);
+    }
+    this.d.log.info({ replay: moved.length, maxMessagesPerSecond: rate }, 'failover ended: replaying deferred mail to the primary');
+    this.pump();
+  }
+
+  /** Takes a committed message (from inbound, or from the spool at start). */
+  add(state: MessageState, opts: { recovered?: boolean } = {}): void {
+    const headers = state.headers ?? [];
+    const entry: Entry = {
+      state,
+      message: this.d.spool.toMessage(state),
+      facts: { mailFrom: state.mailFrom, headers, receivedAt: state.receivedAt },
+      busy: new Set(),
+      queued: new Set(),
+      pendingAt: new Set(),
+      closing: false,
+    };
+    this.entries.set(state.id, entry);
+    if (opts.recovered) void this.recover(entry);
+    else this.evaluate(entry, false);
+  }
+
+  /** After a crash: attempts that were in flight may or may not have reached the destination. */
+  private async recover(entry: Entry): Promise<void> {
+    let dirty = false;
+    for (const dest of DESTINATIONS) {
+      const ds = entry.state.deliveries[dest];
+      if (!ds?.inFlightSince) continue;
+      delete ds.inFlightSince;
+      dirty = true;
+      const pending = Object.entries(ds.recipients).filter(([, r]) => r.status === 'pending').map(([r]) => r);
+      const t = this.d.transports[dest];
+      for (const rcpt of pending) {
+        let known = false;
+        if (t.alreadyDelivered) {
+          try {
+            known = await t.alreadyDelivered(entry.message, rcpt);
+          } catch {
+            known = false;
+          }
+        }
+        if (known) {
+          ds.recipients[rcpt] = { status: 'delivered', detail: 'found at destination after restart', at: this.now() };
+          if (dest === 'backup') void this.auditCopy(entry, [rcpt]);
+        } else {
+          this.d.metrics.possibleDuplicates.inc({ instance: this.instance, destination: dest });
+        }
+      }
+      const unknown = pending.filter((r) => ds.recipients[r]?.status === 'pending');
+      if (unknown.length > 0) {
+        this.d.log.warn(
+          { id: entry.state.id, messageId: entry.state.messageId, destination: dest, recipients: unknown },
+          'delivery was in flight when the relay stopped; retrying (the destination may receive it twice)',
+        );
+      }
+    }
+    this.evaluate(entry, dirty);
+  }
+
+  private auditCopy(entry: Entry, recipients: string[]): Promise<void> {
+    this.d.metrics.auditRecords.inc({ instance: this.instance, action: 'copied-to-backup' });
+    return this.d.audit.record(entry.message, recipients, 'copied-to-backup');
+  }
+
+  /**
+   * Decides due backup copies, completes or dead-letters a finished message,
+   * otherwise (re)queues it; persists the state when anything changed.
+   */
+  private evaluate(entry: Entry, dirtyIn: boolean): void {
+    if (entry.closing || this.stopped) return;
+    const st = entry.state;
+    const now = this.now();
+    let dirty = dirtyIn;
+    const primary = st.deliveries.primary!;
+    // 1. backup decisions for recipients without one
+    const excluded = new Map<string, string[]>();
+    for (const rcpt of st.rcptTo) {
+      if (st.deliveries.backup?.recipients[rcpt]) continue;
+      const p = primary.recipients[rcpt];
+      const decision = decideBackup(this.d.config.spec, entry.facts, rcpt, {
+        failoverActive: this.d.failover.isActive,
+        now,
+        primaryDelivered: p !== undefined && p.status !== 'pending',
+      });
+      if (decision.reason === 'not-needed' || decision.reason === 'primary-delivered') continue;
+      st.deliveries.backup ??= { recipients: {}, attempts: 0, nextAttemptAt: 0 };
+      dirty = true;
+      if (decision.copy) {
+        st.deliveries.backup.recipients[rcpt] = { status: 'pending', detail: decision.reason };
+      } else if (decision.reason === 'excluded') {
+        st.deliveries.backup.recipients[rcpt] = { status: 'excluded', rule: decision.rule, at: now };
+        excluded.set(decision.rule, [...(excluded.get(decision.rule) ?? []), rcpt]);
+      }
+    }
+    for (const [rule, rcpts] of excluded) {
+      this.d.metrics.auditRecords.inc({ instance: this.instance, action: 'excluded' });
+      void this.d.audit.record(entry.message, rcpts, 'excluded', rule);
+      this.d.log.info({ id: st.id, messageId: st.messageId, rule, recipients: rcpts }, 'kept out of the backup by exclusion rule');
+    }
+    // 2. pending work per destination
+    const pendingAt = new Set<Destination>();
+    let failed = false;
+    for (const dest of DESTINATIONS) {
+      const ds = st.deliveries[dest];
+      if (!ds) continue;
+      for (const r of Object.values(ds.recipients)) {
+        if (r.status === 'pending') pendingAt.add(dest);
+        if (r.status === 'failed') failed = true;
+      }
+    }
+    this.setPending(entry, pendingAt);
+    if (pendingAt.size === 0 && entry.busy.size === 0) {
+      entry.closing = true;
+      this.entries.delete(st.id);
+      const done = failed
+        ? this.d.spool.moveToDead(st, 'rejected by a destination (see deliveries)').then(() => {
+            this.d.log.warn({ id: st.id, messageId: st.messageId }, 'message moved to dead/: a destination refused it for good');
+          })
+        : this.d.spool.remove(st);
+      this.track(done.catch((e: unknown) => this.d.log.error({ id: st.id, err: (e as Error).message }, 'could not finish spool entry')));
+      this.updateGauges();
+      return;
+    }
+    if (dirty) this.track(this.d.spool.saveState(st).catch(() => undefined));
+    this.enqueue(entry);
+    this.pump();
+  }
+
+  private setPending(entry: Entry, now: Set<Destination>): void {
+    for (const dest of DESTINATIONS) {
+      const had = entry.pendingAt.has(dest);
+      const has = now.has(dest);
+      if (had !== has) this.depth[dest] += has ? 1 : -1;
+    }
+    entry.pendingAt = now;
+  }
+
+  private enqueue(entry: Entry): void {
+    const now = this.now();
+    for (const dest of entry.pendingAt) {
+      if (entry.busy.has(dest) || entry.queued.has(dest)) continue;
+      const ds = entry.state.deliveries[dest]!;
+      entry.queued.add(dest);
+      if (ds.nextAttemptAt <= now) this.ready[dest].push(entry.state.id);
+      else {
+        this.timers.push({ at: ds.nextAttemptAt, id: entry.state.id, dest });
+        this.armWake();
+      }
+    }
+  }
+
+  private armWake(): void {
+    const next = this.timers.peek();
+    if (!next || this.stopped) return;
+    if (this.wakeTimer && next.at >= this.wakeAt) return;
+    clearTimeout(this.wakeTimer);
+    this.wakeAt = next.at;
+    this.wakeTimer = setTimeout(() => {
+      this.wakeTimer = undefined;
+      this.wakeAt = Infinity;
+      const now = this.now();
+      for (let t = this.timers.peek(); t && t.at <= now; t = this.timers.peek()) {
+        this.timers.pop();
+        if (this.entries.has(t.id)) this.ready[t.dest].push(t.id);
+      }
+      this.pump();
+      this.armWake();
+    }, Math.max(0, next.at - this.now()));
+    this.wakeTimer.unref();
+  }
+
+  private pumpTimer: NodeJS.Timeout | undefined;
+
+  private pump(): void {
+    if (this.stopped) return;
+    for (const dest of DESTINATIONS) {
+      while (this.inflight[dest] < this.concurrency[dest] && this.ready[dest].length > 0) {
+        if (dest === 'primary' && this.replay) {
+          const wait = this.replay.take(1);
+          if (wait > 0) {
+            if (!this.pumpTimer) {
+              this.pumpTimer = setTimeout(() => {
+                this.pumpTimer = undefined;
+                this.pump();
+              }, wait);
+              this.pumpTimer.unref();
+            }
+            break;
+          }
+        }
+        const id = this.ready[dest].shift()!;
+        const entry = this.entries.get(id);
+        if (!entry || entry.closing) continue;
+        entry.queued.delete(dest);
+        if (entry.busy.has(dest) || !entry.pendingAt.has(dest)) continue;
+        this.track(this.deliver(entry, dest));
+      }
+    }
+    if (this.replay && this.depth.primary === 0 && this.inflight.primary === 0) {
+      this.replay = null;
+      this.d.log.info('replay to the primary finished');
+    }
+  }
+
+  private track(p: Promise<unknown>): void {
+    const t = p.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.running.add(t);
+    void t.then(() => this.running.delete(t));
+  }
+
+  private async deliver(entry: Entry, dest: Destination): Promise<void> {
+    const st = entry.state;
+    const ds = st.deliveries[dest] as DestinationState;
+    const recipients = Object.entries(ds.recipients).filter(([, r]) => r.status === 'pending').map(([r]) => r);
+    entry.busy.add(dest);
+    this.inflight[dest]++;
+    let outcomes: RecipientOutcome[];
+    try {
+      ds.inFlightSince = this.now();
+      await this.d.spool.saveState(st).catch(() => undefined);
+      outcomes = await this.d.transports[dest].deliver(entry.message, recipients, this.abort.signal);
+    } catch (e) {
+      outcomes = recipients.map((r) => ({ recipient: r, status: 'deferred', detail: `transport error: ${(e as Error).message}` }));
+    } finally {
+      this.inflight[dest]--;
+      entry.busy.delete(dest);
+    }
+    delete ds.inFlightSince;
+    if (this.stopped && outcomes.every((o) => o.status === 'deferred')) return;
+    const now = this.now();
+    const delivered: string[] = [];
+    let retryAfter = 0;
+    let deferred = 0;
+    const byOutcome = new Map(outcomes.map((o) => [o.recipient, o]));
+    for (const rcpt of recipients) {
+      const o = byOutcome.get(rcpt) ?? { recipient: rcpt, status: 'deferred' as const, detail: 'no outcome from transport' };
+      this.d.metrics.deliveries.inc({ instance: this.instance, destination: dest, outcome: o.status });
+      if (o.status === 'delivered') {
+        ds.recipients[rcpt] = { status: 'delivered', detail: o.detail, at: now };
+        delivered.push(rcpt);
+      } else if (o.status === 'failed') {
+        ds.recipients[rcpt] = { status: 'failed', detail: o.detail, at: now };
+        this.d.metrics.deadLettered.inc({ instance: this.instance, reason: 'rejected' });
+        this.d.log.warn({ id: st.id, messageId: st.messageId, destination: dest, recipient: rcpt, detail: o.detail }, 'recipient refused for good (dead-letter record)');
+      } else {
+        deferred++;
+        ds.recipients[rcpt] = { status: 'pending', detail: o.detail };
+        ds.lastError = o.detail;
+        if (o.retryAfterMs) retryAfter = Math.max(retryAfter, o.retryAfterMs);
+      }
+    }
+    if (delivered.length > 0) {
+      this.d.metrics.latency.observe({ instance: this.instance, destination: dest }, (now - st.receivedAt) / 1000);
+      if (dest === 'backup') void this.auditCopy(entry, delivered);
+    }
+    ds.attempts++;
+    if (deferred > 0) {
+      const t = this.d.config.tuning;
+      const delay = Math.max(backoffMs(ds.attempts, t.minBackoffMs, t.maxBackoffMs, this.random), retryAfter);
+      ds.nextAttemptAt = now + delay;
+      this.d.log.info({ id: st.id, destination: dest, deferred, attempts: ds.attempts, retryInMs: delay, detail: ds.lastError }, 'delivery deferred');
+    }
+    this.evaluate(entry, true);
+  }
+
+  /** Periodic: retention, and FailoverOnly deadlines (a copy for the backup may have become due). */
+  sweep(): void {
+    if (this.stopped) return;
+    const now = this.now();
+    for (const entry of [...this.entries.values()]) {
+      if (entry.closing) continue;
+      if (now - entry.state.receivedAt > this.retentionMs) {
+        if (entry.busy.size > 0) continue;
+        this.expire(entry, now);
+        continue;
+      }
+      if (entry.busy.size === 0 && entry.pendingAt.has('primary')) this.evaluate(entry, false);
+    }
+    this.updateGauges();
+  }
+
+  private expire(entry: Entry, now: number): void {
+    const st = entry.state;
+    entry.closing = true;
+    this.entries.delete(st.id);
+    this.setPending(entry, new Set());
+    const left: Record<string, string[]> = {};
+    for (const dest of DESTINATIONS) {
+      const ds = st.deliveries[dest];
+      if (!ds) continue;
+      for (const [rcpt, r] of Object.entries(ds.recipients)) {
+        if (r.status !== 'pending') continue;
+        ds.recipients[rcpt] = { status: 'failed', detail: `retention ${this.d.config.spec.relay.spool.retention} expired; last error: ${r.detail ?? ds.lastError ?? 'none'}`, at: now };
+        (left[dest] ??= []).push(rcpt);
+      }
+    }
+    this.d.metrics.deadLettered.inc({ instance: this.instance, reason: 'retention' });
+    this.d.log.warn({ id: st.id, messageId: st.messageId, undelivered: left }, 'message older than spool retention moved to dead/');
+    this.track(this.d.spool.moveToDead(st, 'retention expired', now).catch((e: unknown) => this.d.log.error({ id: st.id, err: (e as Error).message }, 'could not move to dead/')));
+  }
+
+  private updateGauges(): void {
+    for (const dest of DESTINATIONS) this.d.metrics.queueDepth.set({ instance: this.instance, destination: dest }, this.depth[dest]);
+    this.d.metrics.spoolBytes.set({ instance: this.instance }, this.d.spool.bytes);
+  }
+
+  /** Stops starting deliveries, aborts in-flight ones and waits (bounded) for them and for state writes. */
+  async stop(timeoutMs = 10_000): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.sweepTimer);
+    clearTimeout(this.wakeTimer);
+    clearTimeout(this.pumpTimer);
+    this.abort.abort();
+    const all = Promise.all([...this.running]);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([all, new Promise((r) => (timer = setTimeout(r, timeoutMs)))]);
+    clearTimeout(timer);
+  }
+
+  /** For tests and the metrics: a copy of the in-memory state of one message. */
+  inspect(id: string): MessageState | undefined {
+    const e = this.entries.get(id);
+    return e && (JSON.parse(JSON.stringify(e.state)) as MessageState);
+  }
+}

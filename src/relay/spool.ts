@@ -1,0 +1,399 @@
+// The spool: one immutable body file and one small state file per message, in
+// directories an operator can read by hand (see the layout below). Like
+// Postfix's cleanup, a message is written under a temporary name, fsync'ed,
+// renamed into place and the directory fsync'ed before the relay says 250.
+//
+// Layout of <spool>/:
+//   tmp/            files being written; leftovers were never acknowledged (removed at start, logged)
+//   queue/<id>.eml  the message exactly as it will be delivered (Received header added), CRLF
+//   queue/<id>.json envelope + per-destination, per-recipient delivery state (rewritten atomically)
+//   dead/<id>.*     messages that cannot be delivered: 5xx from a destination, or older than
+//                   spec.relay.spool.retention. Never deleted by the relay.
+//   audit.log       JSON lines, see audit.ts
+//
+// Group commit: the fsyncs of concurrent messages run in parallel (the kernel's
+// journal merges them) and one directory fsync covers every rename that
+// happened before it started, so commits per second grow with concurrency.
+// State rewrites after delivery attempts are renamed into place without fsync:
+// they survive a process crash; after a power loss an older state may come back,
+// which means a possible duplicate delivery, never a lost message.
+import { createHash, randomBytes } from 'node:crypto';
+import { constants as fsc } from 'node:fs';
+import { mkdir, open, readdir, readFile, rename, rm, statfs, unlink, writeFile, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { Destination, SpooledMessage } from './types.js';
+
+export type RecipientStatus = 'pending' | 'delivered' | 'failed' | 'excluded';
+
+export interface RecipientState {
+  status: RecipientStatus;
+  /** Last reply or reason. */
+  detail?: string;
+  /** Exclusion rule name, for status excluded. */
+  rule?: string;
+  /** Epoch ms of the final outcome. */
+  at?: number;
+}
+
+export interface DestinationState {
+  recipients: Record<string, RecipientState>;
+  attempts: number;
+  /** Epoch ms before which no attempt is made. */
+  nextAttemptAt: number;
+  lastError?: string;
+  /** Set while an attempt is in flight: after a crash the outcome is unknown. */
+  inFlightSince?: number;
+}
+
+export interface MessageState {
+  version: 1;
+  id: string;
+  mailFrom: string;
+  rcptTo: string[];
+  messageId?: string;
+  sha256: string;
+  size: number;
+  receivedAt: number;
+  client: { address: string; helo: string };
+  /** [lower-case name, value] of the headers exclusion rules look at. */
+  headers: Array<[string, string]>;
+  deliveries: Partial<Record<Destination, DestinationState>>;
+  dead?: { at: number; reason: string };
+}
+
+export class SpoolFullError extends Error {
+  constructor(message: string, readonly causeCode?: string) {
+    super(message);
+  }
+}
+
+/** One directory fsync for every caller that arrived before it started. */
+class DirSyncer {
+  private waiting: Array<{ resolve: () => void; reject: (e: unknown) => void }> = [];
+  private running = false;
+  batches = 0;
+  constructor(private readonly dir: string, private readonly enabled: boolean) {}
+
+  sync(): Promise<void> {
+    if (!this.enabled) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      this.waiting.push({ resolve, reject });
+      this.kick();
+    });
+  }
+
+  private kick(): void {
+    if (this.running || this.waiting.length === 0) return;
+    this.running = true;
+    const batch = this.waiting;
+    this.waiting = [];
+    this.batches++;
+    void (async () => {
+      let fh: FileHandle | undefined;
+      try {
+        fh = await open(this.dir, fsc.O_RDONLY | fsc.O_DIRECTORY);
+        await fh.sync();
+        for (const w of batch) w.resolve();
+      } catch (e) {
+        for (const w of batch) w.reject(e);
+      } finally {
+        await fh?.close().catch(() => undefined);
+        this.running = false;
+        this.kick();
+      }
+    })();
+  }
+}
+
+export interface SpoolOptions {
+  log: Logger;
+  /** fsync files and directories before acknowledging (default true; never false in production). */
+  fsync?: boolean;
+  /** Refuse new mail (452 4.3.1) when the file system has less free space than this. */
+  minFreeBytes?: number;
+}
+
+/** Writes one message body; created by Spool.create(), finished by commit() or abort(). */
+export class MessageWriter {
+  private fh: FileHandle | undefined;
+  private readonly hash = createHash('sha256');
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  size = 0;
+  error: NodeJS.ErrnoException | undefined;
+
+  constructor(private readonly spool: Spool, readonly id: string, readonly tmpPath: string) {}
+
+  async open(): Promise<void> {
+    this.fh = await open(this.tmpPath, 'wx', 0o600);
+  }
+
+  /** Buffers small writes; after an I/O error further data is dropped (the caller answers 452). */
+  async write(buf: Buffer): Promise<void> {
+    if (this.error) return;
+    this.hash.update(buf);
+    this.size += buf.length;
+    this.pending.push(buf);
+    this.pendingBytes += buf.length;
+    if (this.pendingBytes >= 256 * 1024) await this.flush();
+  }
+
+  private async flush(): Promise<void> {
+    if (this.error || this.pendingBytes === 0 || !this.fh) return;
+    const data = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
+    this.pending = [];
+    this.pendingBytes = 0;
+    try {
+      let off = 0;
+      while (off < data.length) {
+        const { bytesWritten } = await this.fh.write(data, off, data.length - off);
+        off += bytesWritten;
+      }
+    } catch (e) {
+      this.error = e as NodeJS.ErrnoException;
+    }
+  }
+
+  /** fsync, rename into queue/, fsync the directory. Throws SpoolFullError when the message is not on disk. */
+  async commit(init: Omit<MessageState, 'version' | 'id' | 'sha256' | 'size'>): Promise<{ message: SpooledMessage; state: MessageState }> {
+    await this.flush();
+    const state: MessageState = { version: 1, id: this.id, sha256: this.hash.digest('hex'), size: this.size, ...init };
+    try {
+      if (this.error) throw this.error;
+      await this.spool.commitFiles(this, state, this.fh!);
+    } catch (e) {
+      await this.abort();
+      const err = e as NodeJS.ErrnoException;
+      throw new SpoolFullError(`spool write failed: ${err.code ?? err.message}`, err.code);
+    }
+    this.fh = undefined;
+    return { message: this.spool.toMessage(state), state };
+  }
+
+  async abort(): Promise<void> {
+    const fh = this.fh;
+    this.fh = undefined;
+    await fh?.close().catch(() => undefined);
+    await rm(this.tmpPath, { force: true }).catch(() => undefined);
+  }
+}
+
+export class Spool {
+  readonly tmpDir: string;
+  readonly queueDir: string;
+  readonly deadDir: string;
+  private readonly queueSync: DirSyncer;
+  private readonly fsyncEnabled: boolean;
+  private seq = 0;
+  private writes = new Map<string, Promise<void>>();
+  private freeCache = { at: 0, free: Infinity };
+  /** Bytes of bodies in queue/ (tracked, not scanned). */
+  bytes = 0;
+
+  constructor(readonly dir: string, private readonly opts: SpoolOptions) {
+    this.tmpDir = join(dir, 'tmp');
+    this.queueDir = join(dir, 'queue');
+    this.deadDir = join(dir, 'dead');
+    this.fsyncEnabled = opts.fsync ?? true;
+    this.queueSync = new DirSyncer(this.queueDir, this.fsyncEnabled);
+  }
+
+  get dirSyncBatches(): number {
+    return this.queueSync.batches;
+  }
+
+  /** Creates the directories and removes never-acknowledged leftovers in tmp/. */
+  async init(): Promise<void> {
+    for (const d of [this.dir, this.tmpDir, this.queueDir, this.deadDir]) await mkdir(d, { recursive: true, mode: 0o700 });
+    const leftovers = await readdir(this.tmpDir);
+    for (const f of leftovers) await rm(join(this.tmpDir, f), { force: true });
+    if (leftovers.length > 0) this.opts.log.warn({ files: leftovers.length }, 'removed unfinished files from spool tmp/ (never acknowledged to a client)');
+  }
+
+  /** Sortable by arrival: hex milliseconds, a per-process sequence and randomness against collisions across restarts. */
+  newId(): string {
+    const seq = (this.seq = (this.seq + 1) % 0x1000000);
+    return `${Date.now().toString(16).padStart(12, '0')}${seq.toString(16).padStart(6, '0')}${randomBytes(2).toString('hex')}`;
+  }
+
+  bodyPath(id: string): string {
+    return join(this.queueDir, `${id}.eml`);
+  }
+
+  private statePath(id: string): string {
+    return join(this.queueDir, `${id}.json`);
+  }
+
+  /** Free bytes on the spool's file system (cached for a second); Infinity when unknown. */
+  async freeBytes(): Promise<number> {
+    const now = Date.now();
+    if (now - this.freeCache.at > 1000) {
+      try {
+        const s = await statfs(this.dir);
+        this.freeCache = { at: now, free: s.bavail * s.bsize };
+      } catch {
+        this.freeCache = { at: now, free: Infinity };
+      }
+    }
+    return this.freeCache.free;
+  }
+
+  /** True when there is room for a message of `size` bytes above the configured reserve. */
+  async hasRoom(size = 0): Promise<boolean> {
+    return (await this.freeBytes()) - size >= (this.opts.minFreeBytes ?? 0);
+  }
+
+  async create(): Promise<MessageWriter> {
+    const id = this.newId();
+    const w = new MessageWriter(this, id, join(this.tmpDir, `${id}.eml`));
+    try {
+      await w.open();
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      throw new SpoolFullError(`cannot create spool file: ${err.code ?? err.message}`, err.code);
+    }
+    return w;
+  }
+
+  /** @internal the commit protocol of MessageWriter. */
+  async commitFiles(w: MessageWriter, state: MessageState, body: FileHandle): Promise<void> {
+    const stateTmp = join(this.tmpDir, `${state.id}.json`);
+    const writeState = async () => {
+      const fh = await open(stateTmp, 'wx', 0o600);
+      try {
+        await fh.writeFile(JSON.stringify(state));
+        if (this.fsyncEnabled) await fh.sync();
+      } finally {
+        await fh.close();
+      }
+    };
+    try {
+      await Promise.all([this.fsyncEnabled ? body.sync() : Promise.resolve(), writeState()]);
+      await body.close();
+      await rename(w.tmpPath, this.bodyPath(state.id));
+      await rename(stateTmp, this.statePath(state.id));
+      await this.queueSync.sync();
+    } catch (e) {
+      await rm(stateTmp, { force: true }).catch(() => undefined);
+      // The body may already be in queue/ without its state: take it back out.
+      await rm(this.bodyPath(state.id), { force: true }).catch(() => undefined);
+      await rm(this.statePath(state.id), { force: true }).catch(() => undefined);
+      throw e;
+    }
+    this.bytes += state.size;
+  }
+
+  toMessage(state: MessageState): SpooledMessage {
+    return {
+      id: state.id,
+      path: this.bodyPath(state.id),
+      mailFrom: state.mailFrom,
+      rcptTo: state.rcptTo,
+      ...(state.messageId !== undefined ? { messageId: state.messageId } : {}),
+      sha256: state.sha256,
+      size: state.size,
+      receivedAt: state.receivedAt,
+    };
+  }
+
+  /** Rewrites a state file atomically (tmp + rename), serialised per message. */
+  saveState(state: MessageState): Promise<void> {
+    const snapshot = JSON.stringify(state);
+    const prev = this.writes.get(state.id) ?? Promise.resolve();
+    const next = prev.then(async () => {
+      const tmp = join(this.tmpDir, `${state.id}.${randomBytes(3).toString('hex')}.json`);
+      try {
+        await writeFile(tmp, snapshot, { mode: 0o600 });
+        await rename(tmp, this.statePath(state.id));
+      } catch (e) {
+        await rm(tmp, { force: true }).catch(() => undefined);
+        this.opts.log.error({ id: state.id, err: (e as Error).message }, 'could not update spool state (kept in memory; will retry)');
+        throw e;
+      }
+    });
+    const tail = next.catch(() => undefined);
+    this.writes.set(state.id, tail);
+    void tail.then(() => {
+      if (this.writes.get(state.id) === tail) this.writes.delete(state.id);
+    });
+    return next;
+  }
+
+  /** The message reached every destination it needs: it leaves the spool. */
+  async remove(state: MessageState): Promise<void> {
+    await (this.writes.get(state.id) ?? Promise.resolve());
+    await unlink(this.statePath(state.id)).catch(ignoreEnoent);
+    await unlink(this.bodyPath(state.id)).catch(ignoreEnoent);
+    this.bytes -= state.size;
+  }
+
+  /** Moves a message and its state (with the reason) to dead/. */
+  async moveToDead(state: MessageState, reason: string, now = Date.now()): Promise<void> {
+    await (this.writes.get(state.id) ?? Promise.resolve());
+    state.dead = { at: now, reason };
+    await writeFile(join(this.deadDir, `${state.id}.json`), JSON.stringify(state, null, 2), { mode: 0o600 });
+    await rename(this.bodyPath(state.id), join(this.deadDir, `${state.id}.eml`)).catch(ignoreEnoent);
+    await unlink(this.statePath(state.id)).catch(ignoreEnoent);
+    this.bytes -= state.size;
+  }
+
+  /**
+   * Reads queue/ at start. A body without state was never acknowledged (the
+   * crash came between the two renames, before the 250): removed, logged. A
+   * state without body cannot be delivered: moved to dead/.
+   */
+  async load(): Promise<MessageState[]> {
+    const files = await readdir(this.queueDir);
+    const bodies = new Set(files.filter((f) => f.endsWith('.eml')).map((f) => f.slice(0, -4)));
+    const states: MessageState[] = [];
+    for (const f of files.filter((f) => f.endsWith('.json')).sort()) {
+      const id = f.slice(0, -5);
+      let state: MessageState;
+      try {
+        state = JSON.parse(await readFile(join(this.queueDir, f), 'utf8')) as MessageState;
+      } catch (e) {
+        this.opts.log.error({ file: f, err: (e as Error).message }, 'unreadable spool state moved to dead/');
+        await rename(join(this.queueDir, f), join(this.deadDir, `${id}.corrupt.json`)).catch(ignoreEnoent);
+        if (bodies.delete(id)) await rename(this.bodyPath(id), join(this.deadDir, `${id}.eml`)).catch(ignoreEnoent);
+        continue;
+      }
+      if (!bodies.delete(id)) {
+        this.opts.log.error({ id }, 'spool state without message body moved to dead/');
+        await rename(join(this.queueDir, f), join(this.deadDir, `${id}.nobody.json`)).catch(ignoreEnoent);
+        continue;
+      }
+      states.push(state);
+      this.bytes += state.size;
+    }
+    for (const id of bodies) {
+      this.opts.log.warn({ id }, 'removed a spool body without state (crash before the 250: the client was never told it was accepted)');
+      await rm(this.bodyPath(id), { force: true });
+    }
+    return states;
+  }
+}
+
+function ignoreEnoent(e: unknown): void {
+  if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+}
+
+/** Lists a spool directory without a running relay (for `mail-continuity queue`). */
+export async function readSpoolDir(dir: string, which: 'queue' | 'dead'): Promise<MessageState[]> {
+  const d = join(dir, which);
+  let files: string[];
+  try {
+    files = await readdir(d);
+  } catch {
+    return [];
+  }
+  const out: MessageState[] = [];
+  for (const f of files.filter((f) => f.endsWith('.json')).sort()) {
+    try {
+      out.push(JSON.parse(await readFile(join(d, f), 'utf8')) as MessageState);
+    } catch {
+      // being rewritten or corrupt: skip in a listing
+    }
+  }
+  return out;
+}
