@@ -275,6 +275,27 @@ describe('Gmail emulator', () => {
       expect(stored.raw.equals(raw)).toBe(true);
     });
 
+    it('accepts the non-upload form with raw (base64url) in a JSON body', async () => {
+      const token = await tokenFor(ALICE);
+      const raw = message('json');
+      const res = await fetch(`${emu.url}/gmail/v1/users/me/messages/import?internalDateSource=dateHeader`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ raw: raw.toString('base64url'), labelIds: ['INBOX'] }),
+      });
+      expect(res.status).toBe(200);
+      const { id } = (await res.json()) as { id: string };
+      const stored = emu.messages(ALICE).find((m) => m.id === id)!;
+      expect(stored).toMatchObject({ uploadType: 'json', labelIds: ['INBOX'], internalDateSource: 'dateHeader' });
+      expect(stored.raw.equals(raw)).toBe(true);
+      const noRaw = await fetch(`${emu.url}/gmail/v1/users/me/messages/import`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ labelIds: ['INBOX'] }),
+      });
+      expect(noRaw.status).toBe(400);
+    });
+
     it('answers 401 in Gmail shape without a valid token', async () => {
       const res = await importRaw('ya29.forged', ALICE, multipart({}, message('x')));
       expect(res.status).toBe(401);
