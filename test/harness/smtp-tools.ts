@@ -1,0 +1,172 @@
+// Real SMTP tools for the tests, each bounded in count and time: swaks (one
+// transaction, full transcript), smtp-source (load) and smtp-sink (a fast sink
+// that records every message so tests can count them).
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freePort, waitForPort } from './postfix.js';
+
+export interface SwaksResult {
+  /** swaks exit code: 0 ok, 23/24/25 refused at MAIL/RCPT/DATA, 21 at connect... */
+  code: number;
+  transcript: string;
+  /** Every server reply line ("250 2.0.0 Ok..."), in order. */
+  replies: string[];
+}
+
+export interface SwaksOptions {
+  port: number;
+  from?: string;
+  to: string | string[];
+  headers?: string[];
+  body?: string;
+  /** Raw DATA (swaks --data): replaces headers/body. */
+  data?: string;
+  extra?: string[];
+  timeoutMs?: number;
+}
+
+export function swaks(o: SwaksOptions): Promise<SwaksResult> {
+  const args = [
+    '--server', `127.0.0.1:${o.port}`,
+    '--from', o.from ?? 'sender@partner.example.net',
+    '--to', Array.isArray(o.to) ? o.to.join(',') : o.to,
+    '--helo', 'mx.partner.example.net',
+    '--timeout', '30',
+    '--hide-informational',
+  ];
+  for (const h of o.headers ?? []) args.push('--add-header', h);
+  if (o.body !== undefined) args.push('--body', o.body);
+  if (o.data !== undefined) args.push('--data', o.data);
+  args.push(...(o.extra ?? []));
+  return new Promise((resolve) => {
+    execFile('swaks', args, { timeout: o.timeoutMs ?? 60_000, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : -1) : 0;
+      const transcript = `${stdout}${stderr}`;
+      const replies = transcript
+        .split('\n')
+        .filter((l) => /^\s*<[-~*]+\s+\d{3}[ -]/.test(l))
+        .map((l) => l.replace(/^\s*<[-~*]+\s+/, '').trimEnd());
+      resolve({ code, transcript, replies });
+    });
+  });
+}
+
+export interface SmtpSourceOptions {
+  port: number;
+  messages: number;
+  sessions: number;
+  from?: string;
+  to: string;
+  /** Message body length in bytes (-l). */
+  length?: number;
+  /** Prepend a sequence number to each recipient (-N): distinct recipients. */
+  numberRecipients?: boolean;
+  /** Several messages per connection (-d). */
+  reuseConnections?: boolean;
+  timeoutMs: number;
+}
+
+export interface SmtpSourceResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+  elapsedMs: number;
+}
+
+/** Runs smtp-source to the end or until timeoutMs (then kills it). */
+export function smtpSource(o: SmtpSourceOptions): Promise<SmtpSourceResult> {
+  const args = ['-m', String(o.messages), '-s', String(o.sessions), '-f', o.from ?? 'load@partner.example.net', '-t', o.to, '-M', 'load.partner.example.net'];
+  if (o.length !== undefined) args.push('-l', String(o.length));
+  if (o.numberRecipients) args.push('-N');
+  if (o.reuseConnections) args.push('-d');
+  args.push(`127.0.0.1:${o.port}`);
+  const started = Date.now();
+  return new Promise((resolve) => {
+    const child = spawn('smtp-source', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, o.timeoutMs);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr, timedOut, elapsedMs: Date.now() - started });
+    });
+  });
+}
+
+export interface SmtpSink {
+  port: number;
+  /** Messages received so far. */
+  count(): Promise<number>;
+  /** Message-IDs received so far (with repeats). */
+  messageIds(): Promise<string[]>;
+  /** The recorded messages (smtp-sink's dump: X-Client-Addr/X-Rcpt-Args headers, then the message). */
+  dump(): Promise<string>;
+  waitForCount(n: number, timeoutMs: number): Promise<number>;
+  stop(): Promise<void>;
+}
+
+/** smtp-sink on 127.0.0.1:<free port>, dumping every message into one file. */
+export async function startSmtpSink(opts: { port?: number; backlog?: number } = {}): Promise<SmtpSink> {
+  const dir = await mkdtemp(join(tmpdir(), 'smtp-sink-'));
+  const port = opts.port ?? (await freePort());
+  const dumpFile = join(dir, 'dump');
+  const child: ChildProcess = spawn('smtp-sink', ['-u', 'root', '-D', dumpFile, `127.0.0.1:${port}`, String(opts.backlog ?? 256)], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr?.on('data', (c: Buffer) => (stderr += c.toString()));
+  try {
+    await waitForPort(port, 'up', 15_000);
+  } catch (e) {
+    child.kill('SIGKILL');
+    throw new Error(`smtp-sink did not start: ${(e as Error).message} ${stderr}`);
+  }
+  const dump = () => readFile(dumpFile, 'utf8').catch(() => '');
+  const sink: SmtpSink = {
+    port,
+    dump,
+    async count() {
+      return ((await dump()).match(/^X-Client-Addr: /gm) ?? []).length;
+    },
+    async messageIds() {
+      return [...(await dump()).matchAll(/^Message-Id:\s*<([^>\r\n]+)>/gim)].map((m) => m[1]!);
+    },
+    async waitForCount(n, timeoutMs) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const c = await sink.count();
+        if (c >= n) return c;
+        if (Date.now() > deadline) throw new Error(`smtp-sink: ${c} of ${n} messages after ${timeoutMs} ms`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    },
+    async stop() {
+      if (child.exitCode === null) {
+        const exited = new Promise((r) => child.once('exit', r));
+        child.kill('SIGTERM');
+        await Promise.race([exited, new Promise((r) => setTimeout(r, 3000))]);
+        if (child.exitCode === null) child.kill('SIGKILL');
+      }
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+  return sink;
+}
+
+/** Runs a command with a time bound; resolves with its output (never rejects). */
+export function runBounded(cmd: string, args: string[], timeoutMs: number): Promise<{ code: number; out: string }> {
+  return new Promise((resolve) => {
+    execFile(cmd, args, { timeout: timeoutMs }, (err, stdout, stderr) => {
+      resolve({ code: err ? Number((err as { code?: unknown }).code) || -1 : 0, out: `${stdout}${stderr}` });
+    });
+  });
+}
