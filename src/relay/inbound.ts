@@ -316,8 +316,9 @@ export async function startInbound(deps: InboundDeps): Promise<Inbound> {
     }
     if (norm.bare > 0) metrics.normalisedNewlines.inc({ instance });
     const keep = headers.filter(([n]) => interesting.has(n));
+    let state: MessageState;
     try {
-      const { state } = await writer.commit({
+      ({ state } = await writer.commit({
         mailFrom,
         rcptTo: rcpts,
         messageId,
@@ -325,16 +326,21 @@ export async function startInbound(deps: InboundDeps): Promise<Inbound> {
         client: { address: session.remoteAddress, helo: clean(session.hostNameAppearsAs ?? '') },
         headers: keep,
         deliveries: { primary: { recipients: Object.fromEntries(rcpts.map((r) => [r, { status: 'pending' as const }])), attempts: 0, nextAttemptAt: 0 } },
-      });
-      metrics.accepted.inc({ instance });
-      log.info({ id: state.id, messageId, from: mailFrom, rcpts: rcpts.length, size: state.size, client: session.remoteAddress, bareNewlines: norm.bare || undefined }, 'queued');
-      queue.add(state);
-      return `2.0.0 Ok: queued as ${state.id}`;
+      }));
     } catch (e) {
       reject('spool-full');
       log.error({ err: (e as Error).message, code: e instanceof SpoolFullError ? e.causeCode : undefined }, 'message not accepted: spool write failed');
       throw new SmtpError(452, '4.3.1 Insufficient system storage');
     }
+    // On disk from here on: whatever happens next, the answer is 250 (a restart resumes from the spool).
+    metrics.accepted.inc({ instance });
+    log.info({ id: state.id, messageId, from: mailFrom, rcpts: rcpts.length, size: state.size, client: session.remoteAddress, bareNewlines: norm.bare || undefined }, 'queued');
+    try {
+      queue.add(state);
+    } catch (e) {
+      log.error({ id: state.id, err: (e as Error).message }, 'could not schedule a spooled message (it stays in the spool until restart)');
+    }
+    return `2.0.0 Ok: queued as ${state.id}`;
   }
 
   // Per-connection hooks smtp-server has no options for: the line-length guard

@@ -49,7 +49,7 @@ const globCache = new Map<string, RegExp>();
 export function globToRegExp(glob: string): RegExp {
   let re = globCache.get(glob);
   if (!re) {
-    const body = [...glob].map((c) => (c === '*' ? '.*' : c === '?' ? '.' : c.replace(/[.+^${}()|[\]\\/-]/g, '\\$&'))).join('');
+    const body = [...glob].map((c) => (c === '*' ? '.*' : c === '?' ? '.' : c.replace(/[.+^${}()|[\]\\/]/g, '\\$&'))).join('');
     re = new RegExp(`^${body}$`, 'isu');
     if (globCache.size > 10_000) globCache.clear();
     globCache.set(glob, re);

@@ -5,6 +5,8 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { MailContinuitySpecInput } from '../../src/api/v1alpha1/mailcontinuity.js';
+import { RelayConfig, type RelayConfigInput } from '../../src/relay/config.js';
 import { freePort, waitForPort } from './postfix.js';
 
 export interface SwaksResult {
@@ -36,7 +38,9 @@ export function swaks(o: SwaksOptions): Promise<SwaksResult> {
     '--timeout', '30',
     '--hide-informational',
   ];
-  for (const h of o.headers ?? []) args.push('--add-header', h);
+  // --header replaces a header swaks would generate (Message-Id, Date), --add-header would duplicate it.
+  // swaks matches header names case-sensitively and spells it Message-Id.
+  for (const h of o.headers ?? []) args.push('--header', h.replace(/^message-id:/i, 'Message-Id:'));
   if (o.body !== undefined) args.push('--body', o.body);
   if (o.data !== undefined) args.push('--data', o.data);
   args.push(...(o.extra ?? []));
@@ -168,5 +172,48 @@ export function runBounded(cmd: string, args: string[], timeoutMs: number): Prom
     execFile(cmd, args, { timeout: timeoutMs }, (err, stdout, stderr) => {
       resolve({ code: err ? Number((err as { code?: unknown }).code) || -1 : 0, out: `${stdout}${stderr}` });
     });
+  });
+}
+
+// ---------------------------------------------------------------- relay test config
+
+
+export const TEST_DOMAINS = ['corp.example.com', 'example.org'];
+
+export interface RelayTestConfigOptions {
+  spool: string;
+  primaryPort: number;
+  /** Backup SmtpRelay port (a sink); default: a port nothing listens on. */
+  backupPort?: number;
+  spec?: Partial<MailContinuitySpecInput>;
+  tuning?: RelayConfigInput['tuning'];
+  paths?: Partial<RelayConfigInput['paths']>;
+  instance?: string;
+}
+
+/** A relay config on loopback: primary = the Postfix stand-in (no TLS), backup = SmtpRelay to a sink; fast timers. */
+export function relayTestConfig(o: RelayTestConfigOptions): RelayConfig {
+  const spec: MailContinuitySpecInput = {
+    domains: TEST_DOMAINS,
+    mode: 'FailoverOnly',
+    primary: { host: '127.0.0.1', port: o.primaryPort, tls: 'None' },
+    backup: {
+      gmail: {
+        method: 'SmtpRelay',
+        smtpRelay: { host: '127.0.0.1', port: o.backupPort ?? 9 },
+        addressMap: [{ from: '@corp.example.com', to: '@corp.example.org' }],
+      },
+    },
+    relay: { acceptFrom: ['127.0.0.0/8'] },
+    failover: { messageDeadline: '15m' },
+    ...o.spec,
+  };
+  return RelayConfig.parse({
+    instance: o.instance ?? 'relay-test',
+    spec,
+    listen: { host: '127.0.0.1', port: 0, hostname: 'relay.test' },
+    http: { host: '127.0.0.1', port: 0 },
+    paths: { spool: o.spool, ...o.paths },
+    tuning: { minBackoffMs: 300, maxBackoffMs: 2000, sweepIntervalMs: 200, spoolMinFreeBytes: 0, ...o.tuning },
   });
 }
