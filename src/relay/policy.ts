@@ -22,7 +22,8 @@ export function checkRecipient(address: string, domains: ReadonlySet<string>): R
   if (address.length === 0 || address.length > 320) return { ok: false, reason: 'empty or over-long address' };
   if (address.startsWith('@') || address.includes(':')) return { ok: false, reason: 'source route' };
   // eslint-disable-next-line no-control-regex
-  if (/[\s\x00-\x1f\x7f<>,;\\]/.test(address)) return { ok: false, reason: 'forbidden character' };
+  if (/[\x00-\x1f\x7f<>,;\\]/.test(address)) return { ok: false, reason: 'forbidden character' };
+  if (/\s/.test(address.startsWith('"') ? address.slice(address.lastIndexOf('"')) : address)) return { ok: false, reason: 'white space outside quotes' };
   const at = address.lastIndexOf('@');
   if (at <= 0) return { ok: false, reason: 'no domain' };
   const local = address.slice(0, at);
