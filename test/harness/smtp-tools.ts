@@ -3,6 +3,7 @@
 // that records every message so tests can count them).
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { MailContinuitySpecInput } from '../../src/api/v1alpha1/mailcontinuity.js';
@@ -216,4 +217,90 @@ export function relayTestConfig(o: RelayTestConfigOptions): RelayConfig {
     paths: { spool: o.spool, ...o.paths },
     tuning: { minBackoffMs: 300, maxBackoffMs: 2000, sweepIntervalMs: 200, spoolMinFreeBytes: 0, ...o.tuning },
   });
+}
+
+// ---------------------------------------------------------------- raw SMTP sessions
+
+
+/** A raw SMTP client for malformed input: write anything, read replies with timeouts. */
+export class RawSmtp {
+  private buf = '';
+  private waiters: Array<() => void> = [];
+  closed = false;
+
+  private constructor(private readonly socket: Socket) {
+    socket.on('data', (c: Buffer) => {
+      this.buf += c.toString('latin1');
+      this.wake();
+    });
+    socket.on('close', () => {
+      this.closed = true;
+      this.wake();
+    });
+    socket.on('error', () => undefined);
+  }
+
+  private wake(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+
+  static async open(port: number, timeoutMs = 10_000): Promise<RawSmtp> {
+    const socket = netConnect({ host: '127.0.0.1', port });
+    await new Promise<void>((resolve, reject) => {
+      socket.once('connect', () => resolve());
+      socket.once('error', reject);
+      setTimeout(() => reject(new Error('connect timeout')), timeoutMs).unref();
+    });
+    return new RawSmtp(socket);
+  }
+
+  write(data: string | Buffer): void {
+    if (!this.closed) this.socket.write(data);
+  }
+
+  /**
+   * Waits for the next complete reply (last line "NNN " form) and consumes it.
+   * Returns the reply text; throws on timeout; returns '' when the server closed.
+   */
+  async reply(timeoutMs = 10_000): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const m = /^(?:\d{3}-[^\n]*\n)*\d{3}(?: [^\n]*)?\r?\n/.exec(this.buf);
+      if (m) {
+        this.buf = this.buf.slice(m[0].length);
+        return m[0].trimEnd();
+      }
+      if (this.closed) return '';
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`no SMTP reply within ${timeoutMs} ms (buffer: ${JSON.stringify(this.buf.slice(0, 200))})`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+  }
+
+  /** Sends one command line (CRLF added) and returns its reply. */
+  async cmd(line: string, timeoutMs = 10_000): Promise<string> {
+    this.write(`${line}\r\n`);
+    return this.reply(timeoutMs);
+  }
+
+  /** Waits until the server closes the connection. */
+  async waitClosed(timeoutMs = 10_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.closed) {
+      if (Date.now() > deadline) throw new Error('server did not close the connection');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
 }
