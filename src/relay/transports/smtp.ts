@@ -74,10 +74,14 @@ export function createSmtpTransport(o: SmtpTransportOptions): Transport {
         byTarget.set(t, [...(byTarget.get(t) ?? []), r]);
       }
       const expand = (target: string, f: (r: string) => RecipientOutcome) => (byTarget.get(target) ?? []).map(f);
+      // Destroyed in every case: a delivery that fails before DATA never reads it, and an open
+      // descriptor would keep a removed spool file's space allocated.
+      const raw = createReadStream(message.path);
+      raw.on('error', () => undefined);
       try {
         const info = (await pool.sendMail({
           envelope: { from: message.mailFrom, to: [...byTarget.keys()] },
-          raw: createReadStream(message.path),
+          raw,
         })) as { accepted?: unknown[]; rejected?: unknown[]; rejectedErrors?: SmtpError[]; response?: string };
         const out: RecipientOutcome[] = [];
         const rejected = new Map<string, SmtpError>();
@@ -94,6 +98,8 @@ export function createSmtpTransport(o: SmtpTransportOptions): Transport {
         const out: RecipientOutcome[] = [];
         for (const target of byTarget.keys()) out.push(...expand(target, (r) => outcomeFor(r, perRcpt.get(target) ?? err)));
         return out;
+      } finally {
+        raw.destroy();
       }
     },
     async close(): Promise<void> {
