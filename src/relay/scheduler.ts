@@ -263,7 +263,8 @@ export class Scheduler {
    * otherwise (re)queues it; persists the state when anything changed.
    */
   private evaluate(entry: Entry, dirtyIn: boolean): void {
-    if (entry.closing || this.stopped) return;
+    // While stopping, outcomes of deliveries that were in flight are still recorded.
+    if (entry.closing) return;
     const st = entry.state;
     const now = this.now();
     let dirty = dirtyIn;
@@ -315,9 +316,11 @@ export class Scheduler {
         : this.d.spool.remove(st);
       this.track(done.catch((e: unknown) => this.d.log.error({ id: st.id, err: (e as Error).message }, 'could not finish spool entry')));
       this.updateGauges();
+      this.pump();
       return;
     }
     if (dirty) this.track(this.d.spool.saveState(st).catch(() => undefined));
+    if (this.stopped) return;
     this.enqueue(entry);
     this.pump();
   }
@@ -510,10 +513,13 @@ export class Scheduler {
     clearTimeout(this.wakeTimer);
     clearTimeout(this.pumpTimer);
     this.abort.abort();
-    const all = Promise.all([...this.running]);
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([all, new Promise((r) => (timer = setTimeout(r, timeoutMs)))]);
-    clearTimeout(timer);
+    const deadline = Date.now() + timeoutMs;
+    // Finishing deliveries start state writes of their own: wait until nothing is left (bounded).
+    while (this.running.size > 0 && Date.now() < deadline) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([Promise.all([...this.running]), new Promise((r) => (timer = setTimeout(r, deadline - Date.now())))]);
+      clearTimeout(timer);
+    }
   }
 
   /** For tests and the metrics: a copy of the in-memory state of one message. */

@@ -1,0 +1,227 @@
+// The scheduler against a real spool directory and scripted transports:
+// deferral and backoff, retryAfterMs, 5xx dead letters, FailoverOnly deadline
+// and failover, paced replay, retention, in-flight recovery.
+import { afterEach, beforeEach, describe, expect, it } from '@jest/globals';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { AuditLog } from '../../src/relay/audit.js';
+import { FailoverState } from '../../src/relay/failover-state.js';
+import { createMetrics, type RelayMetrics } from '../../src/relay/metrics.js';
+import { backoffMs, Scheduler } from '../../src/relay/scheduler.js';
+import { Spool, type MessageState } from '../../src/relay/spool.js';
+import type { Destination, RecipientOutcome, SpooledMessage, Transport } from '../../src/relay/types.js';
+import { relayTestConfig } from '../harness/smtp-tools.js';
+
+const log = pino({ level: 'silent' });
+
+type Script = (m: SpooledMessage, rcpts: string[], call: number) => RecipientOutcome[] | Promise<RecipientOutcome[]>;
+
+class FakeTransport implements Transport {
+  alreadyDelivered?: (m: SpooledMessage, r: string) => Promise<boolean>;
+  calls: Array<{ at: number; id: string; rcpts: string[] }> = [];
+  constructor(readonly destination: Destination, public script: Script) {}
+  async deliver(m: SpooledMessage, rcpts: string[]): Promise<RecipientOutcome[]> {
+    this.calls.push({ at: Date.now(), id: m.id, rcpts });
+    return this.script(m, rcpts, this.calls.length);
+  }
+  async close() {}
+}
+
+const ok: Script = (_m, rcpts) => rcpts.map((r) => ({ recipient: r, status: 'delivered', detail: '250 ok' }));
+const defer: Script = (_m, rcpts) => rcpts.map((r) => ({ recipient: r, status: 'deferred', detail: '421 try later' }));
+
+let dir: string;
+let offset = 0;
+let parts: { spool: Spool; scheduler: Scheduler; primary: FakeTransport; backup: FakeTransport; failover: FailoverState; metrics: RelayMetrics; audit: AuditLog };
+
+async function setup(spec: Parameters<typeof relayTestConfig>[0]['spec'], primary: Script, backup: Script = ok, tuning: Parameters<typeof relayTestConfig>[0]['tuning'] = {}) {
+  const config = relayTestConfig({ spool: join(dir, 'spool'), primaryPort: 25, spec, tuning: { minBackoffMs: 20, maxBackoffMs: 100, sweepIntervalMs: 60_000, ...tuning } });
+  const spool = new Spool(config.paths.spool, { log });
+  await spool.init();
+  const audit = new AuditLog(join(dir, 'audit.log'), 'unit', log);
+  await audit.open();
+  const metrics = createMetrics();
+  const failover = new FailoverState({ active: false, replayMaxMessagesPerSecond: config.spec.recovery.maxMessagesPerSecond });
+  const p = new FakeTransport('primary', primary);
+  const b = new FakeTransport('backup', backup);
+  const scheduler = new Scheduler({ config, spool, transports: { primary: p, backup: b }, audit, metrics, failover, log, now: () => Date.now() + offset });
+  scheduler.start();
+  parts = { spool, scheduler, primary: p, backup: b, failover, metrics, audit };
+  return parts;
+}
+
+async function put(rcpts = ['a@corp.example.com'], extra: Partial<MessageState> = {}): Promise<MessageState> {
+  const w = await parts.spool.create();
+  await w.write(Buffer.from('Subject: t\r\n\r\nx\r\n'));
+  const { state } = await w.commit({
+    mailFrom: 's@partner.example.net',
+    rcptTo: rcpts,
+    messageId: `${w.id}@test`,
+    receivedAt: Date.now() + offset,
+    client: { address: '127.0.0.1', helo: 'x' },
+    headers: [],
+    deliveries: { primary: { recipients: Object.fromEntries(rcpts.map((r) => [r, { status: 'pending' as const }])), attempts: 0, nextAttemptAt: 0 } },
+    ...extra,
+  });
+  return state;
+}
+
+async function until(what: string, f: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await f())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+const auditLines = async () => (await readFile(join(dir, 'audit.log'), 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'relay-sched-'));
+  offset = 0;
+});
+afterEach(async () => {
+  await parts?.scheduler.stop(2000);
+  await parts?.audit.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('backoff', () => {
+  it('grows exponentially with equal jitter, capped', () => {
+    expect(backoffMs(1, 1000, 60_000, () => 0)).toBe(500);
+    expect(backoffMs(1, 1000, 60_000, () => 1)).toBe(1000);
+    expect(backoffMs(3, 1000, 60_000, () => 1)).toBe(4000);
+    expect(backoffMs(30, 1000, 60_000, () => 1)).toBe(60_000);
+    expect(backoffMs(30, 1000, 60_000, () => 0)).toBe(30_000);
+  });
+});
+
+describe('scheduler', () => {
+  it('retries a deferral and removes the message once delivered', async () => {
+    await setup({ mode: 'FailoverOnly' }, (m, r, call) => (call < 3 ? defer(m, r, call) : ok(m, r, call)));
+    const st = await put();
+    parts.scheduler.add(st);
+    await until('removed', async () => parts.scheduler.size === 0 && (await readdir(join(dir, 'spool', 'queue'))).length === 0);
+    expect(parts.primary.calls).toHaveLength(3);
+    expect(parts.backup.calls).toHaveLength(0);
+    const text = await parts.metrics.registry.metrics();
+    expect(text).toMatch(/relay_deliveries_total\{instance="relay-test",destination="primary",outcome="deferred"\} 2/);
+    expect(text).toMatch(/relay_deliveries_total\{instance="relay-test",destination="primary",outcome="delivered"\} 1/);
+  });
+
+  it('waits at least retryAfterMs from the transport', async () => {
+    await setup({ mode: 'FailoverOnly' }, (m, r, call) => (call === 1 ? r.map((x) => ({ recipient: x, status: 'deferred', detail: '429', retryAfterMs: 400 })) : ok(m, r, call)));
+    parts.scheduler.add(await put());
+    await until('delivered', () => parts.scheduler.size === 0);
+    expect(parts.primary.calls[1]!.at - parts.primary.calls[0]!.at).toBeGreaterThanOrEqual(390);
+  });
+
+  it('5xx: a dead-letter record per recipient; the message moves to dead/ once the others are done', async () => {
+    await setup({ mode: 'FailoverOnly' }, (_m, r) => r.map((x) => (x.startsWith('gone') ? { recipient: x, status: 'failed', detail: '550 5.1.1 unknown' } : { recipient: x, status: 'delivered', detail: '250' })));
+    const st = await put(['gone@corp.example.com', 'here@corp.example.com']);
+    parts.scheduler.add(st);
+    await until('dead', async () => (await readdir(join(dir, 'spool', 'dead'))).length === 2);
+    const dead = JSON.parse(await readFile(join(dir, 'spool', 'dead', `${st.id}.json`), 'utf8')) as MessageState;
+    expect(dead.deliveries.primary!.recipients['gone@corp.example.com']).toEqual(expect.objectContaining({ status: 'failed', detail: '550 5.1.1 unknown' }));
+    expect(dead.deliveries.primary!.recipients['here@corp.example.com']!.status).toBe('delivered');
+    expect(await parts.metrics.registry.metrics()).toMatch(/relay_dead_lettered_total\{instance="relay-test",reason="rejected"\} 1/);
+    expect(await readdir(join(dir, 'spool', 'queue'))).toEqual([]);
+  });
+
+  it('FailoverOnly: once messageDeadline passes without the primary, a copy goes to the backup (audited); the primary keeps its retries', async () => {
+    await setup({ mode: 'FailoverOnly', failover: { messageDeadline: '15m' } }, defer);
+    const st = await put();
+    parts.scheduler.add(st);
+    await until('a primary attempt', () => parts.primary.calls.length >= 1);
+    parts.scheduler.sweep();
+    expect(parts.backup.calls).toHaveLength(0);
+    offset = 15 * 60_000;
+    parts.scheduler.sweep();
+    await until('backup copy', () => parts.backup.calls.length === 1);
+    await until('audit line', async () => (await auditLines()).length === 1);
+    expect((await auditLines())[0]).toEqual(expect.objectContaining({ action: 'copied-to-backup', spoolId: st.id, to: ['a@corp.example.com'] }));
+    expect(parts.scheduler.inspect(st.id)!.deliveries.backup!.recipients['a@corp.example.com']).toEqual(expect.objectContaining({ status: 'delivered' }));
+    expect(parts.scheduler.queueDepth('primary')).toBe(1);
+    expect(parts.scheduler.queueDepth('backup')).toBe(0);
+  });
+
+  it('failover active: new and waiting mail gets a backup copy; when it ends, the primary backlog is replayed at the set rate', async () => {
+    let primaryUp = false;
+    // Long backoff: after one attempt each message waits for its timer, until the replay flushes them.
+    await setup({ mode: 'FailoverOnly' }, (m, r, c) => (primaryUp ? ok(m, r, c) : defer(m, r, c)), ok, { minBackoffMs: 600_000, maxBackoffMs: 600_000 });
+    const waiting = await put();
+    parts.scheduler.add(waiting);
+    await until('primary tried', () => parts.primary.calls.length >= 1);
+    parts.failover.set({ active: true });
+    for (let i = 0; i < 5; i++) parts.scheduler.add(await put([`u${i}@corp.example.com`]));
+    await until('six backup copies', () => parts.backup.calls.length === 6);
+    await until('every message tried once at the primary', () => parts.primary.calls.length === 6 && parts.scheduler.backlog() === 0);
+    expect(parts.scheduler.queueDepth('primary')).toBe(6);
+    primaryUp = true;
+    const before = parts.primary.calls.length;
+    const t0 = Date.now();
+    parts.failover.set({ active: false, maxMessagesPerSecond: 2 });
+    expect(parts.scheduler.replayActive).toBe(true);
+    await until('replayed', () => parts.scheduler.size === 0, 20_000);
+    const replayed = parts.primary.calls.slice(before);
+    expect(replayed).toHaveLength(6);
+    // A bucket of 2 at 2/s: the sixth starts no earlier than ~2 s after the first.
+    expect(replayed[5]!.at - t0).toBeGreaterThanOrEqual(1500);
+    expect(parts.scheduler.replayActive).toBe(false);
+  }, 30_000);
+
+  it('DualDelivery with an exclusion: the excluded recipient never reaches the backup and is audited once', async () => {
+    await setup({ mode: 'DualDelivery', policy: { exclude: [{ name: 'ceo', recipient: 'CEO@corp.example.com' }] } }, ok);
+    const st = await put(['ceo@corp.example.com', 'bob@corp.example.com']);
+    parts.scheduler.add(st);
+    await until('done', () => parts.scheduler.size === 0);
+    expect(parts.backup.calls.map((c) => c.rcpts)).toEqual([['bob@corp.example.com']]);
+    await until('audit', async () => (await auditLines()).length === 2);
+    const lines = await auditLines();
+    expect(lines).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ action: 'excluded', rule: 'ceo', to: ['ceo@corp.example.com'] }),
+        expect.objectContaining({ action: 'copied-to-backup', to: ['bob@corp.example.com'] }),
+      ]),
+    );
+  });
+
+  it('retention: mail older than spec.relay.spool.retention moves to dead/ with a log line and a metric', async () => {
+    await setup({ mode: 'FailoverOnly', relay: { acceptFrom: ['127.0.0.0/8'], spool: { retention: '1h' } } }, defer);
+    const st = await put();
+    parts.scheduler.add(st);
+    await until('tried', () => parts.primary.calls.length >= 1);
+    offset = 2 * 3_600_000;
+    await until('expired', async () => {
+      parts.scheduler.sweep();
+      return (await readdir(join(dir, 'spool', 'dead'))).length === 2;
+    });
+    const dead = JSON.parse(await readFile(join(dir, 'spool', 'dead', `${st.id}.json`), 'utf8')) as MessageState;
+    expect(dead.dead?.reason).toBe('retention expired');
+    expect(dead.deliveries.primary!.recipients['a@corp.example.com']!.status).toBe('failed');
+    expect(await parts.metrics.registry.metrics()).toMatch(/relay_dead_lettered_total\{instance="relay-test",reason="retention"\} 1/);
+  });
+
+  it('recovery: an attempt in flight at a crash is retried and counted as a possible duplicate', async () => {
+    await setup({ mode: 'FailoverOnly' }, ok);
+    const st = await put();
+    st.deliveries.primary!.inFlightSince = Date.now() - 1000;
+    parts.scheduler.add(st, { recovered: true });
+    await until('delivered', () => parts.scheduler.size === 0);
+    expect(parts.primary.calls).toHaveLength(1);
+    expect(await parts.metrics.registry.metrics()).toMatch(/relay_possible_duplicates_total\{instance="relay-test",destination="primary"\} 1/);
+  });
+
+  it('recovery: a transport that can tell (alreadyDelivered) avoids the duplicate', async () => {
+    await setup({ mode: 'DualDelivery' }, ok);
+    parts.backup.alreadyDelivered = async () => true;
+    const st = await put();
+    st.deliveries.backup = { recipients: { 'a@corp.example.com': { status: 'pending' } }, attempts: 1, nextAttemptAt: 0, inFlightSince: Date.now() };
+    parts.scheduler.add(st, { recovered: true });
+    await until('done', () => parts.scheduler.size === 0);
+    expect(parts.backup.calls).toHaveLength(0);
+    expect(await parts.metrics.registry.metrics()).not.toMatch(/relay_possible_duplicates_total\{[^}]*destination="backup"\} 1/);
+  });
+});
