@@ -2,7 +2,8 @@
 // with an smtp-sink as the backup (method SmtpRelay). Modes, exclusions,
 // the audit log, the admin endpoint and an outage of the primary.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -35,7 +36,11 @@ const relays: Relay[] = [];
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'relay-e2e-'));
-  postfix = await startPostfix({ domains: ['corp.example.com', 'example.org'], recipients: ['alice@corp.example.com', 'bob@corp.example.com'] });
+  postfix = await startPostfix({
+    domains: ['corp.example.com', 'example.org'],
+    recipients: ['alice@corp.example.com', 'bob@corp.example.com'],
+    rejectRecipients: ['gone@corp.example.com'],
+  });
   sink = await startSmtpSink();
 }, 60_000);
 
@@ -138,6 +143,14 @@ describe('relay delivery to Postfix', () => {
       }
       await waitUntil('deferrals', 30_000, async () => /relay_deliveries_total\{instance="outage",destination="primary",outcome="deferred"\} ([5-9]|\d\d)/.test(await relay.metrics.registry.metrics()));
       expect(relay.scheduler.queueDepth('primary')).toBe(5);
+      // A human can list the queue while the primary is down.
+      const cli = execFileSync(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'queue', 'list', '--spool', relay.config.paths.spool], {
+        cwd: join(import.meta.dirname, '..', '..'),
+        env: { ...process.env, NODE_OPTIONS: '' },
+      }).toString();
+      expect(cli).toContain('-- 5 message(s) in');
+      expect(cli).toMatch(/primary: 1 pending \(attempts [1-9]/);
+      expect(cli).toContain('<outage-0@partner.example.net>');
     } finally {
       await postfix.start();
     }
@@ -145,4 +158,20 @@ describe('relay delivery to Postfix', () => {
     const counts = await postfix.countByMessageId();
     for (let i = 0; i < 5; i++) expect(counts.get(`outage-${i}@partner.example.net`)).toBe(1);
   }, 120_000);
+
+  it('a permanent refusal by the primary (5xx) becomes a dead-letter record; the other recipient is delivered', async () => {
+    const relay = await relayWith('dead', { mode: 'FailoverOnly' });
+    const r = await swaks({ port: relay.smtpPort, to: ['gone@corp.example.com', 'alice@corp.example.com'], headers: ['Message-ID: <dead-1@partner.example.net>'] });
+    expect(r.code).toBe(0);
+    const deadDir = join(relay.config.paths.spool, 'dead');
+    await waitUntil('dead letter', 30_000, async () => (await readdir(deadDir).catch(() => [])).some((f) => f.endsWith('.json')));
+    const file = (await readdir(deadDir)).find((f) => f.endsWith('.json'))!;
+    const state = JSON.parse(await readFile(join(deadDir, file), 'utf8')) as { deliveries: { primary: { recipients: Record<string, { status: string; detail: string }> } }; dead: { reason: string } };
+    expect(state.deliveries.primary.recipients['gone@corp.example.com']).toEqual(expect.objectContaining({ status: 'failed', detail: expect.stringMatching(/^5\d\d .*no such user here/) }));
+    expect(state.deliveries.primary.recipients['alice@corp.example.com']!.status).toBe('delivered');
+    expect(await readdir(deadDir)).toContain(file.replace('.json', '.eml'));
+    const msgs = await postfix.messages();
+    expect(msgs.filter((m) => m.messageId === 'dead-1@partner.example.net').map((m) => m.recipient)).toEqual(['alice@corp.example.com']);
+    expect(await relay.metrics.registry.metrics()).toMatch(/relay_dead_lettered_total\{instance="dead",reason="rejected"\} 1/);
+  }, 60_000);
 });

@@ -23,7 +23,9 @@ export interface PostfixOptions {
   port?: number;
   /** message_size_limit (default 50 MB). */
   messageSizeLimit?: number;
-  /** Extra main.cf lines, e.g. smtpd_recipient_restrictions for rejections. */
+  /** Recipients smtpd refuses permanently (554 5.7.1 ... Recipient address rejected). */
+  rejectRecipients?: string[];
+  /** Extra main.cf lines. */
   extraMainCf?: string[];
 }
 
@@ -130,6 +132,7 @@ export async function startPostfix(opts: PostfixOptions): Promise<PostfixInstanc
   for (const r of opts.recipients ?? []) mailbox.push(`${r} ${r.split('@')[1]}/${r.split('@')[0]}/`);
   for (const d of opts.domains) mailbox.push(`@${d} ${d}/catchall/`);
   await writeFile(join(conf, 'vmailbox'), `${mailbox.join('\n')}\n`);
+  await writeFile(join(conf, 'rcpt_access'), (opts.rejectRecipients ?? []).map((r) => `${r} REJECT no such user here\n`).join(''));
   const main = [
     'compatibility_level = 3.6',
     `queue_directory = ${join(dir, 'queue')}`,
@@ -144,6 +147,7 @@ export async function startPostfix(opts: PostfixOptions): Promise<PostfixInstanc
     'mydestination =',
     'mynetworks = 127.0.0.0/8',
     'smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination',
+    `smtpd_recipient_restrictions = check_recipient_access texthash:${join(conf, 'rcpt_access')}, permit_mynetworks, reject`,
     `virtual_mailbox_domains = ${opts.domains.join(' ')}`,
     `virtual_mailbox_base = ${mail}`,
     `virtual_mailbox_maps = texthash:${join(conf, 'vmailbox')}`,
