@@ -1,0 +1,83 @@
+// The relay with backup method GmailApi: the Gmail transport (loaded at
+// runtime) imports into the emulator, Postfix gets the primary copy, the audit
+// log names the copy; an excluded message never reaches the emulator.
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { RelayConfig } from '../../src/relay/config.js';
+import { startRelay, type Relay } from '../../src/relay/relay.js';
+import { startGmailEmulator, type GmailEmulator } from '../harness/gmail-emulator.js';
+import { startPostfix, type PostfixInstance } from '../harness/postfix.js';
+import { swaks, TEST_DOMAINS } from '../harness/smtp-tools.js';
+
+const log = pino({ level: process.env.RELAY_LOG ?? 'silent' });
+let postfix: PostfixInstance;
+let emu: GmailEmulator;
+let dir: string;
+let relay: Relay | undefined;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'relay-gmail-'));
+  postfix = await startPostfix({ domains: TEST_DOMAINS });
+  emu = await startGmailEmulator({ users: ['alice@corp.example.org', 'bob@corp.example.org'] });
+}, 60_000);
+
+afterAll(async () => {
+  await relay?.stop().catch(() => undefined);
+  await emu?.close();
+  await postfix?.destroy();
+  await rm(dir, { recursive: true, force: true });
+}, 60_000);
+
+async function waitUntil(what: string, timeoutMs: number, f: () => boolean | Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await f())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('relay with the Gmail API backup', () => {
+  it('DualDelivery: Postfix and the Gmail mailbox (mapped address) each get the message once; exclusions hold', async () => {
+    const keyFile = join(dir, 'sa.json');
+    await writeFile(keyFile, emu.serviceAccount.keyJson);
+    const config = RelayConfig.parse({
+      instance: 'gmail-e2e',
+      spec: {
+        domains: TEST_DOMAINS,
+        mode: 'DualDelivery',
+        primary: { host: '127.0.0.1', port: postfix.port, tls: 'None' },
+        backup: { gmail: { method: 'GmailApi', serviceAccountSecretRef: { name: 'gmail-sa' }, addressMap: [{ from: '@corp.example.com', to: '@corp.example.org' }] } },
+        policy: { exclude: [{ name: 'confidential', header: { name: 'Sensitivity', value: 'Company-Confidential' } }] },
+        relay: { acceptFrom: ['127.0.0.0/8'] },
+      },
+      listen: { host: '127.0.0.1', port: 0, hostname: 'relay.test' },
+      http: { host: '127.0.0.1', port: 0 },
+      paths: { spool: join(dir, 'spool'), gmailServiceAccount: keyFile },
+      google: { rootUrl: emu.rootUrl, tokenUrl: emu.tokenUrl },
+      tuning: { minBackoffMs: 300, maxBackoffMs: 2000, sweepIntervalMs: 200, spoolMinFreeBytes: 0 },
+    });
+    relay = await startRelay(config, { log });
+    const a = await swaks({ port: relay.smtpPort, to: 'alice@corp.example.com', headers: ['Message-ID: <gmail-1@partner.example.net>'] });
+    const b = await swaks({ port: relay.smtpPort, to: 'bob@corp.example.com', headers: ['Message-ID: <gmail-conf@partner.example.net>', 'Sensitivity: Company-Confidential'] });
+    expect([a.code, b.code]).toEqual([0, 0]);
+    await waitUntil('spool empty', 60_000, () => relay!.scheduler.size === 0);
+    const imported = emu.messages('alice@corp.example.org');
+    expect(imported.map((m) => m.rfc822MessageId)).toEqual(['gmail-1@partner.example.net']);
+    expect(imported[0]!.raw.toString()).toMatch(/^Received: from mx\.partner\.example\.net/);
+    expect(emu.messages('bob@corp.example.org')).toEqual([]);
+    const counts = await postfix.countByMessageId();
+    expect(counts.get('gmail-1@partner.example.net')).toBe(1);
+    expect(counts.get('gmail-conf@partner.example.net')).toBe(1);
+    const audit = (await readFile(join(dir, 'spool', 'audit.log'), 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(audit).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ messageId: 'gmail-1@partner.example.net', action: 'copied-to-backup', to: ['alice@corp.example.com'] }),
+        expect.objectContaining({ messageId: 'gmail-conf@partner.example.net', action: 'excluded', rule: 'confidential' }),
+      ]),
+    );
+    expect(audit).toHaveLength(2);
+  }, 120_000);
+});
