@@ -334,6 +334,7 @@ export async function startInbound(deps: InboundDeps): Promise<Inbound> {
     }
     // On disk from here on: whatever happens next, the answer is 250 (a restart resumes from the spool).
     metrics.accepted.inc({ instance });
+    metrics.commits.inc({ instance });
     log.info({ id: state.id, messageId, from: mailFrom, rcpts: rcpts.length, size: state.size, client: session.remoteAddress, bareNewlines: norm.bare || undefined }, 'queued');
     try {
       queue.add(state);

@@ -15,6 +15,8 @@ export interface RelayMetrics {
   normalisedNewlines: Counter<'instance'>;
   failoverActive: Gauge<'instance'>;
   auditRecords: Counter<'instance' | 'action'>;
+  commits: Counter<'instance'>;
+  commitBatches: Gauge<'instance'>;
 }
 
 export function createMetrics(opts: { defaultMetrics?: boolean } = {}): RelayMetrics {
@@ -64,6 +66,13 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): RelayMet
       registers,
     }),
     failoverActive: new Gauge({ name: 'relay_failover_active', help: '1 while failover is active.', labelNames: ['instance'], registers }),
+    commits: new Counter({ name: 'relay_spool_commits_total', help: 'Messages committed to the spool (fsync + rename).', labelNames: ['instance'], registers }),
+    commitBatches: new Gauge({
+      name: 'relay_spool_commit_batches',
+      help: 'Directory fsyncs that committed them (group commit: fewer than commits under concurrency).',
+      labelNames: ['instance'],
+      registers,
+    }),
     auditRecords: new Counter({ name: 'relay_audit_records_total', help: 'Audit log lines by action.', labelNames: ['instance', 'action'], registers }),
   };
 }

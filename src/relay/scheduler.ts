@@ -504,6 +504,7 @@ export class Scheduler {
   private updateGauges(): void {
     for (const dest of DESTINATIONS) this.d.metrics.queueDepth.set({ instance: this.instance, destination: dest }, this.depth[dest]);
     this.d.metrics.spoolBytes.set({ instance: this.instance }, this.d.spool.bytes);
+    this.d.metrics.commitBatches.set({ instance: this.instance }, this.d.spool.dirSyncBatches);
   }
 
   /** Stops starting deliveries, aborts in-flight ones and waits (bounded) for them and for state writes. */

@@ -23,6 +23,11 @@ export interface PostfixOptions {
   port?: number;
   /** message_size_limit (default 50 MB). */
   messageSizeLimit?: number;
+  /**
+   * Relay the domains to this next hop ("[127.0.0.1]:2525") instead of
+   * delivering them into Maildirs: Postfix as a store-and-forward relay (bench).
+   */
+  relayhost?: string;
   /** Recipients smtpd refuses permanently (554 5.7.1 ... Recipient address rejected). */
   rejectRecipients?: string[];
   /** Extra main.cf lines. */
@@ -148,7 +153,9 @@ export async function startPostfix(opts: PostfixOptions): Promise<PostfixInstanc
     'mynetworks = 127.0.0.0/8',
     'smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination',
     `smtpd_recipient_restrictions = check_recipient_access texthash:${join(conf, 'rcpt_access')}, permit_mynetworks, reject`,
-    `virtual_mailbox_domains = ${opts.domains.join(' ')}`,
+    ...(opts.relayhost
+      ? [`relay_domains = ${opts.domains.join(' ')}`, `relayhost = ${opts.relayhost}`, 'virtual_mailbox_domains =', 'smtp_destination_concurrency_limit = 20']
+      : [`virtual_mailbox_domains = ${opts.domains.join(' ')}`]),
     `virtual_mailbox_base = ${mail}`,
     `virtual_mailbox_maps = texthash:${join(conf, 'vmailbox')}`,
     `virtual_uid_maps = static:${uid}`,

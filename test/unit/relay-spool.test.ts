@@ -110,4 +110,15 @@ describe('spool', () => {
     expect(await readdir(join(dir, 'tmp'))).toEqual([]);
     expect(await readdir(join(dir, 'queue'))).toEqual([]);
   });
+
+  it('a body whose size does not match its state (torn by a power loss before the 250) goes to dead/, not to delivery', async () => {
+    const spool = new Spool(dir, { log });
+    await spool.init();
+    const a = await put(spool, 'complete body\r\n');
+    await writeFile(join(dir, 'queue', `${a.id}.eml`), 'compl');
+    const again = new Spool(dir, { log });
+    await again.init();
+    expect(await again.load()).toEqual([]);
+    expect((await readdir(join(dir, 'dead'))).sort()).toEqual([`${a.id}.torn.eml`, `${a.id}.torn.json`]);
+  });
 });
