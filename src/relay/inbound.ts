@@ -122,6 +122,9 @@ function argOf(args: unknown, key: string): unknown {
   return args && typeof args === 'object' ? (args as Record<string, unknown>)[key] : undefined;
 }
 
+/** Postfix's form: the reverse name, or "unknown" (the relay does no reverse lookups). */
+const clientName = (name: string | undefined) => (!name || name.startsWith('[') ? 'unknown' : clean(name));
+
 const clean = (s: string, max = 255) => s.replace(/[^\x21-\x7e]/g, '').slice(0, max) || 'unknown';
 
 function rfc5322Date(d: Date): string {
@@ -145,6 +148,8 @@ export async function startInbound(deps: InboundDeps): Promise<Inbound> {
   if (spec.relay.requireTLS && !tls) throw new Error('spec.relay.requireTLS is set but paths.tlsCert/paths.tlsKey are not: the relay has no certificate to offer');
   const reject = (reason: string) => metrics.rejected.inc({ instance, reason });
   const perAddress = new Map<string, number>();
+  /** Connection id -> aborted when the client goes away (smtp-server leaves an open DATA stream hanging). */
+  const gone = new Map<string, AbortController>();
   const inflightData = new Set<Promise<void>>();
 
   const server = new SMTPServer({
@@ -240,26 +245,49 @@ export async function startInbound(deps: InboundDeps): Promise<Inbound> {
   }
 
   async function receive(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<string> {
+    // A client that disconnects (or times out) mid-DATA: end the stream, drop the partial file.
+    const onGone = () => stream.destroy(new Error('client went away during DATA'));
+    const goneSignal = gone.get(session.id)?.signal;
+    if (goneSignal?.aborted) onGone();
+    goneSignal?.addEventListener('abort', onGone, { once: true });
+    try {
+      return await receiveMessage(stream, session);
+    } finally {
+      goneSignal?.removeEventListener('abort', onGone);
+    }
+  }
+
+  async function receiveMessage(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<string> {
     let writer: MessageWriter;
     try {
       writer = await spool.create();
     } catch (e) {
-      await drain(stream);
+      await drain(stream).catch(() => undefined);
       reject('spool-full');
       log.error({ err: (e as Error).message }, 'cannot create spool file');
       throw new SmtpError(452, '4.3.1 Insufficient system storage');
     }
     const now = new Date();
     const rcpts = session.envelope.rcptTo.map((r) => r.address);
-    const mailFrom = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
     const proto = session.secure ? 'ESMTPS' : 'ESMTP';
     const received =
-      `Received: from ${clean(session.hostNameAppearsAs ?? '')} (${clean(session.clientHostname ?? '')} [${clean(session.remoteAddress)}])\r\n` +
+      `Received: from ${clean(session.hostNameAppearsAs ?? '')} (${clientName(session.clientHostname)} [${clean(session.remoteAddress)}])\r\n` +
       `\tby ${clean(hostname)} (mail-continuity-relay) with ${session.envelope.mailFrom && argOf(session.envelope.mailFrom.args, 'SMTPUTF8') ? 'UTF8' + proto.slice(1) : proto} id ${writer.id}` +
       (rcpts.length === 1 ? `\r\n\tfor <${rcpts[0]}>` : '') +
       `; ${rfc5322Date(now)}\r\n`;
     await writer.write(Buffer.from(received, 'utf8'));
 
+    try {
+      return await receiveData(stream, session, writer);
+    } catch (e) {
+      await writer.abort();
+      throw e;
+    }
+  }
+
+  async function receiveData(stream: SMTPServerDataStream, session: SMTPServerSession, writer: MessageWriter): Promise<string> {
+    const rcpts = session.envelope.rcptTo.map((r) => r.address);
+    const mailFrom = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
     const norm = new NewlineNormaliser();
     let inBytes = 0;
     let over = false;
@@ -348,6 +376,7 @@ export async function startInbound(deps: InboundDeps): Promise<Inbound> {
   // (on the parser, so it also sees plaintext after STARTTLS), the SIZE reply
   // with its enhanced status code, the per-address counter, the greeting pause.
   interface Conn {
+    id: string;
     remoteAddress: string;
     _socket: NodeJS.EventEmitter;
     _parser: { _write: (chunk: Buffer, enc: string, next: (err?: Error) => void) => void };
@@ -362,7 +391,11 @@ export async function startInbound(deps: InboundDeps): Promise<Inbound> {
   connections.add = (c: Conn) => {
     const addr = c.remoteAddress;
     perAddress.set(addr, (perAddress.get(addr) ?? 0) + 1);
+    const ac = new AbortController();
+    gone.set(c.id, ac);
     c._socket.once('close', () => {
+      ac.abort();
+      gone.delete(c.id);
       const n = (perAddress.get(addr) ?? 1) - 1;
       if (n <= 0) perAddress.delete(addr);
       else perAddress.set(addr, n);

@@ -252,4 +252,23 @@ describe('relay SMTP security', () => {
     s.close();
     expect(await spoolFiles(r)).toEqual([]);
   }, 60_000);
+
+  it('a client that disconnects in the middle of DATA leaves no partial file and no hanging write; the relay still serves', async () => {
+    const r = await relay();
+    const s = await session(r.smtpPort);
+    expect(await s.cmd('MAIL FROM:<a@partner.example.net>')).toMatch(/^250/);
+    expect(await s.cmd('RCPT TO:<alice@corp.example.com>')).toMatch(/^250/);
+    expect(await s.cmd('DATA')).toMatch(/^354/);
+    s.write(`Subject: cut\r\nMessage-ID: <cut@partner.example.net>\r\n\r\n${'half a message\r\n'.repeat(2000)}`);
+    await waitUntil('partial file being written', 10_000, async () => (await readdir(join(r.config.paths.spool, 'tmp'))).length > 0);
+    s.close();
+    await waitUntil('partial file removed', 10_000, async () => (await readdir(join(r.config.paths.spool, 'tmp'))).length === 0);
+    expect(await spoolFiles(r)).toEqual([]);
+    const ok = await swaks({ port: r.smtpPort, to: 'alice@corp.example.com', headers: ['Message-ID: <after-cut@partner.example.net>'] });
+    expect(ok.code).toBe(0);
+    const t0 = Date.now();
+    await r.stop();
+    expect(Date.now() - t0).toBeLessThan(10_000); // no DATA write left hanging (close would wait 30 s)
+    expect((await postfix.messages()).some((x) => x.messageId === 'cut@partner.example.net')).toBe(false);
+  }, 60_000);
 });
