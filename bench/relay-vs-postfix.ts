@@ -105,7 +105,7 @@ async function runRelay(sessions: number): Promise<Row> {
   await writeFile(join(dir, 'relay.json'), JSON.stringify(config));
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/relay/main.ts', '--config', join(dir, 'relay.json')], {
     stdio: ['ignore', 'ignore', 'inherit'],
-    env: { ...process.env, NODE_OPTIONS: '', UV_THREADPOOL_SIZE: '16' },
+    env: { ...process.env, NODE_OPTIONS: '' },
   });
   try {
     await waitForPort(port, 'up', 60_000);
