@@ -271,4 +271,24 @@ describe('relay SMTP security', () => {
     expect(Date.now() - t0).toBeLessThan(10_000); // no DATA write left hanging (close would wait 30 s)
     expect((await postfix.messages()).some((x) => x.messageId === 'cut@partner.example.net')).toBe(false);
   }, 60_000);
+
+  it('idle clients from one address hit the per-address cap (421 4.7.0) and do not starve a client from another address', async () => {
+    const r = await relay({ tuning: { maxClientsPerAddress: 20 } });
+    const idle: RawSmtp[] = [];
+    try {
+      for (let i = 0; i < 20; i++) {
+        const s = await RawSmtp.open(r.smtpPort, 10_000, '127.0.0.1');
+        idle.push(s);
+        expect(await s.reply()).toMatch(/^220 /);
+      }
+      const extra = await RawSmtp.open(r.smtpPort, 10_000, '127.0.0.1');
+      expect(await extra.reply()).toMatch(/^421 4\.7\.0 /);
+      extra.close();
+      const other = await swaks({ port: r.smtpPort, to: 'alice@corp.example.com', headers: ['Message-ID: <not-starved@partner.example.net>'], extra: ['--local-interface', '127.0.0.2'] });
+      expect(other.code).toBe(0);
+      await postfix.waitFor((m) => m.some((x) => x.messageId === 'not-starved@partner.example.net'), 30_000, 'not-starved');
+    } finally {
+      for (const s of idle) s.close();
+    }
+  }, 60_000);
 });

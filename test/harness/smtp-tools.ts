@@ -246,8 +246,8 @@ export class RawSmtp {
     for (const f of w) f();
   }
 
-  static async open(port: number, timeoutMs = 10_000): Promise<RawSmtp> {
-    const socket = netConnect({ host: '127.0.0.1', port });
+  static async open(port: number, timeoutMs = 10_000, localAddress?: string): Promise<RawSmtp> {
+    const socket = netConnect({ host: '127.0.0.1', port, ...(localAddress ? { localAddress } : {}) });
     await new Promise<void>((resolve, reject) => {
       socket.once('connect', () => resolve());
       socket.once('error', reject);
