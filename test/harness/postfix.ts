@@ -28,6 +28,8 @@ export interface PostfixOptions {
    * delivering them into Maildirs: Postfix as a store-and-forward relay (bench).
    */
   relayhost?: string;
+  /** Offer STARTTLS with this certificate and key (PEM files). */
+  tls?: { cert: string; key: string };
   /** Recipients smtpd refuses permanently (554 5.7.1 ... Recipient address rejected). */
   rejectRecipients?: string[];
   /** Extra main.cf lines. */
@@ -99,6 +101,7 @@ const MASTER_CF = (port: number) => `
 pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
 qmgr      unix  n       -       n       300     1       qmgr
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
 rewrite   unix  -       -       n       -       -       trivial-rewrite
 bounce    unix  -       -       n       -       0       bounce
 defer     unix  -       -       n       -       0       bounce
@@ -176,6 +179,7 @@ export async function startPostfix(opts: PostfixOptions): Promise<PostfixInstanc
     'header_checks =',
     'alias_maps =',
     'alias_database =',
+    ...(opts.tls ? [`smtpd_tls_cert_file = ${opts.tls.cert}`, `smtpd_tls_key_file = ${opts.tls.key}`, 'smtpd_tls_security_level = may', 'smtpd_tls_received_header = yes'] : []),
     ...(opts.extraMainCf ?? []),
   ];
   await writeFile(join(conf, 'main.cf'), `${main.join('\n')}\n`);
