@@ -104,6 +104,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
       await scheduler.stop();
       await Promise.all([transports.primary.close(), transports.backup.close()]).catch(() => undefined);
       await audit.close();
+      await spool.attempts.close();
       http.closeAllConnections();
       await new Promise<void>((r) => http.close(() => r()));
       log.info('relay stopped');

@@ -418,8 +418,9 @@ export class Scheduler {
     this.inflight[dest]++;
     let outcomes: RecipientOutcome[];
     try {
-      ds.inFlightSince = this.now();
-      await this.d.spool.saveState(st).catch(() => undefined);
+      await this.d.spool.attempts.start(st.id, dest, ds.attempts + 1).catch((e: unknown) => {
+        this.d.log.warn({ id: st.id, err: (e as Error).message }, 'could not journal a delivery attempt');
+      });
       outcomes = await this.d.transports[dest].deliver(entry.message, recipients, this.abort.signal);
     } catch (e) {
       outcomes = recipients.map((r) => ({ recipient: r, status: 'deferred', detail: `transport error: ${(e as Error).message}` }));
@@ -427,7 +428,6 @@ export class Scheduler {
       this.inflight[dest]--;
       entry.busy.delete(dest);
     }
-    delete ds.inFlightSince;
     if (this.stopped && outcomes.every((o) => o.status === 'deferred')) return;
     const now = this.now();
     const delivered: string[] = [];
@@ -456,6 +456,7 @@ export class Scheduler {
       if (dest === 'backup') void this.auditCopy(entry, delivered);
     }
     ds.attempts++;
+    this.d.spool.attempts.finish(st.id, dest);
     if (deferred > 0) {
       const t = this.d.config.tuning;
       const delay = Math.max(backoffMs(ds.attempts, t.minBackoffMs, t.maxBackoffMs, this.random), retryAfter);

@@ -1,12 +1,14 @@
 // The spool: one immutable body file and one small state file per message, in
 // directories an operator can read by hand (see the layout below). Like
-// Postfix's cleanup, a message is written under a temporary name, fsync'ed,
-// renamed into place and the directory fsync'ed before the relay says 250.
+// Postfix's cleanup, a message's files are written, fsync'ed and the directory
+// fsync'ed before the relay says 250 (the state file, written last, marks it complete).
 //
 // Layout of <spool>/:
-//   tmp/            files being written; leftovers were never acknowledged (removed at start, logged)
+//   tmp/            state rewrites being written (removed at start)
 //   queue/<id>.eml  the message exactly as it will be delivered (Received header added), CRLF
-//   queue/<id>.json envelope + per-destination, per-recipient delivery state (rewritten atomically)
+//   queue/<id>.json envelope + per-destination, per-recipient delivery state (rewritten atomically);
+//                   a body without its state was never acknowledged (removed at start, logged)
+//   attempts.log    delivery attempts in flight (see AttemptJournal)
 //   dead/<id>.*     messages that cannot be delivered: 5xx from a destination, or older than
 //                   spec.relay.spool.retention. Never deleted by the relay.
 //   audit.log       JSON lines, see audit.ts
@@ -43,7 +45,7 @@ export interface DestinationState {
   /** Epoch ms before which no attempt is made. */
   nextAttemptAt: number;
   lastError?: string;
-  /** Set while an attempt is in flight: after a crash the outcome is unknown. */
+  /** Set (in memory, by load()) when an attempt's outcome is unknown: it was in flight at a crash. */
   inFlightSince?: number;
 }
 
@@ -180,6 +182,71 @@ export class MessageWriter {
   }
 }
 
+/**
+ * In-flight delivery attempts, as an append-only log (one small write per
+ * attempt instead of a state rewrite): "<id> <destination> <attempt>" before
+ * each attempt. At start, an attempt number above the state's `attempts` means
+ * the attempt's outcome was never recorded: it may have reached the destination.
+ */
+export class AttemptJournal {
+  private fh: FileHandle | undefined;
+  private chain: Promise<void> = Promise.resolve();
+  private readonly open = new Map<string, number>();
+  private bytes = 0;
+
+  constructor(readonly path: string, private readonly maxBytes = 4 * 1024 * 1024) {}
+
+  /** Reads the previous run's attempts (key "id dest" -> highest attempt) and starts a fresh log. */
+  async reset(): Promise<Map<string, number>> {
+    const seen = new Map<string, number>();
+    const text = await readFile(this.path, 'utf8').catch(() => '');
+    for (const line of text.split('\n')) {
+      const [id, dest, n] = line.split(' ');
+      if (!id || !dest || !n) continue;
+      const key = `${id} ${dest}`;
+      seen.set(key, Math.max(seen.get(key) ?? 0, Number(n) || 0));
+    }
+    await this.fh?.close();
+    this.fh = await open(this.path, 'w', 0o600);
+    this.bytes = 0;
+    return seen;
+  }
+
+  /** Records an attempt before it starts (reaches the page cache: survives a process crash). */
+  start(id: string, dest: Destination, attempt: number): Promise<void> {
+    this.open.set(`${id} ${dest}`, attempt);
+    const line = `${id} ${dest} ${attempt}\n`;
+    this.chain = this.chain.then(async () => {
+      if (this.bytes > this.maxBytes) await this.rotate();
+      await this.fh?.write(line);
+      this.bytes += line.length;
+    });
+    return this.chain;
+  }
+
+  /** The attempt's outcome is recorded in the state (or the message is gone). */
+  finish(id: string, dest: Destination): void {
+    this.open.delete(`${id} ${dest}`);
+  }
+
+  /** Rewrites the log with only the attempts still open. */
+  private async rotate(): Promise<void> {
+    const text = [...this.open].map(([k, n]) => `${k} ${n}\n`).join('');
+    const tmp = `${this.path}.new`;
+    await writeFile(tmp, text, { mode: 0o600 });
+    await rename(tmp, this.path);
+    await this.fh?.close();
+    this.fh = await open(this.path, 'a', 0o600);
+    this.bytes = text.length;
+  }
+
+  async close(): Promise<void> {
+    await this.chain.catch(() => undefined);
+    await this.fh?.close();
+    this.fh = undefined;
+  }
+}
+
 export class Spool {
   readonly tmpDir: string;
   readonly queueDir: string;
@@ -194,6 +261,7 @@ export class Spool {
   private freeCache = { at: 0, free: Infinity };
   /** Bytes of bodies in queue/ (tracked, not scanned). */
   bytes = 0;
+  readonly attempts: AttemptJournal;
 
   constructor(readonly dir: string, private readonly opts: SpoolOptions) {
     this.tmpDir = join(dir, 'tmp');
@@ -201,6 +269,7 @@ export class Spool {
     this.deadDir = join(dir, 'dead');
     this.fsyncEnabled = opts.fsync ?? true;
     this.queueSync = new DirSyncer(this.queueDir, this.fsyncEnabled);
+    this.attempts = new AttemptJournal(join(dir, 'attempts.log'));
   }
 
   /** Directory fsyncs so far: with group commit, fewer than committed messages under concurrency. */
@@ -251,7 +320,7 @@ export class Spool {
 
   async create(): Promise<MessageWriter> {
     const id = this.newId();
-    const w = new MessageWriter(this, id, join(this.tmpDir, `${id}.eml`));
+    const w = new MessageWriter(this, id, this.bodyPath(id));
     try {
       await w.open();
     } catch (e) {
@@ -262,25 +331,25 @@ export class Spool {
   }
 
   /**
-   * @internal the commit protocol of MessageWriter. Both files are renamed
-   * into queue/ first, then the body, the state and the directory are fsync'ed
-   * in parallel (one round trip to the disk instead of two). Until those
-   * fsyncs return nothing was acknowledged; after a power loss in that window
-   * load() finds a state whose body size does not match, or an unreadable
-   * state, and moves it to dead/ instead of delivering it.
+   * @internal the commit protocol of MessageWriter. Like Postfix's cleanup, the
+   * files are written under their final names in queue/ (no renames: metadata
+   * operations are what a small message costs most); the body is complete
+   * before its state file exists. Then body, state and directory are fsync'ed
+   * in parallel: one disk round trip, shared by concurrent messages. Until
+   * those fsyncs return nothing was acknowledged. What a crash leaves behind:
+   * a body without state (removed at start, never acknowledged) or, after a
+   * power loss, a state whose body has the wrong size or that cannot be parsed
+   * (moved to dead/, never delivered).
    */
   async commitFiles(w: MessageWriter, state: MessageState, body: FileHandle): Promise<void> {
-    const stateTmp = join(this.tmpDir, `${state.id}.json`);
     let stateFh: FileHandle | undefined;
     try {
-      stateFh = await open(stateTmp, 'wx', 0o600);
+      stateFh = await open(this.statePath(state.id), 'wx', 0o600);
       await stateFh.writeFile(JSON.stringify(state));
-      await Promise.all([rename(w.tmpPath, this.bodyPath(state.id)), rename(stateTmp, this.statePath(state.id))]);
       if (this.fsyncEnabled) await Promise.all([body.sync(), stateFh.sync(), this.queueSync.sync()]);
     } catch (e) {
-      await rm(stateTmp, { force: true }).catch(() => undefined);
-      await rm(this.bodyPath(state.id), { force: true }).catch(() => undefined);
       await rm(this.statePath(state.id), { force: true }).catch(() => undefined);
+      await rm(w.tmpPath, { force: true }).catch(() => undefined);
       throw e;
     } finally {
       await stateFh?.close().catch(() => undefined);
@@ -384,6 +453,13 @@ export class Spool {
     for (const id of bodies) {
       this.opts.log.warn({ id }, 'removed a spool body without state (crash before the 250: the client was never told it was accepted)');
       await rm(this.bodyPath(id), { force: true });
+    }
+    const attempted = await this.attempts.reset();
+    for (const state of states) {
+      for (const [dest, ds] of Object.entries(state.deliveries)) {
+        const n = attempted.get(`${state.id} ${dest}`);
+        if (ds && n !== undefined && n > ds.attempts) ds.inFlightSince ??= state.receivedAt;
+      }
     }
     return states;
   }

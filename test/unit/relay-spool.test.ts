@@ -121,4 +121,28 @@ describe('spool', () => {
     expect(await again.load()).toEqual([]);
     expect((await readdir(join(dir, 'dead'))).sort()).toEqual([`${a.id}.torn.eml`, `${a.id}.torn.json`]);
   });
+
+  it('an attempt journaled but never recorded in the state comes back as in flight after a restart', async () => {
+    const spool = new Spool(dir, { log });
+    await spool.init();
+    await spool.load();
+    const a = await put(spool, 'a\r\n');
+    const b = await put(spool, 'b\r\n');
+    await spool.attempts.start(a.id, 'primary', 1);
+    await spool.attempts.start(b.id, 'primary', 1);
+    b.deliveries.primary!.attempts = 1; // b's outcome was recorded
+    await spool.saveState(b);
+    await spool.attempts.close();
+    const again = new Spool(dir, { log });
+    await again.init();
+    const loaded = await again.load();
+    expect(loaded.find((s) => s.id === a.id)!.deliveries.primary!.inFlightSince).toBe(a.receivedAt);
+    expect(loaded.find((s) => s.id === b.id)!.deliveries.primary!.inFlightSince).toBeUndefined();
+    await again.attempts.close();
+    // The journal starts afresh: a third start sees nothing in flight.
+    const third = new Spool(dir, { log });
+    await third.init();
+    expect((await third.load()).every((s) => s.deliveries.primary!.inFlightSince === undefined)).toBe(true);
+    await third.attempts.close();
+  });
 });
