@@ -458,13 +458,20 @@ export async function startInbound(deps: InboundDeps): Promise<Inbound> {
     port,
     clients: () => connections.size,
     async close(timeoutMs = 30_000) {
+      // Stop listening; from now on smtp-server answers every command with 421.
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      const deadline = Date.now() + timeoutMs;
       let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        Promise.all([...inflightData]).then(() => closed),
-        new Promise<void>((r) => (timer = setTimeout(r, timeoutMs))),
-      ]);
-      clearTimeout(timer);
+      const until = (p: Promise<unknown>) =>
+        Promise.race([p, new Promise<void>((r) => (timer = setTimeout(r, Math.max(0, deadline - Date.now()))))]).finally(() => clearTimeout(timer));
+      // Messages being received are finished (written, fsync'ed, answered 250) ...
+      await until(Promise.all([...inflightData]));
+      // ... then idle clients are told to come back instead of holding the shutdown for closeTimeout.
+      for (const c of [...connections]) {
+        c.send(421, `4.3.2 ${hostname} Service shutting down, try again later`, false);
+        c.close();
+      }
+      await until(closed);
     },
   };
 }

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { startRelay, type Relay } from '../../src/relay/relay.js';
+import { readSpoolDir } from '../../src/relay/spool.js';
 import type { RecipientOutcome, SpooledMessage, Transport } from '../../src/relay/types.js';
 import { startPostfix, type PostfixInstance } from '../harness/postfix.js';
 import { RawSmtp, relayTestConfig, swaks } from '../harness/smtp-tools.js';
@@ -289,5 +290,28 @@ describe('relay SMTP security', () => {
     } finally {
       for (const s of idle) s.close();
     }
+  }, 60_000);
+
+  it('stop (SIGTERM): a message in the middle of DATA is still taken (250), idle clients get 421, the listener closes at once', async () => {
+    const r = await relay();
+    const idle = await session(r.smtpPort);
+    const busy = await session(r.smtpPort);
+    expect(await busy.cmd('MAIL FROM:<a@partner.example.net>')).toMatch(/^250/);
+    expect(await busy.cmd('RCPT TO:<alice@corp.example.com>')).toMatch(/^250/);
+    expect(await busy.cmd('DATA')).toMatch(/^354/);
+    busy.write('Subject: during stop\r\nMessage-ID: <during-stop@partner.example.net>\r\n\r\nfirst half\r\n');
+    await waitUntil('body being written', 10_000, async () => (await spoolFiles(r)).some((f) => f.endsWith('.eml')));
+    const t0 = Date.now();
+    const stopping = r.stop();
+    await waitUntil('listener closed', 10_000, async () => !(await RawSmtp.open(r.smtpPort).then((x) => (x.close(), true), () => false)));
+    busy.write('second half\r\n');
+    expect(await busy.cmd('.')).toMatch(/^250 2\.0\.0 Ok: queued as /);
+    expect(await idle.reply()).toMatch(/^421 4\.3\.2 /);
+    await stopping;
+    expect(Date.now() - t0).toBeLessThan(10_000);
+    // The message is on disk for the next start (deliveries stopped with the relay).
+    const states = await readSpoolDir(r.config.paths.spool, 'queue');
+    const delivered = (await postfix.messages()).some((x) => x.messageId === 'during-stop@partner.example.net');
+    expect(delivered || states.some((x) => x.messageId === 'during-stop@partner.example.net')).toBe(true);
   }, 60_000);
 });
