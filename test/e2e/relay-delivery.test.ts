@@ -174,4 +174,26 @@ describe('relay delivery to Postfix', () => {
     expect(msgs.filter((m) => m.messageId === 'dead-1@partner.example.net').map((m) => m.recipient)).toEqual(['alice@corp.example.com']);
     expect(await relay.metrics.registry.metrics()).toMatch(/relay_dead_lettered_total\{instance="dead",reason="rejected"\} 1/);
   }, 60_000);
+
+  it('FailoverOnly without the operator: a message the primary has not taken within messageDeadline (1m) goes to the backup, then to the primary when it is back', async () => {
+    const relay = await relayWith('deadline', { mode: 'FailoverOnly', failover: { messageDeadline: '1m' } });
+    await postfix.stop();
+    let t0 = 0;
+    try {
+      t0 = Date.now();
+      const r = await swaks({ port: relay.smtpPort, to: 'bob@corp.example.com', headers: ['Message-ID: <deadline-1@partner.example.net>'] });
+      expect(r.code).toBe(0);
+      await waitUntil('backup copy after the deadline', 120_000, async () => (await sink.messageIds()).includes('deadline-1@partner.example.net'));
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(60_000);
+      expect(await sink.dump()).toMatch(/X-Rcpt-Args: <bob@corp\.example\.org>/);
+      await waitUntil('audit line', 10_000, async () => (await auditLines(relay)).some((l) => l.messageId === 'deadline-1@partner.example.net'));
+      expect((await auditLines(relay)).filter((l) => l.messageId === 'deadline-1@partner.example.net')).toEqual([expect.objectContaining({ action: 'copied-to-backup' })]);
+      expect(relay.scheduler.queueDepth('primary')).toBe(1);
+    } finally {
+      await postfix.start();
+    }
+    await waitUntil('spool empty', 60_000, () => relay.scheduler.size === 0);
+    expect((await postfix.countByMessageId()).get('deadline-1@partner.example.net')).toBe(1);
+    expect((await sink.messageIds()).filter((i) => i === 'deadline-1@partner.example.net')).toHaveLength(1);
+  }, 240_000);
 });
