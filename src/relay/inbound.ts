@@ -299,8 +299,8 @@ export async function startInbound(deps: InboundDeps): Promise<Inbound> {
     const flushHeader = async (rest: Buffer | null) => {
       const buf = Buffer.concat(header!);
       header = null;
-      let end = buf.indexOf('\r\n\r\n');
-      if (end === -1 && buf.subarray(0, 2).toString() === '\r\n') end = -2;
+      // A message that starts with an empty line has no header section at all.
+      const end = buf.subarray(0, 2).toString() === '\r\n' ? -2 : buf.indexOf('\r\n\r\n');
       const block = end >= 0 ? buf.subarray(0, end + 2).toString('utf8') : end === -2 ? '' : buf.toString('utf8');
       headers = parseHeaders(block);
       const mid = headers.find(([n]) => n === 'message-id')?.[1];

@@ -314,4 +314,22 @@ describe('relay SMTP security', () => {
     const delivered = (await postfix.messages()).some((x) => x.messageId === 'during-stop@partner.example.net');
     expect(delivered || states.some((x) => x.messageId === 'during-stop@partner.example.net')).toBe(true);
   }, 60_000);
+
+  it('adds a Message-ID when a message has none (also when it has no header section at all)', async () => {
+    const r = await relay();
+    const ids: string[] = [];
+    for (const data of ['Subject: no id\r\n\r\nbody one\r\n.', '\r\nbody two, no headers\r\nSubject: not a header\r\n\r\nx\r\n.']) {
+      const s = await session(r.smtpPort);
+      await s.cmd('MAIL FROM:<a@partner.example.net>');
+      await s.cmd('RCPT TO:<bob@corp.example.com>');
+      await s.cmd('DATA');
+      const reply = await s.cmd(data);
+      expect(reply).toMatch(/^250 2\.0\.0 Ok: queued as ([0-9a-f]+)/);
+      ids.push(/queued as ([0-9a-f]+)/.exec(reply)![1]!);
+      s.close();
+    }
+    const msgs = await postfix.waitFor((m) => ids.every((id) => m.some((x) => x.messageId === `${id}@relay.test`)), 30_000, 'messages with added ids');
+    const two = msgs.find((x) => x.messageId === `${ids[1]}@relay.test`)!;
+    expect(two.raw).toMatch(/\n\nbody two, no headers\nSubject: not a header\n/);
+  }, 60_000);
 });
