@@ -196,4 +196,35 @@ describe('relay delivery to Postfix', () => {
     expect((await postfix.countByMessageId()).get('deadline-1@partner.example.net')).toBe(1);
     expect((await sink.messageIds()).filter((i) => i === 'deadline-1@partner.example.net')).toHaveLength(1);
   }, 240_000);
+
+  it('failover through the admin endpoint during an outage: copies go to the backup; when it ends, the backlog is replayed to Postfix at the given rate', async () => {
+    const tokenFile = join(dir, 'admin-token-replay');
+    await writeFile(tokenFile, 'replay-token');
+    // Long backoff: deferred mail waits for the replay instead of retrying on its own.
+    const relay = await relayWith('replay', { mode: 'FailoverOnly' }, { paths: { adminToken: tokenFile }, tuning: { minBackoffMs: 600_000, maxBackoffMs: 600_000, sweepIntervalMs: 200, spoolMinFreeBytes: 0 } });
+    const put = (body: unknown) =>
+      fetch(`http://127.0.0.1:${relay.httpPort}/admin/failover`, { method: 'PUT', body: JSON.stringify(body), headers: { authorization: 'Bearer replay-token' } });
+    await postfix.stop();
+    const ids = Array.from({ length: 6 }, (_, i) => `replay-${i}@partner.example.net`);
+    try {
+      expect((await put({ active: true })).status).toBe(200);
+      for (const id of ids) expect((await swaks({ port: relay.smtpPort, to: 'alice@corp.example.com', headers: [`Message-ID: <${id}>`] })).code).toBe(0);
+      await waitUntil('six copies at the backup', 30_000, async () => {
+        const got = new Set(await sink.messageIds());
+        return ids.every((id) => got.has(id));
+      });
+      await waitUntil('six deferrals', 30_000, async () => /relay_deliveries_total\{instance="replay",destination="primary",outcome="deferred"\} 6/.test(await relay.metrics.registry.metrics()));
+    } finally {
+      await postfix.start();
+    }
+    const t0 = Date.now();
+    expect((await put({ active: false, maxMessagesPerSecond: 2 })).status).toBe(200);
+    await waitUntil('replayed', 60_000, () => relay.scheduler.size === 0);
+    const elapsed = Date.now() - t0;
+    const counts = await postfix.countByMessageId();
+    for (const id of ids) expect(counts.get(id)).toBe(1);
+    // 6 messages at 2/s with a burst of 2: the last cannot start before ~2 s.
+    expect(elapsed).toBeGreaterThanOrEqual(1500);
+    expect((await auditLines(relay)).filter((l) => ids.includes(String(l.messageId)))).toHaveLength(6);
+  }, 120_000);
 });
