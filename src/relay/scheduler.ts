@@ -16,6 +16,8 @@ import { TokenBucket } from './transports/gmail.js';
 import type { Destination, RecipientOutcome, SpooledMessage, Transport } from './types.js';
 
 const DESTINATIONS: readonly Destination[] = ['primary', 'backup'];
+/** Attempts in a row that defer every recipient before a destination counts as down. */
+const SUSPEND_AFTER = 5;
 
 interface Entry {
   state: MessageState;
@@ -113,6 +115,17 @@ export interface SchedulerDeps {
   random?: () => number;
 }
 
+/**
+ * Whether deferrals speak of the destination rather than of a recipient: no
+ * SMTP reply at all (connection refused, timeout, TLS failure) or 421 (service
+ * not available). A recipient's 450/452, or a pacing hint (retryAfterMs), does
+ * not make a destination "down" (Postfix marks a destination dead only on
+ * session-level trouble, too).
+ */
+export function isSessionFailure(outcomes: readonly RecipientOutcome[]): boolean {
+  return outcomes.length > 0 && outcomes.every((o) => o.status === 'deferred' && o.retryAfterMs === undefined && (!/^[245]\d\d\b/.test(o.detail) || /^421\b/.test(o.detail)));
+}
+
 /** Equal jitter: half the exponential delay fixed, half random. */
 export function backoffMs(attempts: number, minMs: number, maxMs: number, random: () => number): number {
   const exp = Math.min(maxMs, minMs * 2 ** Math.max(0, Math.min(30, attempts - 1)));
@@ -121,7 +134,15 @@ export function backoffMs(attempts: number, minMs: number, maxMs: number, random
 
 export class Scheduler {
   private readonly entries = new Map<string, Entry>();
-  private readonly ready: Record<Destination, Fifo> = { primary: new Fifo(), backup: new Fifo() };
+  /** Ready to try: never-attempted messages (incoming) and retries (deferred), like qmgr's two queues. */
+  private readonly fresh: Record<Destination, Fifo> = { primary: new Fifo(), backup: new Fifo() };
+  private readonly retry: Record<Destination, Fifo> = { primary: new Fifo(), backup: new Fifo() };
+  private readonly turn: Record<Destination, number> = { primary: 0, backup: 0 };
+  /** Attempts in a row that deferred every recipient: a destination that is down. */
+  private readonly failStreak: Record<Destination, number> = { primary: 0, backup: 0 };
+  private readonly suspensions: Record<Destination, number> = { primary: 0, backup: 0 };
+  private readonly suspendedUntil: Record<Destination, number> = { primary: 0, backup: 0 };
+  private resumeTimers: Partial<Record<Destination, NodeJS.Timeout>> = {};
   private readonly timers = new TimerHeap();
   private readonly inflight: Record<Destination, number> = { primary: 0, backup: 0 };
   private readonly depth: Record<Destination, number> = { primary: 0, backup: 0 };
@@ -159,9 +180,67 @@ export class Scheduler {
     this.updateGauges();
   }
 
-  /** Messages ready or being delivered: the intake backpressure signal (deferred mail waiting for a retry does not count). */
+  /**
+   * The intake backpressure signal: deliveries in flight plus new messages
+   * waiting for their first attempt at a destination that is up. Deferred mail
+   * waiting for a retry, and anything for a destination that is down, does not
+   * count: an outage of Exchange must not stop intake, that is what the spool is for.
+   */
   backlog(): number {
-    return this.ready.primary.length + this.ready.backup.length + this.inflight.primary + this.inflight.backup;
+    let n = this.inflight.primary + this.inflight.backup;
+    for (const dest of DESTINATIONS) if (!this.isDown(dest)) n += this.fresh[dest].length;
+    return n;
+  }
+
+  /** A destination whose last attempts all deferred (Postfix: "delivery temporarily suspended"). */
+  isDown(dest: Destination): boolean {
+    return this.failStreak[dest] >= SUSPEND_AFTER;
+  }
+
+  private pushReady(dest: Destination, id: string, attempts: number): void {
+    (attempts === 0 ? this.fresh : this.retry)[dest].push(id);
+  }
+
+  /** New mail first, but every fourth turn goes to a retry so deferred mail is not starved. */
+  private takeReady(dest: Destination): string | undefined {
+    const f = this.fresh[dest];
+    const r = this.retry[dest];
+    if (f.length > 0 && (r.length === 0 || this.turn[dest]++ % 4 !== 3)) return f.shift();
+    return r.shift() ?? f.shift();
+  }
+
+  private readyLength(dest: Destination): number {
+    return this.fresh[dest].length + this.retry[dest].length;
+  }
+
+  /** After an attempt: a destination that defers everything is suspended, with backoff, then probed with one delivery. */
+  private noteAttempt(dest: Destination, allDeferred: boolean, now: number): void {
+    if (!allDeferred) {
+      if (this.isDown(dest)) this.d.log.info({ destination: dest }, 'destination answers again: deliveries resume');
+      this.failStreak[dest] = 0;
+      this.suspensions[dest] = 0;
+      this.suspendedUntil[dest] = 0;
+      return;
+    }
+    this.failStreak[dest]++;
+    if (this.failStreak[dest] < SUSPEND_AFTER || this.suspendedUntil[dest] > now) return;
+    this.suspensions[dest]++;
+    const t = this.d.config.tuning;
+    const delay = backoffMs(this.suspensions[dest], t.minBackoffMs, t.maxBackoffMs, this.random);
+    this.suspendedUntil[dest] = now + delay;
+    this.d.log.warn({ destination: dest, deferredInARow: this.failStreak[dest], retryInMs: delay }, 'destination not answering: delivery temporarily suspended');
+    clearTimeout(this.resumeTimers[dest]);
+    const timer = setTimeout(() => this.pump(), delay + 1);
+    timer.unref();
+    this.resumeTimers[dest] = timer;
+  }
+
+  /** Forget that a destination was down (the operator says it is healthy again). */
+  private resume(dest: Destination): void {
+    this.failStreak[dest] = 0;
+    this.suspensions[dest] = 0;
+    this.suspendedUntil[dest] = 0;
+    clearTimeout(this.resumeTimers[dest]);
   }
 
   /** Messages with recipients still pending at `dest`. */
@@ -185,6 +264,7 @@ export class Scheduler {
 
   /** The primary is back: retry everything waiting for it now (like `postqueue -f`), paced. */
   private startReplay(rate: number): void {
+    this.resume('primary');
     this.setReplayRate(rate);
     const moved = this.timers.removeWhere((t) => t.dest === 'primary');
     for (const t of moved) {
@@ -340,7 +420,7 @@ export class Scheduler {
       if (entry.busy.has(dest) || entry.queued.has(dest)) continue;
       const ds = entry.state.deliveries[dest]!;
       entry.queued.add(dest);
-      if (ds.nextAttemptAt <= now) this.ready[dest].push(entry.state.id);
+      if (ds.nextAttemptAt <= now) this.pushReady(dest, entry.state.id, ds.attempts);
       else {
         this.timers.push({ at: ds.nextAttemptAt, id: entry.state.id, dest });
         this.armWake();
@@ -360,7 +440,7 @@ export class Scheduler {
       const now = this.now();
       for (let t = this.timers.peek(); t && t.at <= now; t = this.timers.peek()) {
         this.timers.pop();
-        if (this.entries.has(t.id)) this.ready[t.dest].push(t.id);
+        if (this.entries.has(t.id)) this.retry[t.dest].push(t.id);
       }
       this.pump();
       this.armWake();
@@ -373,7 +453,10 @@ export class Scheduler {
   private pump(): void {
     if (this.stopped) return;
     for (const dest of DESTINATIONS) {
-      while (this.inflight[dest] < this.concurrency[dest] && this.ready[dest].length > 0) {
+      if (this.suspendedUntil[dest] > this.now()) continue;
+      // A destination that is down gets one probing delivery at a time.
+      const window = this.isDown(dest) ? 1 : this.concurrency[dest];
+      while (this.inflight[dest] < window && this.readyLength(dest) > 0) {
         if (dest === 'primary' && this.replay) {
           const wait = this.replay.take(1);
           if (wait > 0) {
@@ -387,7 +470,7 @@ export class Scheduler {
             break;
           }
         }
-        const id = this.ready[dest].shift()!;
+        const id = this.takeReady(dest)!;
         const entry = this.entries.get(id);
         if (!entry || entry.closing) continue;
         entry.queued.delete(dest);
@@ -457,6 +540,7 @@ export class Scheduler {
     }
     ds.attempts++;
     this.d.spool.attempts.finish(st.id, dest);
+    this.noteAttempt(dest, delivered.length === 0 && deferred === recipients.length && isSessionFailure(outcomes), now);
     if (deferred > 0) {
       const t = this.d.config.tuning;
       const delay = Math.max(backoffMs(ds.attempts, t.minBackoffMs, t.maxBackoffMs, this.random), retryAfter);
@@ -514,6 +598,7 @@ export class Scheduler {
     clearInterval(this.sweepTimer);
     clearTimeout(this.wakeTimer);
     clearTimeout(this.pumpTimer);
+    for (const dest of DESTINATIONS) clearTimeout(this.resumeTimers[dest]);
     this.abort.abort();
     const deadline = Date.now() + timeoutMs;
     // Finishing deliveries start state writes of their own: wait until nothing is left (bounded).

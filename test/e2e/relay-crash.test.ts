@@ -194,6 +194,11 @@ describe('relay crash safety', () => {
     children.push(second.proc);
     await waitUntil('relay ready again', 60_000, () => second.lines.some((l) => l.event === 'ready'));
     await waitUntil('spool queue empty', 180_000, async () => (await readdir(join(spool, 'queue'))).length === 0);
+    // Postfix's own delivery into the Maildirs trails its 250 to the relay.
+    await waitUntil('postfix has every acknowledged message', 120_000, async () => {
+      const c = await postfix.countByMessageId();
+      return [...acknowledged].every((id) => (c.get(id) ?? 0) >= 1);
+    });
     second.proc.kill('SIGTERM');
     expect(await second.exited).toBe(0);
     const counts = await postfix.countByMessageId();

@@ -68,6 +68,7 @@ describe('relay with the Gmail API backup', () => {
     expect(imported.map((m) => m.rfc822MessageId)).toEqual(['gmail-1@partner.example.net']);
     expect(imported[0]!.raw.toString()).toMatch(/^Received: from mx\.partner\.example\.net/);
     expect(emu.messages('bob@corp.example.org')).toEqual([]);
+    await postfix.waitFor((m) => ['gmail-1', 'gmail-conf'].every((id) => m.some((x) => x.messageId === `${id}@partner.example.net`)), 30_000, 'both at Postfix');
     const counts = await postfix.countByMessageId();
     expect(counts.get('gmail-1@partner.example.net')).toBe(1);
     expect(counts.get('gmail-conf@partner.example.net')).toBe(1);

@@ -9,7 +9,7 @@ import { pino } from 'pino';
 import { AuditLog } from '../../src/relay/audit.js';
 import { FailoverState } from '../../src/relay/failover-state.js';
 import { createMetrics, type RelayMetrics } from '../../src/relay/metrics.js';
-import { backoffMs, Scheduler } from '../../src/relay/scheduler.js';
+import { backoffMs, isSessionFailure, Scheduler } from '../../src/relay/scheduler.js';
 import { Spool, type MessageState } from '../../src/relay/spool.js';
 import type { Destination, RecipientOutcome, SpooledMessage, Transport } from '../../src/relay/types.js';
 import { relayTestConfig } from '../harness/smtp-tools.js';
@@ -30,7 +30,8 @@ class FakeTransport implements Transport {
 }
 
 const ok: Script = (_m, rcpts) => rcpts.map((r) => ({ recipient: r, status: 'delivered', detail: '250 ok' }));
-const defer: Script = (_m, rcpts) => rcpts.map((r) => ({ recipient: r, status: 'deferred', detail: '421 try later' }));
+const defer: Script = (_m, rcpts) => rcpts.map((r) => ({ recipient: r, status: 'deferred', detail: '421 4.3.2 try later' }));
+const refused: Script = (_m, rcpts) => rcpts.map((r) => ({ recipient: r, status: 'deferred', detail: 'connect ECONNREFUSED 127.0.0.1:25' }));
 
 let dir: string;
 let offset = 0;
@@ -157,7 +158,8 @@ describe('scheduler', () => {
     parts.failover.set({ active: true });
     for (let i = 0; i < 5; i++) parts.scheduler.add(await put([`u${i}@corp.example.com`]));
     await until('six backup copies', () => parts.backup.calls.length === 6);
-    await until('every message tried once at the primary', () => parts.primary.calls.length === 6 && parts.scheduler.backlog() === 0);
+    // Five refusals in a row: the primary counts as down, the sixth message waits untried.
+    await until('primary down', () => parts.primary.calls.length === 5 && parts.scheduler.isDown('primary'));
     expect(parts.scheduler.queueDepth('primary')).toBe(6);
     primaryUp = true;
     const before = parts.primary.calls.length;
@@ -223,5 +225,31 @@ describe('scheduler', () => {
     await until('done', () => parts.scheduler.size === 0);
     expect(parts.backup.calls).toHaveLength(0);
     expect(await parts.metrics.registry.metrics()).not.toMatch(/relay_possible_duplicates_total\{[^}]*destination="backup"\} 1/);
+  });
+
+  it('a destination that is down is suspended after 5 session failures: one probe at a time, new mail does not count as backlog; it resumes when it answers', async () => {
+    let up = false;
+    await setup({ mode: 'FailoverOnly' }, (m, r, c) => (up ? ok(m, r, c) : refused(m, r, c)), ok, { minBackoffMs: 300, maxBackoffMs: 300 });
+    for (let i = 0; i < 5; i++) parts.scheduler.add(await put([`u${i}@corp.example.com`]));
+    await until('five refusals', () => parts.primary.calls.length >= 5);
+    await until('down', () => parts.scheduler.isDown('primary'));
+    const callsWhenDown = parts.primary.calls.length;
+    for (let i = 0; i < 20; i++) parts.scheduler.add(await put([`n${i}@corp.example.com`]));
+    // New mail for a destination that is down is not intake backlog (intake must go on during an outage).
+    expect(parts.scheduler.backlog()).toBeLessThanOrEqual(1);
+    expect(parts.primary.calls.length).toBe(callsWhenDown);
+    up = true;
+    await until('delivered after the probe', () => parts.scheduler.size === 0, 10_000);
+    expect(parts.scheduler.isDown('primary')).toBe(false);
+    expect(parts.primary.calls.length).toBe(callsWhenDown + 25);
+  });
+
+  it('recipient-level deferrals (452, retryAfterMs) do not mark the destination down', () => {
+    expect(isSessionFailure([{ recipient: 'a', status: 'deferred', detail: 'connect ECONNREFUSED' }])).toBe(true);
+    expect(isSessionFailure([{ recipient: 'a', status: 'deferred', detail: '421 4.3.2 shutting down' }])).toBe(true);
+    expect(isSessionFailure([{ recipient: 'a', status: 'deferred', detail: '452 4.2.2 mailbox full' }])).toBe(false);
+    expect(isSessionFailure([{ recipient: 'a', status: 'deferred', detail: 'quota', retryAfterMs: 1000 }])).toBe(false);
+    expect(isSessionFailure([{ recipient: 'a', status: 'deferred', detail: 'timeout' }, { recipient: 'b', status: 'delivered', detail: '250' }])).toBe(false);
+    expect(isSessionFailure([])).toBe(false);
   });
 });
