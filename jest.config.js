@@ -9,6 +9,8 @@ const common = {
 };
 
 export default {
+  // Integration and e2e tests start real servers; they wait on conditions with their own deadlines.
+  testTimeout: 300_000,
   projects: [
     { ...common, displayName: 'unit', testMatch: ['<rootDir>/test/unit/**/*.test.ts'] },
     { ...common, displayName: 'integration', testMatch: ['<rootDir>/test/integration/**/*.test.ts'] },
