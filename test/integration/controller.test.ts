@@ -13,7 +13,6 @@ import {
   EVENTS,
   MAILCONTINUITIES,
   SECRETS,
-  SERVICES,
   STATEFULSETS,
 } from '../../src/operator/kube/resources.js';
 import { operatorMetrics, type OperatorMetrics } from '../../src/operator/metrics.js';

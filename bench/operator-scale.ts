@@ -1,0 +1,123 @@
+// Operator scale benchmark (not a test): N MailContinuity resources created at
+// once on the harness apiserver. Measures the time until every one has
+// observedGeneration == generation and all of its children exist, the API
+// requests per resource, the operator's peak RSS, and the API writes during an
+// idle period afterwards (should be ~0: no status write loops, no re-applies).
+//
+//   node --import tsx bench/operator-scale.ts [--count 500] [--idle 600s]
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { parseDuration } from '../src/api/v1alpha1/formats.js';
+import { API_VERSION } from '../src/api/v1alpha1/mailcontinuity.js';
+import { KubeClient, type KubeObject } from '../src/operator/kube/client.js';
+import { CHILD_TYPES, MAILCONTINUITIES, SECRETS } from '../src/operator/kube/resources.js';
+import { freePort, startControlPlane } from '../test/harness/controlplane.js';
+import { validSpec } from '../test/fixtures/mailcontinuity.js';
+
+const { values } = parseArgs({ options: { count: { type: 'string', default: '500' }, idle: { type: 'string', default: '600s' } } });
+const count = Number(values.count);
+const idleMs = parseDuration(values.idle!);
+const log = (s: string) => console.log(`[bench ${new Date().toISOString().slice(11, 19)}] ${s}`);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function metrics(port: number): Promise<Map<string, number>> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    const m = line.match(/^(mail_continuity_operator_api_requests_total\{[^}]*\}|mail_continuity_operator_reconcile_total\{[^}]*\})\s+(\S+)/);
+    if (m) out.set(m[1]!, Number(m[2]));
+  }
+  return out;
+}
+const sum = (m: Map<string, number>, re: RegExp) => [...m].filter(([k]) => re.test(k)).reduce((a, [, v]) => a + v, 0);
+const rssMb = (pid: number, field: 'VmRSS' | 'VmHWM') =>
+  Number(readFileSync(`/proc/${pid}/status`, 'utf8').match(new RegExp(`${field}:\\s+(\\d+)`))![1]) / 1024;
+
+async function main() {
+  const cp = await startControlPlane();
+  try {
+    cp.kubectl(['apply', '--server-side', '-f', 'crds/']);
+    const client = KubeClient.fromFile(cp.kubeconfig);
+    await client.create(SECRETS, {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: 'gmail-sa', namespace: 'default' },
+      data: { 'credentials.json': Buffer.from('{}').toString('base64') },
+    });
+    const port = await freePort();
+    const op = spawn(
+      process.execPath,
+      ['--import', 'tsx', 'src/cli.ts', 'operator', `--kubeconfig=${cp.kubeconfig}`, '--leader-elect=false', `--metrics-bind-address=127.0.0.1:${port}`, '--log-level=warn'],
+      { stdio: ['ignore', 'ignore', 'inherit'] },
+    );
+    for (;;) {
+      try {
+        await metrics(port);
+        break;
+      } catch {
+        await sleep(200);
+      }
+    }
+    await sleep(1000);
+    const m0 = await metrics(port);
+    log(`creating ${count} MailContinuity resources at once`);
+    const t0 = Date.now();
+    const names = Array.from({ length: count }, (_, i) => `mc-${String(i).padStart(4, '0')}`);
+    for (let i = 0; i < names.length; i += 50) {
+      await Promise.all(
+        names.slice(i, i + 50).map((name) =>
+          client.create(MAILCONTINUITIES, {
+            apiVersion: API_VERSION,
+            kind: 'MailContinuity',
+            metadata: { name, namespace: 'default' },
+            spec: validSpec(),
+          } as KubeObject),
+        ),
+      );
+    }
+    const created = Date.now() - t0;
+    log(`created in ${created} ms; waiting for every one to be reconciled`);
+    let settled = 0;
+    for (;;) {
+      const mcs = await client.list<KubeObject & { status?: { observedGeneration?: number } }>(MAILCONTINUITIES, 'default');
+      const observed = mcs.items.filter((m) => m.status?.observedGeneration === m.metadata.generation).length;
+      const counts = await Promise.all(
+        Object.values(CHILD_TYPES).map(async (t) =>
+          (await client.list(t, 'default', 'app.kubernetes.io/managed-by=mail-continuity-operator')).items.length,
+        ),
+      );
+      const complete = Math.min(observed, ...counts);
+      if (complete >= count) {
+        settled = Date.now() - t0;
+        break;
+      }
+      if (Date.now() - t0 > 600_000) throw new Error(`not settled after 10 minutes: ${observed} observed, children ${counts}`);
+      await sleep(250);
+    }
+    const m1 = await metrics(port);
+    const requests = sum(m1, /api_requests/) - sum(m0, /api_requests/);
+    const writes = sum(m1, /verb="(patch|post|put|delete)"/) - sum(m0, /verb="(patch|post|put|delete)"/);
+    log(`all ${count} reconciled with children in ${settled} ms`);
+    log(`API requests by the operator: ${requests} (${(requests / count).toFixed(1)} per resource, ${(writes / count).toFixed(1)} writes per resource)`);
+    log(`operator RSS now ${rssMb(op.pid!, 'VmRSS').toFixed(0)} MB, peak ${rssMb(op.pid!, 'VmHWM').toFixed(0)} MB`);
+    log(`idle for ${idleMs / 1000} s`);
+    await sleep(idleMs);
+    const m2 = await metrics(port);
+    const idleWrites = sum(m2, /verb="(patch|post|put|delete)"/) - sum(m1, /verb="(patch|post|put|delete)"/);
+    const idleRequests = sum(m2, /api_requests/) - sum(m1, /api_requests/);
+    log(`idle: ${idleWrites} API writes, ${idleRequests} requests in all (relists and watch renewals)`);
+    log(`operator RSS after idle ${rssMb(op.pid!, 'VmRSS').toFixed(0)} MB, peak ${rssMb(op.pid!, 'VmHWM').toFixed(0)} MB`);
+    console.log(
+      JSON.stringify({ count, createdMs: created, settledMs: settled, requestsPerResource: requests / count, writesPerResource: writes / count, idleSeconds: idleMs / 1000, idleWrites, idleRequests, peakRssMb: Math.round(rssMb(op.pid!, 'VmHWM')) }),
+    );
+    op.kill('SIGTERM');
+  } finally {
+    await cp.stop();
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exitCode = 1;
+});
