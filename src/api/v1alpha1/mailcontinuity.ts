@@ -8,6 +8,7 @@
 // validate.ts, so the relay and the unit tests see the same rules without an
 // apiserver.
 import { z } from 'zod';
+import type { ObjectMeta } from '../meta.js';
 import { isCidr, parseCidr, parseDuration } from './formats.js';
 
 export const GROUP = 'mailcontinuity.io';
@@ -604,17 +605,7 @@ export type MailContinuitySpec = z.output<typeof MailContinuitySpec>;
 export type MailContinuityStatus = z.output<typeof MailContinuityStatus>;
 export type Condition = z.output<typeof condition>;
 
-export interface ObjectMeta {
-  name: string;
-  namespace?: string;
-  uid?: string;
-  generation?: number;
-  resourceVersion?: string;
-  labels?: Record<string, string>;
-  annotations?: Record<string, string>;
-  creationTimestamp?: string;
-  deletionTimestamp?: string;
-}
+export type { ObjectMeta };
 
 export interface MailContinuity {
   apiVersion: typeof API_VERSION;

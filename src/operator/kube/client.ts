@@ -8,29 +8,9 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { Agent, request as httpsRequest, type RequestOptions } from 'node:https';
 import { request as httpRequest, Agent as HttpAgent, type IncomingMessage } from 'node:http';
 import { createInterface } from 'node:readline';
+import type { ObjectMeta, OwnerReference } from '../../api/meta.js';
 
-export interface ObjectMeta {
-  name: string;
-  namespace?: string;
-  uid?: string;
-  generation?: number;
-  resourceVersion?: string;
-  labels?: Record<string, string>;
-  annotations?: Record<string, string>;
-  ownerReferences?: OwnerReference[];
-  creationTimestamp?: string;
-  deletionTimestamp?: string;
-  [key: string]: unknown;
-}
-
-export interface OwnerReference {
-  apiVersion: string;
-  kind: string;
-  name: string;
-  uid: string;
-  controller?: boolean;
-  blockOwnerDeletion?: boolean;
-}
+export type { ObjectMeta, OwnerReference };
 
 export interface KubeObject {
   apiVersion: string;
