@@ -13,6 +13,9 @@ export async function runRelay(args: string[]): Promise<number> {
     return 2;
   }
   const config = await loadRelayConfig(values.config);
+  // In Kubernetes all replicas share one config file: the pod name tells them apart
+  // in logs, metrics and the audit log (the StatefulSet sets POD_NAME).
+  if (process.env.POD_NAME) config.instance = process.env.POD_NAME;
   const log = pino({ base: { instance: config.instance, component: 'relay' } });
   const relay = await startRelay(config, { log, defaultMetrics: true });
   // One line a supervisor (or a test) can wait for.
