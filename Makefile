@@ -38,8 +38,10 @@ test-unit: install
 demo: install
 	@$(TSX) test/harness/demo.ts
 
+# Side by side, one run each; results go into bench/RESULTS.md by hand (they are noisy: read them).
 bench: install
-	@$(TSX) bench/run.ts
+	@node --import tsx bench/relay-vs-postfix.ts
+	@node --import tsx bench/operator-scale.ts --count 500 --idle 600s
 
 clean:
 	rm -rf dist .test-results

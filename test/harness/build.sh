@@ -21,7 +21,7 @@ mkdir -p "$out.tmp"
 cd "$here"
 step "downloading Go modules for kubernetes $kube, etcd and helm $helmv (cached in $GOMODCACHE)"
 go mod download
-step "compiling kubebin (etcd, kube-apiserver, kube-controller-manager, kubectl): the cold build takes 15-30 minutes on 2 cores"
+step "compiling kubebin (etcd, kube-apiserver, kube-controller-manager, kubectl): the first build takes about 10 minutes on 2 cores"
 minor=$(echo "$kube" | cut -d. -f2)
 kv=k8s.io/component-base/version
 go build -trimpath -ldflags="-s -w -X $kv.gitVersion=$kube -X $kv.gitMajor=1 -X $kv.gitMinor=$minor -X $kv.gitTreeState=clean" \
