@@ -13,6 +13,7 @@ import type { RelayConfigInput } from '../../src/relay/config.js';
 import { readSpoolDir } from '../../src/relay/spool.js';
 import { freePort, startPostfix, waitForPort, type PostfixInstance } from '../harness/postfix.js';
 import { smtpSource, TEST_DOMAINS } from '../harness/smtp-tools.js';
+import { waitUntil } from '../harness/wait.js';
 
 interface RelayProcess {
   proc: ChildProcess;
@@ -47,14 +48,6 @@ function spawnRelay(configFile: string): RelayProcess {
     resolve(code);
   }));
   return { proc, lines, exited };
-}
-
-async function waitUntil(what: string, timeoutMs: number, f: () => boolean | Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await f())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 let postfix: PostfixInstance;

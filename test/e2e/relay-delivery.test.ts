@@ -10,16 +10,9 @@ import { pino } from 'pino';
 import { startRelay, type Relay } from '../../src/relay/relay.js';
 import { startPostfix, type PostfixInstance } from '../harness/postfix.js';
 import { relayTestConfig, startSmtpSink, swaks, type SmtpSink } from '../harness/smtp-tools.js';
+import { waitUntil } from '../harness/wait.js';
 
 const log = pino({ level: process.env.RELAY_LOG ?? 'silent' });
-
-async function waitUntil(what: string, timeoutMs: number, f: () => boolean | Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await f())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 async function auditLines(relay: Relay): Promise<Array<Record<string, unknown>>> {
   const text = await readFile(join(relay.config.paths.spool, 'audit.log'), 'utf8').catch(() => '');

@@ -11,6 +11,7 @@ import { startRelay, type Relay } from '../../src/relay/relay.js';
 import { startGmailEmulator, type GmailEmulator } from '../harness/gmail-emulator.js';
 import { startPostfix, type PostfixInstance } from '../harness/postfix.js';
 import { swaks, TEST_DOMAINS } from '../harness/smtp-tools.js';
+import { waitUntil } from '../harness/wait.js';
 
 const log = pino({ level: process.env.RELAY_LOG ?? 'silent' });
 let postfix: PostfixInstance;
@@ -30,14 +31,6 @@ afterAll(async () => {
   await postfix?.destroy();
   await rm(dir, { recursive: true, force: true });
 }, 60_000);
-
-async function waitUntil(what: string, timeoutMs: number, f: () => boolean | Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await f())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('relay with the Gmail API backup', () => {
   it('DualDelivery: Postfix and the Gmail mailbox (mapped address) each get the message once; exclusions hold', async () => {

@@ -12,6 +12,7 @@ import { startRelay, type Relay } from '../../src/relay/relay.js';
 import { readSpoolDir } from '../../src/relay/spool.js';
 import { startPostfix, type PostfixInstance } from '../harness/postfix.js';
 import { relayTestConfig, swaks, TEST_DOMAINS } from '../harness/smtp-tools.js';
+import { waitUntil } from '../harness/wait.js';
 
 const log = pino({ level: process.env.RELAY_LOG ?? 'silent' });
 let postfix: PostfixInstance;
@@ -32,14 +33,6 @@ afterAll(async () => {
   await postfix?.destroy();
   await rm(dir, { recursive: true, force: true });
 }, 60_000);
-
-async function waitUntil(what: string, timeoutMs: number, f: () => boolean | Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await f())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('primary over STARTTLS', () => {
   it('verifies the certificate by default: an untrusted Exchange certificate defers delivery', async () => {

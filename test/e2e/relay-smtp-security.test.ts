@@ -12,6 +12,7 @@ import { readSpoolDir } from '../../src/relay/spool.js';
 import type { RecipientOutcome, SpooledMessage, Transport } from '../../src/relay/types.js';
 import { startPostfix, type PostfixInstance } from '../harness/postfix.js';
 import { RawSmtp, relayTestConfig, swaks } from '../harness/smtp-tools.js';
+import { waitUntil } from '../harness/wait.js';
 
 const log = pino({ level: process.env.RELAY_LOG ?? 'silent' });
 let postfix: PostfixInstance;
@@ -41,14 +42,6 @@ async function session(port: number): Promise<RawSmtp> {
   expect(await s.reply()).toMatch(/^220 /);
   expect(await s.cmd('EHLO client.partner.example.net')).toMatch(/^250/);
   return s;
-}
-
-async function waitUntil(what: string, timeoutMs: number, f: () => boolean | Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await f())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 async function spoolFiles(r: Relay): Promise<string[]> {

@@ -7,10 +7,13 @@
 import { execFile } from 'node:child_process';
 import { chownSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer, connect } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { freePort } from './controlplane.js';
+
+export { freePort };
 
 const run = promisify(execFile);
 
@@ -65,17 +68,6 @@ export interface PostfixInstance {
   start(): Promise<void>;
   /** Stops and removes the directory. Safe to call twice and after failures. */
   destroy(): Promise<void>;
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
 }
 
 /** Resolves when a TCP connect to host:port succeeds (up) or is refused (down), per `want`. */
