@@ -3,16 +3,26 @@
 //   - a MailContinuity changes               -> that MailContinuity;
 //   - an owned child changes or disappears   -> its controller owner;
 //   - a Secret changes or disappears         -> every MailContinuity in its
-//                                               namespace that references it.
+//                                               namespace that references it;
+//   - the primary's health verdict changes,
+//     or a failover/replay number does       -> that MailContinuity.
+// It also owns the per-resource loops that are not reconciles: the health
+// probes of the primary (health/loop.ts) and the continuity sync with the
+// relays (failover/continuity.ts). Their results reach status through the
+// reconciler (one place writes status).
 import type { Logger } from 'pino';
 import { KIND, type MailContinuity } from '../api/v1alpha1/mailcontinuity.js';
-import { LABEL_MANAGED_BY, MANAGED_BY } from './builders/common.js';
+import { childNames, LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY } from './builders/common.js';
 import { EventRecorder } from './events.js';
+import { Continuity } from './failover/continuity.js';
+import { PodDirectory, StaticDirectory, type RelayDirectory } from './failover/relays.js';
+import { HealthTracker, primaryHealthyCondition, primaryStatus } from './health/hysteresis.js';
+import { describeTarget, ProbeLoop, type ProbeFn } from './health/loop.js';
 import type { KubeClient, KubeObject } from './kube/client.js';
 import { Informer, keyOf } from './kube/informer.js';
-import { CHILD_TYPES, MAILCONTINUITIES } from './kube/resources.js';
+import { CHILD_TYPES, MAILCONTINUITIES, PODS } from './kube/resources.js';
 import type { OperatorMetrics } from './metrics.js';
-import { Reconciler, referencedSecrets, type ReconcilerDeps } from './reconciler.js';
+import { Reconciler, referencedSecrets, type StatusParts } from './reconciler.js';
 import { WorkQueue } from './workqueue.js';
 
 export interface ControllerOptions {
@@ -26,7 +36,17 @@ export interface ControllerOptions {
   workers: number;
   resyncMs?: number;
   watchTimeoutSeconds?: number;
-  extraConditions?: ReconcilerDeps['extraConditions'];
+  /** Probe the primaries (default true; false: PrimaryHealthy is not reported, failover is manual only). */
+  probes?: boolean;
+  /** Replaces the real probe (tests). */
+  probe?: ProbeFn;
+  /** Longest time status.primary may go unrefreshed while the verdict holds (default 10 min). */
+  healthStatusIntervalMs?: number;
+  /** `ns/name=URL,...`: relays that are local processes, not Pods (demo, tests). Default: relay Pods. */
+  localRelays?: string[];
+  /** Sync with the relays during a failover or replay (default 5 s) and otherwise (default 30 s). */
+  activeSyncMs?: number;
+  idleSyncMs?: number;
 }
 
 const managedSelector = `${LABEL_MANAGED_BY}=${MANAGED_BY}`;
@@ -37,6 +57,9 @@ export class Controller {
   readonly queue: WorkQueue;
   readonly recorder: EventRecorder;
   private readonly reconciler: Reconciler;
+  readonly probes: ProbeLoop | undefined;
+  readonly continuity: Continuity;
+  private readonly pods: Informer<KubeObject> | undefined;
   private workers: Promise<void>[] = [];
   private started = false;
 
@@ -67,6 +90,42 @@ export class Controller {
     this.children.Secret!.on((_event, secret) => this.enqueueReferrers(secret));
 
     this.recorder = new EventRecorder(client, 'mail-continuity-operator', log);
+
+    let directory: RelayDirectory;
+    if (opts.localRelays && opts.localRelays.length > 0) {
+      directory = new StaticDirectory(opts.localRelays);
+    } else {
+      this.pods = new Informer<KubeObject>(client, PODS, { ...informerOpts, labelSelector: managedSelector });
+      // A relay Pod that appears, restarts or gets its IP learns the failover state at once.
+      this.pods.on((_event, pod) => {
+        const name = pod.metadata.labels?.[LABEL_INSTANCE];
+        if (name) this.continuity.kick(`${pod.metadata.namespace}/${name}`);
+      });
+      directory = new PodDirectory(this.pods);
+    }
+    this.continuity = new Continuity({
+      directory,
+      token: (ns, name) => this.adminToken(ns, name),
+      recorder: this.recorder,
+      log,
+      onChange: (key) => this.queue.add(key),
+      onFailoverState: (namespace, name, active) => metrics.failoverActive.set({ namespace, name }, active ? 1 : 0),
+      onPushError: () => metrics.relayPushErrors.inc(),
+      activeSyncMs: opts.activeSyncMs,
+      idleSyncMs: opts.idleSyncMs,
+    });
+    if (opts.probes !== false) {
+      this.probes = new ProbeLoop({
+        onChange: (key, state) => {
+          const [namespace, name] = key.split('/') as [string, string];
+          metrics.primaryHealthy.set({ namespace, name }, state.healthy === undefined ? -1 : state.healthy ? 1 : 0);
+          this.queue.add(key);
+        },
+        probe: opts.probe,
+        statusIntervalMs: opts.healthStatusIntervalMs ?? 10 * 60_000,
+        onError: (key, err) => log.error({ key, err }, 'health probe callback failed'),
+      });
+    }
     this.reconciler = new Reconciler({
       client,
       caches: { mailContinuities: this.mailContinuities, children: this.children },
@@ -74,8 +133,56 @@ export class Controller {
       defaultImage: opts.defaultImage,
       recorder: this.recorder,
       log,
-      extraConditions: opts.extraConditions,
+      contributor: {
+        observe: (mc) => this.observe(mc),
+        forget: (key) => {
+          void this.probes?.remove(key);
+          this.continuity.remove(key);
+        },
+      },
     });
+  }
+
+  /** Health and failover parts of the status of a live resource. */
+  private observe(mc: MailContinuity): StatusParts {
+    const key = keyOf(mc);
+    let health;
+    const conditions: NonNullable<StatusParts['extraConditions']> = [];
+    if (this.probes) {
+      this.probes.ensure(key, mc.spec.primary);
+      health = this.probes.reported(key);
+      const shown =
+        health ??
+        new HealthTracker(
+          {
+            failureThreshold: mc.spec.primary.health.failureThreshold,
+            successThreshold: mc.spec.primary.health.successThreshold,
+          },
+          { target: describeTarget(mc.spec.primary) },
+        ).current;
+      conditions.push(primaryHealthyCondition(shown));
+    }
+    const { decision, lastFailover } = this.continuity.observe(mc, health);
+    conditions.push(decision.condition);
+    return {
+      extraConditions: conditions,
+      ...(health?.lastProbeTime ? { primary: primaryStatus(health) } : {}),
+      ...(lastFailover ? { lastFailover } : {}),
+    };
+  }
+
+  private adminToken(namespace: string, name: string): string | undefined {
+    const secret = this.children.Secret!.get(
+      namespace,
+      childNames({ metadata: { name } } as MailContinuity).adminToken,
+    ) as { data?: Record<string, string> } | undefined;
+    const b64 = secret?.data?.token;
+    return b64 ? Buffer.from(b64, 'base64').toString('utf8') : undefined;
+  }
+
+  /** Whether failover is active for namespace/name, as the operator decided it. */
+  failoverActive(namespace: string, name: string): boolean {
+    return this.continuity.state(`${namespace}/${name}`)?.active ?? false;
   }
 
   private enqueueOwner(obj: KubeObject) {
@@ -100,7 +207,7 @@ export class Controller {
   async start(): Promise<void> {
     if (this.started) return;
     this.started = true;
-    const all = [this.mailContinuities, ...Object.values(this.children)];
+    const all = [this.mailContinuities, ...Object.values(this.children), ...(this.pods ? [this.pods] : [])];
     for (const i of all) i.start();
     await Promise.all(all.map((i) => i.synced));
     this.opts.log.info({ objects: this.mailContinuities.list().length }, 'caches synced, starting workers');
@@ -140,6 +247,8 @@ export class Controller {
   async stop(): Promise<void> {
     this.queue.shutdown();
     await Promise.all(this.workers);
-    await Promise.all([this.mailContinuities, ...Object.values(this.children)].map((i) => i.stop()));
+    await Promise.all([this.probes?.stopAll(), this.continuity.stopAll()]);
+    const all = [this.mailContinuities, ...Object.values(this.children), ...(this.pods ? [this.pods] : [])];
+    await Promise.all(all.map((i) => i.stop()));
   }
 }

@@ -25,6 +25,8 @@ export const operatorUsage = `usage: mail-continuity operator [flags]
   --retry-period D               default 2s
   --resync-period D              full relist of every watch (default 10m)
   --log-level LEVEL              debug, info, warn, error (default info)
+  --local-relay NS/NAME=URL[,URL] relays of NS/NAME are local processes with these admin base URLs
+                                 (no kubelet: the demo and tests); repeatable. Default: the relay Pods
 `;
 
 function duration(flag: string, text: string): number {
@@ -39,7 +41,10 @@ export async function runOperator(argv: string[]): Promise<number> {
     options: {
       kubeconfig: { type: 'string' },
       namespace: { type: 'string' },
-      'relay-image': { type: 'string', default: process.env.RELAY_IMAGE ?? 'ghcr.io/mail-continuity/mail-continuity-operator:0.1.0' },
+      'relay-image': {
+        type: 'string',
+        default: process.env.RELAY_IMAGE ?? 'ghcr.io/mail-continuity/mail-continuity-operator:0.1.0',
+      },
       workers: { type: 'string', default: '4' },
       'metrics-bind-address': { type: 'string', default: ':8080' },
       'leader-elect': { type: 'string', default: 'true' },
@@ -50,6 +55,7 @@ export async function runOperator(argv: string[]): Promise<number> {
       'retry-period': { type: 'string', default: '2s' },
       'resync-period': { type: 'string', default: '10m' },
       'log-level': { type: 'string', default: 'info' },
+      'local-relay': { type: 'string', multiple: true },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -59,9 +65,12 @@ export async function runOperator(argv: string[]): Promise<number> {
   }
   const log = pino({ level: values['log-level'], base: { component: 'operator' } });
   const metrics = operatorMetrics();
-  const client = KubeClient.fromFile(values.kubeconfig, (verb, resource) => metrics.apiRequests.inc({ verb, resource }));
+  const client = KubeClient.fromFile(values.kubeconfig, (verb, resource) =>
+    metrics.apiRequests.inc({ verb, resource }),
+  );
   const workers = Number(values.workers);
-  if (!Number.isInteger(workers) || workers < 1) throw new Error(`--workers: "${values.workers}" is not a positive integer`);
+  if (!Number.isInteger(workers) || workers < 1)
+    throw new Error(`--workers: "${values.workers}" is not a positive integer`);
 
   const controller = new Controller({
     client,
@@ -72,6 +81,7 @@ export async function runOperator(argv: string[]): Promise<number> {
     namespace: values.namespace,
     workers,
     resyncMs: duration('resync-period', values['resync-period']!),
+    localRelays: values['local-relay'],
   });
 
   const stop = new AbortController();
@@ -121,7 +131,11 @@ export async function runOperator(argv: string[]): Promise<number> {
   return exitCode;
 }
 
-function serveHealth(address: string, registry: ReturnType<typeof operatorMetrics>['registry'], ready: () => boolean): Server | undefined {
+function serveHealth(
+  address: string,
+  registry: ReturnType<typeof operatorMetrics>['registry'],
+  ready: () => boolean,
+): Server | undefined {
   if (address === '0') return undefined;
   const idx = address.lastIndexOf(':');
   const host = address.slice(0, idx) || '0.0.0.0';

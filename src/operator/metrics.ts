@@ -51,6 +51,23 @@ export function operatorMetrics() {
       labelNames: ['resource', 'reason'],
       registers: [registry],
     }),
+    failoverActive: new Gauge({
+      name: 'mailcontinuity_failover_active',
+      help: '1 while failover is active for a MailContinuity (mail goes to Gmail), else 0.',
+      labelNames: ['namespace', 'name'],
+      registers: [registry],
+    }),
+    primaryHealthy: new Gauge({
+      name: 'mailcontinuity_primary_healthy',
+      help: "The primary's health after hysteresis: 1 healthy, 0 unhealthy, -1 unknown.",
+      labelNames: ['namespace', 'name'],
+      registers: [registry],
+    }),
+    relayPushErrors: new Counter({
+      name: 'mail_continuity_operator_relay_sync_errors_total',
+      help: 'Failed calls to a relay admin endpoint (failover state not delivered).',
+      registers: [registry],
+    }),
     leader: new Gauge({
       name: 'mail_continuity_operator_leader',
       help: '1 while this process holds the leader Lease.',

@@ -17,7 +17,14 @@ import type { KubeClient, KubeObject } from './kube/client.js';
 import type { Informer } from './kube/informer.js';
 import { CHILD_TYPES, MAILCONTINUITIES } from './kube/resources.js';
 import { isSubset } from './kube/subset.js';
-import { computeStatus, describeSecretProblem, statusChanged, STALLED, type SecretProblem } from './status.js';
+import {
+  computeStatus,
+  describeSecretProblem,
+  statusChanged,
+  STALLED,
+  type SecretProblem,
+  type StatusInputs,
+} from './status.js';
 
 export interface Caches {
   mailContinuities: Informer<MailContinuity & KubeObject>;
@@ -33,8 +40,18 @@ export interface ReconcilerDeps {
   recorder: EventRecorder;
   log: Logger;
   now?: () => Date;
-  /** Conditions that other parts of the operator own (health, failover), by MailContinuity key. */
-  extraConditions?: (key: string) => NonNullable<Parameters<typeof computeStatus>[0]['extraConditions']>;
+  /** The parts of status that other parts of the operator own (health, failover). */
+  contributor?: StatusContributor;
+}
+
+/** Status parts owned by other parts of the operator, merged into the status computed here. */
+export type StatusParts = Pick<StatusInputs, 'extraConditions' | 'primary' | 'lastFailover'>;
+
+export interface StatusContributor {
+  /** For a live resource (spec parsed, defaults applied, status as stored). */
+  observe(mc: MailContinuity): StatusParts;
+  /** The resource is gone. */
+  forget(key: string): void;
 }
 
 export interface ReconcileResult {
@@ -71,7 +88,10 @@ export class Reconciler {
   async reconcile(namespace: string, name: string): Promise<ReconcileResult> {
     const { caches, log } = this.deps;
     const cached = caches.mailContinuities.get(namespace, name);
-    if (!cached || cached.metadata.deletionTimestamp) return { outcome: 'Gone', writes: 0 };
+    if (!cached || cached.metadata.deletionTimestamp) {
+      this.deps.contributor?.forget(`${namespace}/${name}`);
+      return { outcome: 'Gone', writes: 0 };
+    }
 
     // The CRD schema validated the spec; parsing fills in the defaults for objects
     // written before a default existed.
@@ -79,18 +99,25 @@ export class Reconciler {
     if (!parsed.success) {
       const message = parsed.error.issues.map((i) => `spec.${i.path.join('.')}: ${i.message}`).join('; ');
       log.error({ key: `${namespace}/${name}`, message }, 'invalid spec');
-      return { outcome: 'Stalled', writes: await this.writeStatus(cached, [], `invalid spec: ${message}`) };
+      return { outcome: 'Stalled', writes: await this.writeStatus(cached, [], {}, `invalid spec: ${message}`) };
     }
     const mc: MailContinuity = { ...cached, spec: parsed.data };
+    // Health and failover go on whatever else is wrong: the relay may be running.
+    const parts = this.deps.contributor?.observe(mc) ?? {};
 
     const problems = this.checkSecrets(mc);
     if (problems.length > 0) {
       const wasStalled = cached.status?.conditions?.some((c) => c.type === STALLED && c.status === 'True');
       if (!wasStalled) {
         const message = problems.map((p) => describeSecretProblem(p, namespace)).join('; ');
-        await this.deps.recorder.record(mc, 'Warning', problems[0]!.missingKey ? 'SecretKeyMissing' : 'SecretNotFound', message);
+        await this.deps.recorder.record(
+          mc,
+          'Warning',
+          problems[0]!.missingKey ? 'SecretKeyMissing' : 'SecretNotFound',
+          message,
+        );
       }
-      return { outcome: 'Stalled', writes: await this.writeStatus(mc, problems) };
+      return { outcome: 'Stalled', writes: await this.writeStatus(mc, problems, parts) };
     }
 
     let writes = 0;
@@ -100,7 +127,7 @@ export class Reconciler {
     } catch (err) {
       applyError = (err as Error).message;
     }
-    writes += await this.writeStatus(mc, [], undefined, applyError);
+    writes += await this.writeStatus(mc, [], parts, undefined, applyError);
     if (applyError) throw new Error(applyError);
     return { outcome: writes > 0 ? 'Applied' : 'UpToDate', writes };
   }
@@ -136,7 +163,12 @@ export class Reconciler {
       const current = caches.children[child.kind]!.get(ns, child.metadata.name);
       if (current && isSubset(child, current)) continue;
       this.deps.log.info(
-        { key: `${ns}/${mc.metadata.name}`, kind: child.kind, name: child.metadata.name, reason: current ? 'drift' : 'missing' },
+        {
+          key: `${ns}/${mc.metadata.name}`,
+          kind: child.kind,
+          name: child.metadata.name,
+          reason: current ? 'drift' : 'missing',
+        },
         'applying child',
       );
       await client.apply(type, child, fieldManager);
@@ -148,11 +180,11 @@ export class Reconciler {
   private async writeStatus(
     mc: MailContinuity,
     secretProblems: SecretProblem[],
+    parts: StatusParts,
     invalid?: string,
     applyError?: string,
   ): Promise<number> {
     const ns = mc.metadata.namespace;
-    const key = `${ns}/${mc.metadata.name}`;
     const sts = this.deps.caches.children.StatefulSet!.get(ns, childNames(mc).statefulSet) as
       | { metadata: { generation?: number }; status?: Record<string, number> }
       | undefined;
@@ -162,7 +194,7 @@ export class Reconciler {
       invalidSpec: invalid,
       applyError,
       statefulSet: sts && { ...sts.status, generation: sts.metadata.generation },
-      extraConditions: this.deps.extraConditions?.(key),
+      ...parts,
       now: (this.deps.now ?? (() => new Date()))(),
     });
     if (!statusChanged(mc.status, status)) return 0;

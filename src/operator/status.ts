@@ -36,6 +36,10 @@ export interface StatusInputs {
   };
   /** Conditions owned by other parts of the operator (health probes, failover), kept as given. */
   extraConditions?: Omit<Condition, 'lastTransitionTime'>[];
+  /** status.primary from the health probes (kept as stored when undefined). */
+  primary?: MailContinuityStatus['primary'];
+  /** status.lastFailover from the continuity manager (kept as stored when undefined). */
+  lastFailover?: MailContinuityStatus['lastFailover'];
   now: Date;
 }
 
@@ -113,6 +117,8 @@ export function computeStatus(inputs: StatusInputs): MailContinuityStatus {
   ];
   return {
     ...old,
+    ...(inputs.primary ? { primary: inputs.primary } : {}),
+    ...(inputs.lastFailover ? { lastFailover: inputs.lastFailover } : {}),
     observedGeneration: generation,
     conditions,
     relay: {

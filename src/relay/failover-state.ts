@@ -12,6 +12,23 @@ export interface FailoverSnapshot {
   since: string | null;
   /** Replay rate to the primary (messages per second for this replica). */
   replayMaxMessagesPerSecond: number;
+  /** Messages delivered to the backup since failover last became active (on this replica, since its start). */
+  messagesToBackup: number;
+  /** Replay in progress: the primary's queue is being drained at the replay rate. */
+  replaying: boolean;
+  /** Messages delivered to the primary since the replay started. */
+  messagesReplayed: number;
+  /** Messages still waiting for the primary. */
+  queuedPrimary: number;
+  /** Messages still waiting for the backup. */
+  queuedBackup: number;
+}
+
+/** Live numbers the scheduler provides for the snapshot. */
+export interface QueueFacts {
+  replaying: boolean;
+  queuedPrimary: number;
+  queuedBackup: number;
 }
 
 export const FailoverUpdate = z
@@ -26,6 +43,9 @@ export class FailoverState extends EventEmitter<{ change: [FailoverSnapshot, boo
   private active: boolean;
   private since: Date | null = null;
   private rate: number;
+  private toBackup = 0;
+  private replayed = 0;
+  private facts: () => QueueFacts = () => ({ replaying: false, queuedPrimary: 0, queuedBackup: 0 });
 
   constructor(initial: { active: boolean; replayMaxMessagesPerSecond: number }) {
     super();
@@ -41,15 +61,44 @@ export class FailoverState extends EventEmitter<{ change: [FailoverSnapshot, boo
     return this.rate;
   }
 
+  /** The scheduler tells how to read its queues. */
+  setQueueFacts(f: () => QueueFacts): void {
+    this.facts = f;
+  }
+
+  /** A message was delivered to the backup (counted while failover is active). */
+  noteBackupCopy(): void {
+    if (this.active) this.toBackup++;
+  }
+
+  /** A message was delivered to the primary during a replay. */
+  noteReplayed(): void {
+    this.replayed++;
+  }
+
   snapshot(): FailoverSnapshot {
-    return { active: this.active, since: this.since?.toISOString() ?? null, replayMaxMessagesPerSecond: this.rate };
+    return {
+      active: this.active,
+      since: this.since?.toISOString() ?? null,
+      replayMaxMessagesPerSecond: this.rate,
+      messagesToBackup: this.toBackup,
+      messagesReplayed: this.replayed,
+      ...this.facts(),
+    };
   }
 
   /** Applies an update; emits 'change' (snapshot, wasActive) when anything changed. */
   set(update: FailoverUpdate, now = new Date()): FailoverSnapshot {
     const wasActive = this.active;
-    const changed = update.active !== this.active || (update.maxMessagesPerSecond !== undefined && update.maxMessagesPerSecond !== this.rate);
-    if (update.active !== this.active) this.since = now;
+    const changed =
+      update.active !== this.active ||
+      (update.maxMessagesPerSecond !== undefined && update.maxMessagesPerSecond !== this.rate);
+    if (update.active !== this.active) {
+      this.since = now;
+      // A new failover counts its own copies; its end starts a new replay count.
+      if (update.active) this.toBackup = 0;
+      else this.replayed = 0;
+    }
     this.active = update.active;
     if (update.maxMessagesPerSecond !== undefined) this.rate = update.maxMessagesPerSecond;
     const snap = this.snapshot();

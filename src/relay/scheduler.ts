@@ -72,7 +72,9 @@ class TimerHeap {
     return top;
   }
   /** Removes every item for which `f` is true. */
-  removeWhere(f: (item: { at: number; id: string; dest: Destination }) => boolean): Array<{ at: number; id: string; dest: Destination }> {
+  removeWhere(
+    f: (item: { at: number; id: string; dest: Destination }) => boolean,
+  ): Array<{ at: number; id: string; dest: Destination }> {
     const removed = this.items.filter(f);
     if (removed.length === 0) return removed;
     const kept = this.items.filter((i) => !f(i));
@@ -123,7 +125,15 @@ export interface SchedulerDeps {
  * session-level trouble, too).
  */
 export function isSessionFailure(outcomes: readonly RecipientOutcome[]): boolean {
-  return outcomes.length > 0 && outcomes.every((o) => o.status === 'deferred' && o.retryAfterMs === undefined && (!/^[245]\d\d\b/.test(o.detail) || /^421\b/.test(o.detail)));
+  return (
+    outcomes.length > 0 &&
+    outcomes.every(
+      (o) =>
+        o.status === 'deferred' &&
+        o.retryAfterMs === undefined &&
+        (!/^[245]\d\d\b/.test(o.detail) || /^421\b/.test(o.detail)),
+    )
+  );
 }
 
 /** Equal jitter: half the exponential delay fixed, half random. */
@@ -172,6 +182,11 @@ export class Scheduler {
       else if (this.replay) this.startReplay(snap.replayMaxMessagesPerSecond);
     });
     d.metrics.failoverActive.set({ instance: this.instance }, d.failover.isActive ? 1 : 0);
+    d.failover.setQueueFacts(() => ({
+      replaying: this.replay !== null,
+      queuedPrimary: this.depth.primary,
+      queuedBackup: this.depth.backup,
+    }));
   }
 
   start(): void {
@@ -228,7 +243,10 @@ export class Scheduler {
     const t = this.d.config.tuning;
     const delay = backoffMs(this.suspensions[dest], t.minBackoffMs, t.maxBackoffMs, this.random);
     this.suspendedUntil[dest] = now + delay;
-    this.d.log.warn({ destination: dest, deferredInARow: this.failStreak[dest], retryInMs: delay }, 'destination not answering: delivery temporarily suspended');
+    this.d.log.warn(
+      { destination: dest, deferredInARow: this.failStreak[dest], retryInMs: delay },
+      'destination not answering: delivery temporarily suspended',
+    );
     clearTimeout(this.resumeTimers[dest]);
     const timer = setTimeout(() => this.pump(), delay + 1);
     timer.unref();
@@ -275,7 +293,10 @@ export class Scheduler {
       if (ds) ds.nextAttemptAt = 0;
       this.enqueue(e);
     }
-    this.d.log.info({ replay: moved.length, maxMessagesPerSecond: rate }, 'failover ended: replaying deferred mail to the primary');
+    this.d.log.info(
+      { replay: moved.length, maxMessagesPerSecond: rate },
+      'failover ended: replaying deferred mail to the primary',
+    );
     this.pump();
   }
 
@@ -304,7 +325,9 @@ export class Scheduler {
       if (!ds?.inFlightSince) continue;
       delete ds.inFlightSince;
       dirty = true;
-      const pending = Object.entries(ds.recipients).filter(([, r]) => r.status === 'pending').map(([r]) => r);
+      const pending = Object.entries(ds.recipients)
+        .filter(([, r]) => r.status === 'pending')
+        .map(([r]) => r);
       const t = this.d.transports[dest];
       for (const rcpt of pending) {
         let known = false;
@@ -372,7 +395,10 @@ export class Scheduler {
     for (const [rule, rcpts] of excluded) {
       this.d.metrics.auditRecords.inc({ instance: this.instance, action: 'excluded' });
       void this.d.audit.record(entry.message, rcpts, 'excluded', rule);
-      this.d.log.info({ id: st.id, messageId: st.messageId, rule, recipients: rcpts }, 'kept out of the backup by exclusion rule');
+      this.d.log.info(
+        { id: st.id, messageId: st.messageId, rule, recipients: rcpts },
+        'kept out of the backup by exclusion rule',
+      );
     }
     // 2. pending work per destination
     const pendingAt = new Set<Destination>();
@@ -391,10 +417,17 @@ export class Scheduler {
       this.entries.delete(st.id);
       const done = failed
         ? this.d.spool.moveToDead(st, 'rejected by a destination (see deliveries)').then(() => {
-            this.d.log.warn({ id: st.id, messageId: st.messageId }, 'message moved to dead/: a destination refused it for good');
+            this.d.log.warn(
+              { id: st.id, messageId: st.messageId },
+              'message moved to dead/: a destination refused it for good',
+            );
           })
         : this.d.spool.remove(st);
-      this.track(done.catch((e: unknown) => this.d.log.error({ id: st.id, err: (e as Error).message }, 'could not finish spool entry')));
+      this.track(
+        done.catch((e: unknown) =>
+          this.d.log.error({ id: st.id, err: (e as Error).message }, 'could not finish spool entry'),
+        ),
+      );
       this.updateGauges();
       this.pump();
       return;
@@ -434,17 +467,20 @@ export class Scheduler {
     if (this.wakeTimer && next.at >= this.wakeAt) return;
     clearTimeout(this.wakeTimer);
     this.wakeAt = next.at;
-    this.wakeTimer = setTimeout(() => {
-      this.wakeTimer = undefined;
-      this.wakeAt = Infinity;
-      const now = this.now();
-      for (let t = this.timers.peek(); t && t.at <= now; t = this.timers.peek()) {
-        this.timers.pop();
-        if (this.entries.has(t.id)) this.retry[t.dest].push(t.id);
-      }
-      this.pump();
-      this.armWake();
-    }, Math.max(0, next.at - this.now()));
+    this.wakeTimer = setTimeout(
+      () => {
+        this.wakeTimer = undefined;
+        this.wakeAt = Infinity;
+        const now = this.now();
+        for (let t = this.timers.peek(); t && t.at <= now; t = this.timers.peek()) {
+          this.timers.pop();
+          if (this.entries.has(t.id)) this.retry[t.dest].push(t.id);
+        }
+        this.pump();
+        this.armWake();
+      },
+      Math.max(0, next.at - this.now()),
+    );
     this.wakeTimer.unref();
   }
 
@@ -496,7 +532,9 @@ export class Scheduler {
   private async deliver(entry: Entry, dest: Destination): Promise<void> {
     const st = entry.state;
     const ds = st.deliveries[dest] as DestinationState;
-    const recipients = Object.entries(ds.recipients).filter(([, r]) => r.status === 'pending').map(([r]) => r);
+    const recipients = Object.entries(ds.recipients)
+      .filter(([, r]) => r.status === 'pending')
+      .map(([r]) => r);
     entry.busy.add(dest);
     this.inflight[dest]++;
     let outcomes: RecipientOutcome[];
@@ -506,7 +544,11 @@ export class Scheduler {
       });
       outcomes = await this.d.transports[dest].deliver(entry.message, recipients, this.abort.signal);
     } catch (e) {
-      outcomes = recipients.map((r) => ({ recipient: r, status: 'deferred', detail: `transport error: ${(e as Error).message}` }));
+      outcomes = recipients.map((r) => ({
+        recipient: r,
+        status: 'deferred',
+        detail: `transport error: ${(e as Error).message}`,
+      }));
     } finally {
       this.inflight[dest]--;
       entry.busy.delete(dest);
@@ -518,7 +560,11 @@ export class Scheduler {
     let deferred = 0;
     const byOutcome = new Map(outcomes.map((o) => [o.recipient, o]));
     for (const rcpt of recipients) {
-      const o = byOutcome.get(rcpt) ?? { recipient: rcpt, status: 'deferred' as const, detail: 'no outcome from transport' };
+      const o = byOutcome.get(rcpt) ?? {
+        recipient: rcpt,
+        status: 'deferred' as const,
+        detail: 'no outcome from transport',
+      };
       this.d.metrics.deliveries.inc({ instance: this.instance, destination: dest, outcome: o.status });
       if (o.status === 'delivered') {
         ds.recipients[rcpt] = { status: 'delivered', detail: o.detail, at: now };
@@ -526,7 +572,10 @@ export class Scheduler {
       } else if (o.status === 'failed') {
         ds.recipients[rcpt] = { status: 'failed', detail: o.detail, at: now };
         this.d.metrics.deadLettered.inc({ instance: this.instance, reason: 'rejected' });
-        this.d.log.warn({ id: st.id, messageId: st.messageId, destination: dest, recipient: rcpt, detail: o.detail }, 'recipient refused for good (dead-letter record)');
+        this.d.log.warn(
+          { id: st.id, messageId: st.messageId, destination: dest, recipient: rcpt, detail: o.detail },
+          'recipient refused for good (dead-letter record)',
+        );
       } else {
         deferred++;
         ds.recipients[rcpt] = { status: 'pending', detail: o.detail };
@@ -536,7 +585,12 @@ export class Scheduler {
     }
     if (delivered.length > 0) {
       this.d.metrics.latency.observe({ instance: this.instance, destination: dest }, (now - st.receivedAt) / 1000);
-      if (dest === 'backup') void this.auditCopy(entry, delivered);
+      if (dest === 'backup') {
+        void this.auditCopy(entry, delivered);
+        this.d.failover.noteBackupCopy();
+      } else if (this.replay) {
+        this.d.failover.noteReplayed();
+      }
     }
     ds.attempts++;
     this.d.spool.attempts.finish(st.id, dest);
@@ -545,7 +599,10 @@ export class Scheduler {
       const t = this.d.config.tuning;
       const delay = Math.max(backoffMs(ds.attempts, t.minBackoffMs, t.maxBackoffMs, this.random), retryAfter);
       ds.nextAttemptAt = now + delay;
-      this.d.log.info({ id: st.id, destination: dest, deferred, attempts: ds.attempts, retryInMs: delay, detail: ds.lastError }, 'delivery deferred');
+      this.d.log.info(
+        { id: st.id, destination: dest, deferred, attempts: ds.attempts, retryInMs: delay, detail: ds.lastError },
+        'delivery deferred',
+      );
     }
     this.evaluate(entry, true);
   }
@@ -577,17 +634,29 @@ export class Scheduler {
       if (!ds) continue;
       for (const [rcpt, r] of Object.entries(ds.recipients)) {
         if (r.status !== 'pending') continue;
-        ds.recipients[rcpt] = { status: 'failed', detail: `retention ${this.d.config.spec.relay.spool.retention} expired; last error: ${r.detail ?? ds.lastError ?? 'none'}`, at: now };
+        ds.recipients[rcpt] = {
+          status: 'failed',
+          detail: `retention ${this.d.config.spec.relay.spool.retention} expired; last error: ${r.detail ?? ds.lastError ?? 'none'}`,
+          at: now,
+        };
         (left[dest] ??= []).push(rcpt);
       }
     }
     this.d.metrics.deadLettered.inc({ instance: this.instance, reason: 'retention' });
-    this.d.log.warn({ id: st.id, messageId: st.messageId, undelivered: left }, 'message older than spool retention moved to dead/');
-    this.track(this.d.spool.moveToDead(st, 'retention expired', now).catch((e: unknown) => this.d.log.error({ id: st.id, err: (e as Error).message }, 'could not move to dead/')));
+    this.d.log.warn(
+      { id: st.id, messageId: st.messageId, undelivered: left },
+      'message older than spool retention moved to dead/',
+    );
+    this.track(
+      this.d.spool
+        .moveToDead(st, 'retention expired', now)
+        .catch((e: unknown) => this.d.log.error({ id: st.id, err: (e as Error).message }, 'could not move to dead/')),
+    );
   }
 
   private updateGauges(): void {
-    for (const dest of DESTINATIONS) this.d.metrics.queueDepth.set({ instance: this.instance, destination: dest }, this.depth[dest]);
+    for (const dest of DESTINATIONS)
+      this.d.metrics.queueDepth.set({ instance: this.instance, destination: dest }, this.depth[dest]);
     this.d.metrics.spoolBytes.set({ instance: this.instance }, this.d.spool.bytes);
     this.d.metrics.commitBatches.set({ instance: this.instance }, this.d.spool.dirSyncBatches);
   }
@@ -604,7 +673,10 @@ export class Scheduler {
     // Finishing deliveries start state writes of their own: wait until nothing is left (bounded).
     while (this.running.size > 0 && Date.now() < deadline) {
       let timer: NodeJS.Timeout | undefined;
-      await Promise.race([Promise.all([...this.running]), new Promise((r) => (timer = setTimeout(r, deadline - Date.now())))]);
+      await Promise.race([
+        Promise.all([...this.running]),
+        new Promise((r) => (timer = setTimeout(r, deadline - Date.now()))),
+      ]);
       clearTimeout(timer);
     }
   }

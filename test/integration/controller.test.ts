@@ -87,7 +87,9 @@ async function markRelayReady(name: string) {
 
 async function writes(): Promise<number> {
   const m = await metrics.apiRequests.get();
-  return m.values.filter((v) => ['patch', 'post', 'put', 'delete'].includes(String(v.labels.verb))).reduce((a, v) => a + v.value, 0);
+  return m.values
+    .filter((v) => ['patch', 'post', 'put', 'delete'].includes(String(v.labels.verb)))
+    .reduce((a, v) => a + v.value, 0);
 }
 
 beforeAll(async () => {
@@ -103,6 +105,8 @@ beforeAll(async () => {
     defaultImage: 'example/mail-continuity:test',
     workers: 2,
     watchTimeoutSeconds: 30,
+    // The fixtures' primaries are names that resolve nowhere: health and failover have their own tests.
+    probes: false,
   });
   await waitFor('CRD served', async () => (await client.list(MAILCONTINUITIES, NS)).items !== undefined, 30_000);
   await controller.start();
@@ -118,7 +122,9 @@ describe('controller', () => {
     await createGmailSecret();
     const mc = await createMc('alpha');
     for (const [kind, name] of Object.entries(childNames('alpha'))) {
-      const child = await waitFor(`${kind} ${name}`, () => client.get(CHILD_TYPES[kind]!, NS, name).catch(() => undefined));
+      const child = await waitFor(`${kind} ${name}`, () =>
+        client.get(CHILD_TYPES[kind]!, NS, name).catch(() => undefined),
+      );
       expect(child.metadata.ownerReferences).toEqual([
         expect.objectContaining({ kind: 'MailContinuity', name: 'alpha', uid: mc.metadata.uid, controller: true }),
       ]);
@@ -179,7 +185,10 @@ describe('controller', () => {
       (await client.get<any>(CONFIGMAPS, NS, 'alpha-relay-config')).data['relay.yaml'].includes('new.example.com'),
     );
     cp.kubectl(['scale', 'statefulset/alpha-relay', '--replicas=7', '-n', NS]);
-    await waitFor('replicas restored', async () => (await client.get<any>(STATEFULSETS, NS, 'alpha-relay')).spec.replicas === 3);
+    await waitFor(
+      'replicas restored',
+      async () => (await client.get<any>(STATEFULSETS, NS, 'alpha-relay')).spec.replicas === 3,
+    );
     await client.delete(CONFIGMAPS, NS, 'alpha-relay-config');
     await waitFor('ConfigMap recreated', () => client.get(CONFIGMAPS, NS, 'alpha-relay-config').catch(() => undefined));
   });
@@ -191,14 +200,22 @@ describe('controller', () => {
       return condition(m, 'Stalled')?.status === 'True' ? m : undefined;
     });
     expect(condition(stalled, 'Stalled')).toMatchObject({ reason: 'SecretNotFound' });
-    expect(condition(stalled, 'Stalled')!.message).toContain('Secret default/beta-gmail (spec.backup.gmail.serviceAccountSecretRef) not found');
+    expect(condition(stalled, 'Stalled')!.message).toContain(
+      'Secret default/beta-gmail (spec.backup.gmail.serviceAccountSecretRef) not found',
+    );
     expect(condition(stalled, 'Ready')).toMatchObject({ status: 'False', reason: 'SecretNotFound' });
     const events = await client.list<any>(EVENTS, NS);
-    expect(events.items.some((e) => e.involvedObject.name === 'beta' && e.reason === 'SecretNotFound' && e.type === 'Warning')).toBe(true);
+    expect(
+      events.items.some(
+        (e) => e.involvedObject.name === 'beta' && e.reason === 'SecretNotFound' && e.type === 'Warning',
+      ),
+    ).toBe(true);
     await expect(client.get(STATEFULSETS, NS, 'beta-relay')).rejects.toThrow(/404/);
 
     await createGmailSecret('beta-gmail');
-    await waitFor('StatefulSet created after the Secret appeared', () => client.get(STATEFULSETS, NS, 'beta-relay').catch(() => undefined));
+    await waitFor('StatefulSet created after the Secret appeared', () =>
+      client.get(STATEFULSETS, NS, 'beta-relay').catch(() => undefined),
+    );
     await markRelayReady('beta');
     const ready = await waitFor('Ready', async () => {
       const m = await getMc('beta');
@@ -231,7 +248,11 @@ describe('controller', () => {
     await cp.restartApiServer();
     await waitFor('informers restarted', async () => (await restarts()) > r0, 60_000);
     await createMc('gamma');
-    await waitFor('gamma reconciled after the restart', () => client.get(STATEFULSETS, NS, 'gamma-relay').catch(() => undefined), 60_000);
+    await waitFor(
+      'gamma reconciled after the restart',
+      () => client.get(STATEFULSETS, NS, 'gamma-relay').catch(() => undefined),
+      60_000,
+    );
     // The watch is live again: an edit is corrected without waiting for a resync.
     await client.delete(CONFIGMAPS, NS, 'gamma-relay-config');
     await waitFor('ConfigMap recreated', () => client.get(CONFIGMAPS, NS, 'gamma-relay-config').catch(() => undefined));

@@ -1,0 +1,61 @@
+// Where the relay replicas of a MailContinuity answer their admin endpoint.
+//
+// In a cluster: the relay Pods (by the StatefulSet's labels) that have an IP,
+// on the relay's HTTP port. Without a kubelet (the demo, tests) the relays are
+// local processes that no Pod describes: `--local-relay ns/name=URL` names them.
+import { HTTP_PORT } from '../builders/config.js';
+import { LABEL_INSTANCE, MANAGED_BY, LABEL_MANAGED_BY } from '../builders/common.js';
+import type { KubeObject } from '../kube/client.js';
+import type { Informer } from '../kube/informer.js';
+
+export interface RelayDirectory {
+  /** Base URLs (http://ip:port) of the relays of namespace/name. */
+  endpoints(namespace: string, name: string): string[];
+}
+
+interface PodLike extends KubeObject {
+  status?: { podIP?: string; phase?: string };
+}
+
+export class PodDirectory implements RelayDirectory {
+  constructor(private readonly pods: Informer<KubeObject>) {}
+
+  endpoints(namespace: string, name: string): string[] {
+    return (this.pods.list(namespace) as PodLike[])
+      .filter(
+        (p) =>
+          p.metadata.labels?.[LABEL_INSTANCE] === name &&
+          p.metadata.labels?.[LABEL_MANAGED_BY] === MANAGED_BY &&
+          !p.metadata.deletionTimestamp &&
+          p.status?.podIP &&
+          p.status.phase === 'Running',
+      )
+      .map((p) => {
+        const ip = p.status!.podIP!;
+        return `http://${ip.includes(':') ? `[${ip}]` : ip}:${HTTP_PORT}`;
+      })
+      .sort();
+  }
+}
+
+/** `ns/name=http://127.0.0.1:9101,http://127.0.0.1:9102` entries of --local-relay. */
+export class StaticDirectory implements RelayDirectory {
+  private readonly map = new Map<string, string[]>();
+
+  constructor(entries: string[]) {
+    for (const entry of entries) {
+      const m = /^([a-z0-9-]+)\/([a-z0-9.-]+)=(.+)$/.exec(entry);
+      if (!m) throw new Error(`--local-relay: "${entry}" is not NAMESPACE/NAME=URL[,URL...]`);
+      const urls = m[3]!.split(',').map((u) => u.trim().replace(/\/+$/, ''));
+      for (const u of urls) {
+        if (!/^https?:\/\/[^/]+$/.test(u))
+          throw new Error(`--local-relay: "${u}" is not a base URL such as http://127.0.0.1:9101`);
+      }
+      this.map.set(`${m[1]}/${m[2]}`, [...(this.map.get(`${m[1]}/${m[2]}`) ?? []), ...urls]);
+    }
+  }
+
+  endpoints(namespace: string, name: string): string[] {
+    return this.map.get(`${namespace}/${name}`) ?? [];
+  }
+}

@@ -1,0 +1,224 @@
+// The failover decision, and the continuity manager against the relay's real
+// admin endpoint (src/relay/http.ts with a real FailoverState) on loopback.
+import { afterEach, describe, expect, it } from '@jest/globals';
+import type { Server } from 'node:http';
+import { pino } from 'pino';
+import { Registry } from 'prom-client';
+import { MailContinuitySpec, type MailContinuity } from '../../src/api/v1alpha1/mailcontinuity.js';
+import { Continuity } from '../../src/operator/failover/continuity.js';
+import { decideFailover } from '../../src/operator/failover/decide.js';
+import { StaticDirectory } from '../../src/operator/failover/relays.js';
+import { HealthTracker, type HealthState } from '../../src/operator/health/hysteresis.js';
+import { FailoverState } from '../../src/relay/failover-state.js';
+import { httpPort, startHttp } from '../../src/relay/http.js';
+import { validSpec } from '../fixtures/mailcontinuity.js';
+import { waitUntil } from '../harness/wait.js';
+
+const log = pino({ level: 'silent' });
+const TOKEN = 'test-admin-token';
+
+function health(healthy: boolean | undefined): HealthState {
+  const t = new HealthTracker({ failureThreshold: 1, successThreshold: 1 });
+  if (healthy === undefined) return t.current;
+  return t.observe(
+    healthy ? { ok: true, latencyMs: 1 } : { ok: false, latencyMs: 1, reason: 'ConnectionRefused', message: 'refused' },
+    new Date(),
+  );
+}
+
+function mc(
+  mutate: (s: ReturnType<typeof validSpec>) => void = () => {},
+  status?: MailContinuity['status'],
+): MailContinuity {
+  const raw = validSpec();
+  mutate(raw);
+  return {
+    apiVersion: 'mailcontinuity.io/v1alpha1',
+    kind: 'MailContinuity',
+    metadata: { name: 'corp', namespace: 'mail', uid: 'u1', generation: 1 },
+    spec: MailContinuitySpec.parse(raw),
+    ...(status ? { status } : {}),
+  } as MailContinuity;
+}
+
+describe('decideFailover', () => {
+  const auto = mc().spec;
+  it('Auto follows the health verdict, and Unknown keeps the previous verdict', () => {
+    expect(decideFailover(auto, health(false), false)).toMatchObject({
+      active: true,
+      trigger: 'Automatic',
+      condition: { status: 'True', reason: 'PrimaryUnhealthy' },
+    });
+    expect(decideFailover(auto, health(true), true)).toMatchObject({
+      active: false,
+      condition: { status: 'False', reason: 'PrimaryHealthy' },
+    });
+    expect(decideFailover(auto, health(undefined), true)).toMatchObject({
+      active: true,
+      condition: { reason: 'AwaitingProbe' },
+    });
+    expect(decideFailover(auto, undefined, false)).toMatchObject({
+      active: false,
+      condition: { reason: 'AwaitingProbe' },
+    });
+  });
+  it('manual Active fails over with a healthy primary; manual Inactive never fails over', () => {
+    const active = mc((s) => (s.failover = { ...s.failover, manual: 'Active' })).spec;
+    const inactive = mc((s) => (s.failover = { ...s.failover, manual: 'Inactive' })).spec;
+    expect(decideFailover(active, health(true), false)).toMatchObject({
+      active: true,
+      trigger: 'Manual',
+      condition: { reason: 'ManualFailover' },
+    });
+    const d = decideFailover(inactive, health(false), true);
+    expect(d).toMatchObject({ active: false, condition: { status: 'False', reason: 'ManualInactive' } });
+    expect(d.condition.message).toContain('primary is unhealthy');
+  });
+});
+
+describe('Continuity with real relay admin endpoints', () => {
+  const servers: Server[] = [];
+  const managers: Continuity[] = [];
+  afterEach(async () => {
+    await Promise.all(managers.splice(0).map((m) => m.stopAll()));
+    await Promise.all(servers.splice(0).map((s) => new Promise((r) => s.close(r))));
+  });
+
+  async function relay(): Promise<{ url: string; state: FailoverState }> {
+    const state = new FailoverState({ active: false, replayMaxMessagesPerSecond: 20 });
+    const server = await startHttp('127.0.0.1', 0, {
+      registry: new Registry(),
+      failover: state,
+      adminToken: TOKEN,
+      ready: () => ({ ready: true }),
+      log,
+    });
+    servers.push(server);
+    return { url: `http://127.0.0.1:${httpPort(server)}`, state };
+  }
+
+  function manager(urls: string[], token = TOKEN) {
+    const events: { type: string; reason: string; message: string }[] = [];
+    const changes: string[] = [];
+    const errors = { n: 0 };
+    const m = new Continuity({
+      onPushError: () => errors.n++,
+      directory: new StaticDirectory([`mail/corp=${urls.join(',')}`]),
+      token: () => token,
+      recorder: { record: async (_mc, type, reason, message) => void events.push({ type, reason, message }) },
+      log,
+      onChange: (key) => changes.push(key),
+      activeSyncMs: 50,
+      idleSyncMs: 200,
+    });
+    managers.push(m);
+    return { m, events, changes, errors };
+  }
+
+  it('tells every relay at once, splits the replay rate, counts Gmail copies and the replay, and ends with ReplayCompleted', async () => {
+    const a = await relay();
+    const b = await relay();
+    const { m, events, changes } = manager([a.url, b.url]);
+    const res = mc((s) => (s.recovery = { maxMessagesPerSecond: 15 }));
+
+    m.observe(res, health(true));
+    expect(m.state('mail/corp')).toMatchObject({ active: false });
+
+    const start = Date.now();
+    const out = m.observe(res, health(false));
+    expect(out.decision.active).toBe(true);
+    expect(out.lastFailover).toMatchObject({ trigger: 'Automatic', messagesToBackup: 0 });
+    expect(out.lastFailover?.start).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+    await waitUntil('both relays active', 5000, () => a.state.isActive && b.state.isActive);
+    const propagation = Date.now() - start;
+    expect(propagation).toBeLessThan(2000);
+    expect(a.state.replayRate).toBe(8); // ceil(15 / 2)
+    expect(events).toEqual([expect.objectContaining({ type: 'Warning', reason: 'FailoverStarted' })]);
+
+    // The relays send mail to Gmail: the sum reaches status.
+    a.state.noteBackupCopy();
+    a.state.noteBackupCopy();
+    b.state.noteBackupCopy();
+    await waitUntil('3 copies counted', 5000, () => m.state('mail/corp')?.lastFailover?.messagesToBackup === 3);
+    expect(changes).toContain('mail/corp');
+
+    // The primary is back: relays replay; 4 messages still wait for it on relay a.
+    let queued = 4;
+    let replaying = true;
+    a.state.setQueueFacts(() => ({ replaying, queuedPrimary: queued, queuedBackup: 0 }));
+    const ended = m.observe(res, health(true));
+    expect(ended.decision.active).toBe(false);
+    expect(ended.lastFailover?.end).toBeDefined();
+    await waitUntil('relays inactive', 5000, () => !a.state.isActive && !b.state.isActive);
+    await waitUntil('remaining 4', 5000, () => m.state('mail/corp')?.lastFailover?.replayRemaining === 4);
+    expect(m.state('mail/corp')?.replaying).toBe(true);
+    for (let i = 0; i < 4; i++) a.state.noteReplayed();
+    queued = 0;
+    replaying = false;
+    await waitUntil('replay completed', 5000, () => m.state('mail/corp')?.replaying === false);
+    expect(m.state('mail/corp')?.lastFailover).toMatchObject({
+      messagesToBackup: 3,
+      messagesReplayed: 4,
+      replayRemaining: 0,
+    });
+    expect(events.map((e) => e.reason)).toEqual(['FailoverStarted', 'FailoverEnded', 'ReplayCompleted']);
+    expect(events[1]!.message).toContain('3 messages went to Gmail');
+  });
+
+  it('re-asserts the state on a relay that restarted (lost its state) and keeps the count going', async () => {
+    const a = await relay();
+    const { m } = manager([a.url]);
+    const res = mc();
+    m.observe(res, health(false));
+    await waitUntil('relay active', 5000, () => a.state.isActive);
+    a.state.noteBackupCopy();
+    a.state.noteBackupCopy();
+    await waitUntil('2 counted', 5000, () => m.state('mail/corp')?.lastFailover?.messagesToBackup === 2);
+    // The relay process restarts: same address, a fresh state (inactive, counts at 0).
+    await new Promise((r) => servers.shift()!.close(r));
+    const fresh = new FailoverState({ active: false, replayMaxMessagesPerSecond: 20 });
+    servers.push(
+      await startHttp('127.0.0.1', Number(new URL(a.url).port), {
+        registry: new Registry(),
+        failover: fresh,
+        adminToken: TOKEN,
+        ready: () => ({ ready: true }),
+        log,
+      }),
+    );
+    await waitUntil('restarted relay told again', 5000, () => fresh.isActive);
+    fresh.noteBackupCopy();
+    await waitUntil('count carried over', 5000, () => m.state('mail/corp')?.lastFailover?.messagesToBackup === 3);
+  });
+
+  it('a wrong token is refused by the relay: the state does not change, and the manager keeps trying', async () => {
+    const a = await relay();
+    const { m, errors } = manager([a.url], 'not-the-token');
+    m.observe(mc(), health(false));
+    await waitUntil('three refused syncs', 5000, () => errors.n >= 3);
+    expect(a.state.isActive).toBe(false);
+  });
+
+  it('takes over the state written in status by a previous operator (no new FailoverStarted)', async () => {
+    const a = await relay();
+    const { m, events } = manager([a.url]);
+    const res = mc(undefined, {
+      conditions: [
+        {
+          type: 'FailoverActive',
+          status: 'True',
+          reason: 'PrimaryUnhealthy',
+          message: '',
+          lastTransitionTime: '2026-01-01T00:00:00Z',
+        },
+      ],
+      lastFailover: { start: '2026-01-01T00:00:00Z', trigger: 'Automatic', messagesToBackup: 7 },
+    });
+    const out = m.observe(res, undefined); // not probed yet after the restart
+    expect(out.decision.active).toBe(true);
+    await waitUntil('relay told', 5000, () => a.state.isActive);
+    a.state.noteBackupCopy();
+    await waitUntil('count goes on from 7', 5000, () => m.state('mail/corp')?.lastFailover?.messagesToBackup === 8);
+    expect(events).toEqual([]);
+  });
+});
