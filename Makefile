@@ -10,7 +10,7 @@ all: build
 help:
 	@echo "make demo      run the whole product locally through an Exchange outage and back"
 	@echo "make test      typecheck + lint + unit + integration + e2e (installs what it needs)"
-	@echo "make generate  write crds/ from src/api/v1alpha1"
+	@echo "make generate  write crds/, the chart's CRD, deploy/install.yaml, argocd-cm.yaml"
 	@echo "make build     compile TypeScript into dist/"
 	@echo "make bench     run the side-by-side benchmarks in bench/"
 
@@ -18,7 +18,7 @@ install:
 	@scripts/install.sh
 
 generate:
-	@$(TSX) src/cli.ts generate --out crds
+	@scripts/generate.sh
 
 build: install
 	@npx tsc -p tsconfig.build.json
