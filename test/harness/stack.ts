@@ -1,0 +1,346 @@
+// The whole product on one machine, for the failover scenario test and `make
+// demo`: etcd + kube-apiserver, the CRD, the operator as a process, Postfix as
+// Exchange, the Gmail emulator, and the relay replicas as local processes
+// started from the config the operator rendered into the ConfigMap.
+//
+// There is no kubelet here, so no relay Pod runs: the relays are processes
+// whose config is the ConfigMap's, with local paths, ports and the emulator's
+// URLs put in, and the operator learns their admin URLs from --local-relay
+// instead of from Pod IPs. Everything else is the real thing.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import YAML from 'yaml';
+import { freePort, startControlPlane, type ControlPlane } from './controlplane.js';
+import { startGmailEmulator, type GmailEmulator } from './gmail-emulator.js';
+import { startPostfix, type PostfixInstance } from './postfix.js';
+import { waitFor } from './wait.js';
+
+export interface StackOptions {
+  name: string;
+  namespace?: string;
+  /** The MailContinuity spec; primary host/port are set to the local Postfix. */
+  spec: Record<string, unknown>;
+  /** Relay replicas (processes); overrides spec.relay.replicas. */
+  relays?: number;
+  /** Workspace mailboxes of the Gmail emulator. */
+  gmailUsers: string[];
+  /** Mail domains Postfix delivers into Maildirs. */
+  domains: string[];
+  /** Relay `tuning` overrides (e.g. shorter backoff in tests). */
+  tuning?: Record<string, unknown>;
+  /** Progress lines (default: none). */
+  progress?: (line: string) => void;
+}
+
+export interface RelayProcess {
+  index: number;
+  instance: string;
+  smtpPort: number;
+  adminUrl: string;
+  configFile: string;
+  auditFile: string;
+  proc: ChildProcess;
+  /** JSON log lines so far. */
+  lines: Record<string, unknown>[];
+}
+
+export interface Stack {
+  cp: ControlPlane;
+  postfix: PostfixInstance;
+  gmail: GmailEmulator;
+  relays: RelayProcess[];
+  dir: string;
+  namespace: string;
+  name: string;
+  adminToken: string;
+  /** The MailContinuity as the apiserver has it. */
+  get(): MailContinuityObject;
+  condition(type: string): { status: string; reason: string; message: string; lastTransitionTime: string } | undefined;
+  events(): { reason: string; type: string; message: string; count?: number }[];
+  /** The relay's own view: GET /admin/failover. */
+  relayState(
+    i: number,
+  ): Promise<{
+    active: boolean;
+    messagesToBackup: number;
+    messagesReplayed: number;
+    replaying: boolean;
+    queuedPrimary: number;
+  }>;
+  /** Message-IDs the relays answered 250 for (from their `queued` log lines). */
+  accepted(): string[];
+  stopOperator(): Promise<void>;
+  startOperator(): Promise<void>;
+  operatorLog(): string;
+  stop(): Promise<void>;
+}
+
+export interface MailContinuityObject {
+  metadata: { name: string; generation: number };
+  status?: {
+    observedGeneration?: number;
+    conditions?: { type: string; status: string; reason: string; message: string; lastTransitionTime: string }[];
+    primary?: Record<string, unknown>;
+    lastFailover?: {
+      start?: string;
+      end?: string;
+      trigger?: string;
+      messagesToBackup?: number;
+      messagesReplayed?: number;
+      replayRemaining?: number;
+    };
+  };
+}
+
+const TSX = ['--import', 'tsx', 'src/cli.ts'];
+
+function jsonLines(proc: ChildProcess, into: Record<string, unknown>[], raw: string[]): void {
+  let rest = '';
+  proc.stdout!.on('data', (d: Buffer) => {
+    raw.push(d.toString());
+    const parts = (rest + d.toString()).split('\n');
+    rest = parts.pop()!;
+    for (const p of parts) {
+      try {
+        into.push(JSON.parse(p) as Record<string, unknown>);
+      } catch {
+        /* not JSON */
+      }
+    }
+  });
+}
+
+async function stopProcess(p: ChildProcess | undefined, timeoutMs = 10_000): Promise<void> {
+  if (!p || p.exitCode !== null || p.signalCode !== null) return;
+  const exited = new Promise<void>((r) => p.once('exit', () => r()));
+  p.kill('SIGTERM');
+  const t = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
+  await exited;
+  clearTimeout(t);
+}
+
+export async function startStack(o: StackOptions): Promise<Stack> {
+  const say = o.progress ?? (() => {});
+  const namespace = o.namespace ?? 'default';
+  const replicas = o.relays ?? 1;
+  const dir = await mkdtemp(join(tmpdir(), 'mc-stack-'));
+  let cp: ControlPlane | undefined;
+  let postfix: PostfixInstance | undefined;
+  let gmail: GmailEmulator | undefined;
+  let operator: ChildProcess | undefined;
+  const relays: RelayProcess[] = [];
+  const opLog: string[] = [];
+
+  const stop = async () => {
+    await Promise.all(relays.map((r) => stopProcess(r.proc)));
+    await stopProcess(operator);
+    await gmail?.close();
+    await postfix?.destroy();
+    await cp?.stop();
+    await rm(dir, { recursive: true, force: true });
+  };
+
+  try {
+    say('starting etcd and kube-apiserver on loopback (built from Go modules, cached)');
+    cp = await startControlPlane();
+    say('kubectl apply --server-side -f crds/');
+    cp.kubectl(['apply', '--server-side', '-f', 'crds/']);
+    if (namespace !== 'default') cp.kubectl(['create', 'namespace', namespace]);
+
+    say('starting Postfix as Exchange and the Gmail emulator (loopback)');
+    postfix = await startPostfix({ domains: o.domains });
+    gmail = await startGmailEmulator({ users: o.gmailUsers });
+    cp.kubectl([
+      '-n',
+      namespace,
+      'create',
+      'secret',
+      'generic',
+      'gmail-service-account',
+      `--from-literal=credentials.json=${gmail.serviceAccount.keyJson}`,
+    ]);
+
+    const httpPorts: number[] = [];
+    for (let i = 0; i < replicas; i++) httpPorts.push(await freePort());
+    const adminUrls = httpPorts.map((p) => `http://127.0.0.1:${p}`);
+    const metricsPort = await freePort();
+    const startOperator = async () => {
+      operator = spawn(
+        process.execPath,
+        [
+          ...TSX,
+          'operator',
+          `--kubeconfig=${cp!.kubeconfig}`,
+          '--leader-elect=false',
+          `--metrics-bind-address=127.0.0.1:${metricsPort}`,
+          `--local-relay=${namespace}/${o.name}=${adminUrls.join(',')}`,
+        ],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      operator.stdout!.on('data', (d: Buffer) => opLog.push(d.toString()));
+      operator.stderr!.on('data', (d: Buffer) => opLog.push(d.toString()));
+      const from = opLog.length;
+      await waitFor('the operator to start', () => opLog.slice(from).join('').includes('caches synced'), 60_000);
+    };
+    say('starting the operator');
+    await startOperator();
+
+    say(
+      `kubectl apply: MailContinuity ${namespace}/${o.name} (${String(o.spec.mode ?? 'FailoverOnly')}, primary = Postfix on 127.0.0.1:${postfix.port})`,
+    );
+    const spec = structuredClone(o.spec) as Record<string, Record<string, unknown>>;
+    spec.primary = { ...spec.primary, host: '127.0.0.1', port: postfix.port, tls: 'None' };
+    spec.relay = { ...spec.relay, replicas };
+    const manifest = {
+      apiVersion: 'mailcontinuity.io/v1alpha1',
+      kind: 'MailContinuity',
+      metadata: { name: o.name, namespace },
+      spec,
+    };
+    cp.kubectl(['apply', '--server-side', '-f', '-'], YAML.stringify(manifest));
+
+    say('waiting for the operator to render the relay config (ConfigMap) and its admin token (Secret)');
+    const relayYaml = await waitFor('the relay ConfigMap', () => {
+      try {
+        return cp!.kubectl([
+          '-n',
+          namespace,
+          'get',
+          'configmap',
+          `${o.name}-relay-config`,
+          '-o',
+          'jsonpath={.data.relay\\.yaml}',
+        ]);
+      } catch {
+        return undefined;
+      }
+    });
+    const adminToken = Buffer.from(
+      await waitFor('the admin Secret', () => {
+        try {
+          return cp!.kubectl([
+            '-n',
+            namespace,
+            'get',
+            'secret',
+            `${o.name}-relay-admin`,
+            '-o',
+            'jsonpath={.data.token}',
+          ]);
+        } catch {
+          return undefined;
+        }
+      }),
+      'base64',
+    ).toString('utf8');
+    await writeFile(join(dir, 'admin-token'), adminToken, { mode: 0o600 });
+    await writeFile(join(dir, 'gmail.json'), gmail.serviceAccount.keyJson, { mode: 0o600 });
+
+    for (let i = 0; i < replicas; i++) {
+      const rendered = YAML.parse(relayYaml) as Record<string, Record<string, unknown>>;
+      const rdir = join(dir, `relay-${i}`);
+      await mkdir(rdir, { recursive: true });
+      const smtpPort = await freePort();
+      // What a Pod would get from its volumes, here as local paths and ports.
+      const config = {
+        ...rendered,
+        listen: { ...rendered.listen, host: '127.0.0.1', port: smtpPort },
+        http: { host: '127.0.0.1', port: httpPorts[i] },
+        paths: {
+          spool: join(rdir, 'spool'),
+          audit: join(rdir, 'audit.log'),
+          adminToken: join(dir, 'admin-token'),
+          gmailServiceAccount: join(dir, 'gmail.json'),
+        },
+        google: { rootUrl: gmail.rootUrl, tokenUrl: gmail.tokenUrl },
+        tuning: { spoolMinFreeBytes: 0, ...o.tuning },
+      };
+      const configFile = join(rdir, 'relay.yaml');
+      await writeFile(configFile, YAML.stringify(config));
+      const instance = `${o.name}-relay-${i}`;
+      say(`starting relay ${instance} (SMTP 127.0.0.1:${smtpPort}) from the rendered config`);
+      const proc = spawn(process.execPath, [...TSX, 'relay', '--config', configFile], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, POD_NAME: instance },
+      });
+      const r: RelayProcess = {
+        index: i,
+        instance,
+        smtpPort,
+        adminUrl: adminUrls[i]!,
+        configFile,
+        auditFile: join(rdir, 'audit.log'),
+        proc,
+        lines: [],
+      };
+      const raw: string[] = [];
+      jsonLines(proc, r.lines, raw);
+      proc.stderr!.on('data', (d: Buffer) => raw.push(d.toString()));
+      relays.push(r);
+      await waitFor(
+        `relay ${i} ready`,
+        () => {
+          if (proc.exitCode !== null) throw new Error(`relay ${i} exited: ${raw.join('').slice(-2000)}`);
+          return r.lines.some((l) => l.event === 'ready');
+        },
+        60_000,
+      );
+    }
+
+    const kube = cp;
+    const get = () =>
+      JSON.parse(
+        kube.kubectl(['-n', namespace, 'get', 'mailcontinuity', o.name, '-o', 'json']),
+      ) as MailContinuityObject;
+    return {
+      cp,
+      postfix,
+      gmail,
+      relays,
+      dir,
+      namespace,
+      name: o.name,
+      adminToken,
+      get,
+      condition: (type) => get().status?.conditions?.find((c) => c.type === type),
+      events: () =>
+        (
+          JSON.parse(
+            kube.kubectl([
+              '-n',
+              namespace,
+              'get',
+              'events',
+              '--field-selector',
+              `involvedObject.name=${o.name}`,
+              '-o',
+              'json',
+            ]),
+          ) as {
+            items: { reason: string; type: string; message: string; count?: number }[];
+          }
+        ).items,
+      relayState: async (i) => {
+        const res = await fetch(`${adminUrls[i]}/admin/failover`, {
+          headers: { authorization: `Bearer ${adminToken}` },
+          signal: AbortSignal.timeout(3000),
+        });
+        if (!res.ok) throw new Error(`relay ${i}: HTTP ${res.status}`);
+        return (await res.json()) as Awaited<ReturnType<Stack['relayState']>>;
+      },
+      accepted: () => relays.flatMap((r) => r.lines.filter((l) => l.msg === 'queued').map((l) => String(l.messageId))),
+      stopOperator: async () => {
+        await stopProcess(operator);
+        operator = undefined;
+      },
+      startOperator,
+      operatorLog: () => opLog.join(''),
+      stop,
+    };
+  } catch (err) {
+    await stop().catch(() => undefined);
+    throw err;
+  }
+}
