@@ -15,6 +15,7 @@ import YAML from 'yaml';
 import { freePort, startControlPlane, type ControlPlane } from './controlplane.js';
 import { startGmailEmulator, type GmailEmulator } from './gmail-emulator.js';
 import { startPostfix, type PostfixInstance } from './postfix.js';
+import { startTcpProxy, type TcpProxy } from './tcp-proxy.js';
 import { waitFor } from './wait.js';
 
 export interface StackOptions {
@@ -32,6 +33,14 @@ export interface StackOptions {
   tuning?: Record<string, unknown>;
   /** Progress lines (default: none). */
   progress?: (line: string) => void;
+  /** Called at once with the function that stops everything started so far (Ctrl-C during start). */
+  registerStop?: (stop: () => Promise<void>) => void;
+  /**
+   * Put a TCP proxy in front of Postfix and make it the spec's primary
+   * (stack.proxy): outages that start and end instantly (default: false, the
+   * primary is Postfix itself).
+   */
+  primaryProxy?: boolean;
 }
 
 export interface RelayProcess {
@@ -49,6 +58,8 @@ export interface RelayProcess {
 export interface Stack {
   cp: ControlPlane;
   postfix: PostfixInstance;
+  /** The proxy the primary points at, with options.primaryProxy. */
+  proxy: TcpProxy | undefined;
   gmail: GmailEmulator;
   relays: RelayProcess[];
   dir: string;
@@ -60,9 +71,7 @@ export interface Stack {
   condition(type: string): { status: string; reason: string; message: string; lastTransitionTime: string } | undefined;
   events(): { reason: string; type: string; message: string; count?: number }[];
   /** The relay's own view: GET /admin/failover. */
-  relayState(
-    i: number,
-  ): Promise<{
+  relayState(i: number): Promise<{
     active: boolean;
     messagesToBackup: number;
     messagesReplayed: number;
@@ -128,19 +137,24 @@ export async function startStack(o: StackOptions): Promise<Stack> {
   const dir = await mkdtemp(join(tmpdir(), 'mc-stack-'));
   let cp: ControlPlane | undefined;
   let postfix: PostfixInstance | undefined;
+  let proxy: TcpProxy | undefined;
   let gmail: GmailEmulator | undefined;
   let operator: ChildProcess | undefined;
   const relays: RelayProcess[] = [];
   const opLog: string[] = [];
 
-  const stop = async () => {
+  let stopping: Promise<void> | undefined;
+  const stop = () => (stopping ??= stopAll());
+  const stopAll = async () => {
     await Promise.all(relays.map((r) => stopProcess(r.proc)));
     await stopProcess(operator);
     await gmail?.close();
+    await proxy?.stop();
     await postfix?.destroy();
     await cp?.stop();
     await rm(dir, { recursive: true, force: true });
   };
+  o.registerStop?.(stop);
 
   try {
     say('starting etcd and kube-apiserver on loopback (built from Go modules, cached)');
@@ -152,6 +166,8 @@ export async function startStack(o: StackOptions): Promise<Stack> {
     say('starting Postfix as Exchange and the Gmail emulator (loopback)');
     postfix = await startPostfix({ domains: o.domains });
     gmail = await startGmailEmulator({ users: o.gmailUsers });
+    if (o.primaryProxy) proxy = await startTcpProxy({ port: await freePort(), targetPort: postfix.port });
+    const primaryPort = proxy?.port ?? postfix.port;
     cp.kubectl([
       '-n',
       namespace,
@@ -188,10 +204,10 @@ export async function startStack(o: StackOptions): Promise<Stack> {
     await startOperator();
 
     say(
-      `kubectl apply: MailContinuity ${namespace}/${o.name} (${String(o.spec.mode ?? 'FailoverOnly')}, primary = Postfix on 127.0.0.1:${postfix.port})`,
+      `kubectl apply: MailContinuity ${namespace}/${o.name} (${String(o.spec.mode ?? 'FailoverOnly')}, primary = ${proxy ? `a proxy on 127.0.0.1:${proxy.port} in front of ` : ''}Postfix on 127.0.0.1:${postfix.port})`,
     );
     const spec = structuredClone(o.spec) as Record<string, Record<string, unknown>>;
-    spec.primary = { ...spec.primary, host: '127.0.0.1', port: postfix.port, tls: 'None' };
+    spec.primary = { ...spec.primary, host: '127.0.0.1', port: primaryPort, tls: 'None' };
     spec.relay = { ...spec.relay, replicas };
     const manifest = {
       apiVersion: 'mailcontinuity.io/v1alpha1',
@@ -297,6 +313,7 @@ export async function startStack(o: StackOptions): Promise<Stack> {
     return {
       cp,
       postfix,
+      proxy,
       gmail,
       relays,
       dir,
