@@ -77,6 +77,7 @@ export interface Stack {
     messagesReplayed: number;
     replaying: boolean;
     queuedPrimary: number;
+    queuedBackup: number;
   }>;
   /** Message-IDs the relays answered 250 for (from their `queued` log lines). */
   accepted(): string[];
