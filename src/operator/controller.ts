@@ -40,7 +40,11 @@ export interface ControllerOptions {
   probes?: boolean;
   /** Replaces the real probe (tests). */
   probe?: ProbeFn;
-  /** Longest time status.primary may go unrefreshed while the verdict holds (default 10 min). */
+  /**
+   * Longest time status.primary may go unrefreshed while the verdict holds. Default: never — it is
+   * written when the verdict changes, so 500 idle resources cause no status writes; the live
+   * latency and counts are in the probe metrics.
+   */
   healthStatusIntervalMs?: number;
   /** `ns/name=URL,...`: relays that are local processes, not Pods (demo, tests). Default: relay Pods. */
   localRelays?: string[];
@@ -122,7 +126,7 @@ export class Controller {
           this.queue.add(key);
         },
         probe: opts.probe,
-        statusIntervalMs: opts.healthStatusIntervalMs ?? 10 * 60_000,
+        statusIntervalMs: opts.healthStatusIntervalMs ?? Infinity,
         onError: (key, err) => log.error({ key, err }, 'health probe callback failed'),
       });
     }

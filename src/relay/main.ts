@@ -6,10 +6,24 @@ import { pino } from 'pino';
 import { loadRelayConfig } from './config.js';
 import { startRelay } from './relay.js';
 
+export const relayUsage = `usage: mail-continuity relay --config FILE
+
+  --config FILE   the relay config (YAML or JSON): the MailContinuity spec plus paths, ports and
+                  tuning; the operator renders it into the relay ConfigMap
+  POD_NAME        (environment) names this replica in logs, metrics and the audit log
+`;
+
 export async function runRelay(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } } });
+  const { values } = parseArgs({
+    args,
+    options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
+  });
+  if (values.help) {
+    process.stdout.write(relayUsage);
+    return 0;
+  }
   if (!values.config) {
-    process.stderr.write('usage: relay --config FILE\n');
+    process.stderr.write(relayUsage);
     return 2;
   }
   const config = await loadRelayConfig(values.config);
