@@ -3,6 +3,9 @@
 // observedGeneration == generation and all of its children exist, the API
 // requests per resource, the operator's peak RSS, and the API writes during an
 // idle period afterwards (should be ~0: no status write loops, no re-applies).
+// The operator probes every primary: they all point at one local smtp-sink
+// (Postfix's test server), so "settled" also means PrimaryHealthy=True and the
+// idle period includes 500 probe loops (one SMTP probe per resource every 10 s).
 //
 //   node --import tsx bench/operator-scale.ts [--count 500] [--idle 600s]
 import { spawn } from 'node:child_process';
@@ -13,9 +16,12 @@ import { API_VERSION } from '../src/api/v1alpha1/mailcontinuity.js';
 import { KubeClient, type KubeObject } from '../src/operator/kube/client.js';
 import { CHILD_TYPES, MAILCONTINUITIES, SECRETS } from '../src/operator/kube/resources.js';
 import { freePort, startControlPlane } from '../test/harness/controlplane.js';
+import { startSmtpSink } from '../test/harness/smtp-tools.js';
 import { validSpec } from '../test/fixtures/mailcontinuity.js';
 
-const { values } = parseArgs({ options: { count: { type: 'string', default: '500' }, idle: { type: 'string', default: '600s' } } });
+const { values } = parseArgs({
+  options: { count: { type: 'string', default: '500' }, idle: { type: 'string', default: '600s' } },
+});
 const count = Number(values.count);
 const idleMs = parseDuration(values.idle!);
 const log = (s: string) => console.log(`[bench ${new Date().toISOString().slice(11, 19)}] ${s}`);
@@ -25,7 +31,9 @@ async function metrics(port: number): Promise<Map<string, number>> {
   const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
   const out = new Map<string, number>();
   for (const line of text.split('\n')) {
-    const m = line.match(/^(mail_continuity_operator_api_requests_total\{[^}]*\}|mail_continuity_operator_reconcile_total\{[^}]*\})\s+(\S+)/);
+    const m = line.match(
+      /^(mail_continuity_operator_api_requests_total\{[^}]*\}|mail_continuity_operator_reconcile_total\{[^}]*\})\s+(\S+)/,
+    );
     if (m) out.set(m[1]!, Number(m[2]));
   }
   return out;
@@ -36,6 +44,7 @@ const rssMb = (pid: number, field: 'VmRSS' | 'VmHWM') =>
 
 async function main() {
   const cp = await startControlPlane();
+  const sink = await startSmtpSink({ backlog: 1024 });
   try {
     cp.kubectl(['apply', '--server-side', '-f', 'crds/']);
     const client = KubeClient.fromFile(cp.kubeconfig);
@@ -48,7 +57,16 @@ async function main() {
     const port = await freePort();
     const op = spawn(
       process.execPath,
-      ['--import', 'tsx', 'src/cli.ts', 'operator', `--kubeconfig=${cp.kubeconfig}`, '--leader-elect=false', `--metrics-bind-address=127.0.0.1:${port}`, '--log-level=warn'],
+      [
+        '--import',
+        'tsx',
+        'src/cli.ts',
+        'operator',
+        `--kubeconfig=${cp.kubeconfig}`,
+        '--leader-elect=false',
+        `--metrics-bind-address=127.0.0.1:${port}`,
+        '--log-level=warn',
+      ],
       { stdio: ['ignore', 'ignore', 'inherit'] },
     );
     for (;;) {
@@ -71,7 +89,7 @@ async function main() {
             apiVersion: API_VERSION,
             kind: 'MailContinuity',
             metadata: { name, namespace: 'default' },
-            spec: validSpec(),
+            spec: { ...validSpec(), primary: { host: '127.0.0.1', port: sink.port, tls: 'None' } },
           } as KubeObject),
         ),
       );
@@ -80,11 +98,18 @@ async function main() {
     log(`created in ${created} ms; waiting for every one to be reconciled`);
     let settled = 0;
     for (;;) {
-      const mcs = await client.list<KubeObject & { status?: { observedGeneration?: number } }>(MAILCONTINUITIES, 'default');
-      const observed = mcs.items.filter((m) => m.status?.observedGeneration === m.metadata.generation).length;
+      const mcs = await client.list<
+        KubeObject & { status?: { observedGeneration?: number; conditions?: { type: string; status: string }[] } }
+      >(MAILCONTINUITIES, 'default');
+      const observed = mcs.items.filter(
+        (m) =>
+          m.status?.observedGeneration === m.metadata.generation &&
+          m.status?.conditions?.some((c) => c.type === 'PrimaryHealthy' && c.status === 'True'),
+      ).length;
       const counts = await Promise.all(
-        Object.values(CHILD_TYPES).map(async (t) =>
-          (await client.list(t, 'default', 'app.kubernetes.io/managed-by=mail-continuity-operator')).items.length,
+        Object.values(CHILD_TYPES).map(
+          async (t) =>
+            (await client.list(t, 'default', 'app.kubernetes.io/managed-by=mail-continuity-operator')).items.length,
         ),
       );
       const complete = Math.min(observed, ...counts);
@@ -92,14 +117,17 @@ async function main() {
         settled = Date.now() - t0;
         break;
       }
-      if (Date.now() - t0 > 600_000) throw new Error(`not settled after 10 minutes: ${observed} observed, children ${counts}`);
+      if (Date.now() - t0 > 600_000)
+        throw new Error(`not settled after 10 minutes: ${observed} observed, children ${counts}`);
       await sleep(250);
     }
     const m1 = await metrics(port);
     const requests = sum(m1, /api_requests/) - sum(m0, /api_requests/);
     const writes = sum(m1, /verb="(patch|post|put|delete)"/) - sum(m0, /verb="(patch|post|put|delete)"/);
     log(`all ${count} reconciled with children in ${settled} ms`);
-    log(`API requests by the operator: ${requests} (${(requests / count).toFixed(1)} per resource, ${(writes / count).toFixed(1)} writes per resource)`);
+    log(
+      `API requests by the operator: ${requests} (${(requests / count).toFixed(1)} per resource, ${(writes / count).toFixed(1)} writes per resource)`,
+    );
     log(`operator RSS now ${rssMb(op.pid!, 'VmRSS').toFixed(0)} MB, peak ${rssMb(op.pid!, 'VmHWM').toFixed(0)} MB`);
     log(`idle for ${idleMs / 1000} s`);
     await sleep(idleMs);
@@ -107,12 +135,25 @@ async function main() {
     const idleWrites = sum(m2, /verb="(patch|post|put|delete)"/) - sum(m1, /verb="(patch|post|put|delete)"/);
     const idleRequests = sum(m2, /api_requests/) - sum(m1, /api_requests/);
     log(`idle: ${idleWrites} API writes, ${idleRequests} requests in all (relists and watch renewals)`);
-    log(`operator RSS after idle ${rssMb(op.pid!, 'VmRSS').toFixed(0)} MB, peak ${rssMb(op.pid!, 'VmHWM').toFixed(0)} MB`);
+    log(
+      `operator RSS after idle ${rssMb(op.pid!, 'VmRSS').toFixed(0)} MB, peak ${rssMb(op.pid!, 'VmHWM').toFixed(0)} MB`,
+    );
     console.log(
-      JSON.stringify({ count, createdMs: created, settledMs: settled, requestsPerResource: requests / count, writesPerResource: writes / count, idleSeconds: idleMs / 1000, idleWrites, idleRequests, peakRssMb: Math.round(rssMb(op.pid!, 'VmHWM')) }),
+      JSON.stringify({
+        count,
+        createdMs: created,
+        settledMs: settled,
+        requestsPerResource: requests / count,
+        writesPerResource: writes / count,
+        idleSeconds: idleMs / 1000,
+        idleWrites,
+        idleRequests,
+        peakRssMb: Math.round(rssMb(op.pid!, 'VmHWM')),
+      }),
     );
     op.kill('SIGTERM');
   } finally {
+    await sink.stop();
     await cp.stop();
   }
 }
