@@ -219,37 +219,18 @@ export async function startStack(o: StackOptions): Promise<Stack> {
     cp.kubectl(['apply', '--server-side', '-f', '-'], YAML.stringify(manifest));
 
     say('waiting for the operator to render the relay config (ConfigMap) and its admin token (Secret)');
-    const relayYaml = await waitFor('the relay ConfigMap', () => {
-      try {
-        return cp!.kubectl([
-          '-n',
-          namespace,
-          'get',
-          'configmap',
-          `${o.name}-relay-config`,
-          '-o',
-          'jsonpath={.data.relay\\.yaml}',
-        ]);
-      } catch {
-        return undefined;
-      }
-    });
-    const adminToken = Buffer.from(
-      await waitFor('the admin Secret', () => {
+    /** A field of an object the operator writes, once it exists. */
+    const field = (what: string, kind: string, name: string, path: string) =>
+      waitFor(what, () => {
         try {
-          return cp!.kubectl([
-            '-n',
-            namespace,
-            'get',
-            'secret',
-            `${o.name}-relay-admin`,
-            '-o',
-            'jsonpath={.data.token}',
-          ]);
+          return cp!.kubectl(['-n', namespace, 'get', kind, name, '-o', `jsonpath={${path}}`]);
         } catch {
           return undefined;
         }
-      }),
+      });
+    const relayYaml = await field('the relay ConfigMap', 'configmap', `${o.name}-relay-config`, '.data.relay\\.yaml');
+    const adminToken = Buffer.from(
+      await field('the admin Secret', 'secret', `${o.name}-relay-admin`, '.data.token'),
       'base64',
     ).toString('utf8');
     await writeFile(join(dir, 'admin-token'), adminToken, { mode: 0o600 });
