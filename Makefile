@@ -42,6 +42,7 @@ demo: install
 bench: install
 	@node --import tsx bench/relay-vs-postfix.ts
 	@node --import tsx bench/operator-scale.ts --count 500 --idle 600s
+	@node --import tsx bench/failover.ts --outages 10 --messages 10000 --rate 200
 
 clean:
 	rm -rf dist .test-results
