@@ -16,7 +16,7 @@ export interface FailoverSnapshot {
   messagesToBackup: number;
   /** Replay in progress: the primary's queue is being drained at the replay rate. */
   replaying: boolean;
-  /** Messages delivered to the primary since the replay started. */
+  /** Messages delivered to the primary, paced, since failover last became active. */
   messagesReplayed: number;
   /** Messages still waiting for the primary. */
   queuedPrimary: number;
@@ -95,9 +95,12 @@ export class FailoverState extends EventEmitter<{ change: [FailoverSnapshot, boo
       (update.maxMessagesPerSecond !== undefined && update.maxMessagesPerSecond !== this.rate);
     if (update.active !== this.active) {
       this.since = now;
-      // A new failover counts its own copies; its end starts a new replay count.
-      if (update.active) this.toBackup = 0;
-      else this.replayed = 0;
+      // A new failover counts its own copies and its own replay (the primary may take
+      // mail again, paced, before the failover ends).
+      if (update.active) {
+        this.toBackup = 0;
+        this.replayed = 0;
+      }
     }
     this.active = update.active;
     if (update.maxMessagesPerSecond !== undefined) this.rate = update.maxMessagesPerSecond;

@@ -177,8 +177,12 @@ export class Scheduler {
     this.instance = d.config.instance;
     d.failover.on('change', (snap, wasActive) => {
       d.metrics.failoverActive.set({ instance: this.instance }, snap.active ? 1 : 0);
-      if (snap.active) this.sweep();
-      else if (wasActive) this.startReplay(snap.replayMaxMessagesPerSecond);
+      if (snap.active) {
+        this.sweep();
+        // Paced from the start: when the primary answers again before the operator ends
+        // the failover, the relay must not flood it at full concurrency.
+        this.setReplayRate(snap.replayMaxMessagesPerSecond);
+      } else if (wasActive) this.startReplay(snap.replayMaxMessagesPerSecond);
       else if (this.replay) this.startReplay(snap.replayMaxMessagesPerSecond);
     });
     d.metrics.failoverActive.set({ instance: this.instance }, d.failover.isActive ? 1 : 0);
@@ -514,7 +518,7 @@ export class Scheduler {
         this.track(this.deliver(entry, dest));
       }
     }
-    if (this.replay && this.depth.primary === 0 && this.inflight.primary === 0) {
+    if (this.replay && !this.d.failover.isActive && this.depth.primary === 0 && this.inflight.primary === 0) {
       this.replay = null;
       this.d.log.info('replay to the primary finished');
     }

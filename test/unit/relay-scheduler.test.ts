@@ -174,6 +174,22 @@ describe('scheduler', () => {
     expect(parts.scheduler.replayActive).toBe(false);
   }, 30_000);
 
+  it('failover active and the primary answers again before the operator ends it: deliveries are paced and counted as replayed', async () => {
+    await setup({ mode: 'FailoverOnly' }, ok, ok);
+    parts.failover.set({ active: true, maxMessagesPerSecond: 2 });
+    const t0 = Date.now();
+    for (let i = 0; i < 6; i++) parts.scheduler.add(await put([`p${i}@corp.example.com`]));
+    await until('six at the primary', () => parts.primary.calls.length === 6, 20_000);
+    // A bucket of 2 at 2/s: never the full concurrency of 10 at once.
+    expect(parts.primary.calls[5]!.at - t0).toBeGreaterThanOrEqual(1500);
+    expect(parts.failover.snapshot()).toMatchObject({ active: true, messagesReplayed: 6, replaying: true });
+    // The count belongs to this failover: its end does not reset it, a new one does.
+    parts.failover.set({ active: false });
+    expect(parts.failover.snapshot().messagesReplayed).toBe(6);
+    parts.failover.set({ active: true });
+    expect(parts.failover.snapshot().messagesReplayed).toBe(0);
+  }, 30_000);
+
   it('DualDelivery with an exclusion: the excluded recipient never reaches the backup and is audited once', async () => {
     await setup({ mode: 'DualDelivery', policy: { exclude: [{ name: 'ceo', recipient: 'CEO@corp.example.com' }] } }, ok);
     const st = await put(['ceo@corp.example.com', 'bob@corp.example.com']);

@@ -125,9 +125,8 @@ export class Continuity {
         again: false,
         stopped: false,
       };
-      // Counts from before the restart go on from what status says.
-      e.toBackup.carried = wasActive ? (lf?.messagesToBackup ?? 0) : 0;
-      e.replayed.carried = e.replaying ? (lf?.messagesReplayed ?? 0) : 0;
+      // After an operator restart the relays still hold their counts: status is only a floor
+      // (see the Math.max below), never added to them.
       this.entries.set(key, e);
       this.opts.onFailoverState?.(namespace, name, wasActive);
       this.syncSoon(e, 0);
@@ -254,20 +253,33 @@ export class Continuity {
     const before = JSON.stringify(e.lastFailover ?? null);
     if (e.active && e.lastFailover) {
       const toBackup = total(e.toBackup, new Map(got.map(([u, s]) => [u, s.messagesToBackup ?? 0])));
-      e.lastFailover = { ...e.lastFailover, messagesToBackup: toBackup };
+      e.lastFailover = {
+        ...e.lastFailover,
+        messagesToBackup: Math.max(toBackup, e.lastFailover.messagesToBackup ?? 0),
+      };
     } else if (e.replaying && e.lastFailover) {
+      // Copies made in the last seconds of the failover (the relays keep the count until the next one).
+      const toBackup = total(e.toBackup, new Map(got.map(([u, s]) => [u, s.messagesToBackup ?? 0])));
+      e.lastFailover = {
+        ...e.lastFailover,
+        messagesToBackup: Math.max(toBackup, e.lastFailover.messagesToBackup ?? 0),
+      };
       const replayed = total(e.replayed, new Map(got.map(([u, s]) => [u, s.messagesReplayed ?? 0])));
       const remaining = got.reduce((n, [, s]) => n + (s.queuedPrimary ?? 0), 0);
       const done = got.length === urls.length && got.every(([, s]) => !s.replaying) && remaining === 0;
-      e.lastFailover = { ...e.lastFailover, messagesReplayed: replayed, replayRemaining: remaining };
+      e.lastFailover = {
+        ...e.lastFailover,
+        messagesReplayed: Math.max(replayed, e.lastFailover.messagesReplayed ?? 0),
+        replayRemaining: remaining,
+      };
       if (done) {
         e.replaying = false;
-        this.opts.log.info({ key: e.key, replayed }, 'replay completed');
+        this.opts.log.info({ key: e.key, replayed: e.lastFailover.messagesReplayed }, 'replay completed');
         void this.opts.recorder.record(
           e.mc,
           'Normal',
           'ReplayCompleted',
-          `the primary has every message it missed: ${replayed} replayed after the failover that started ${e.lastFailover.start ?? ''}`,
+          `the primary has every message it missed: ${e.lastFailover.messagesReplayed ?? 0} replayed after the failover that started ${e.lastFailover.start ?? ''}`,
         );
       }
     }
