@@ -12,7 +12,7 @@
 // reconciler (one place writes status).
 import type { Logger } from 'pino';
 import { KIND, type MailContinuity } from '../api/v1alpha1/mailcontinuity.js';
-import { childNames, LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY } from './builders/common.js';
+import { LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY } from './builders/common.js';
 import { EventRecorder } from './events.js';
 import { Continuity } from './failover/continuity.js';
 import { PodDirectory, StaticDirectory, type RelayDirectory } from './failover/relays.js';
@@ -22,7 +22,7 @@ import type { KubeClient, KubeObject } from './kube/client.js';
 import { Informer, keyOf } from './kube/informer.js';
 import { CHILD_TYPES, MAILCONTINUITIES, PODS } from './kube/resources.js';
 import type { OperatorMetrics } from './metrics.js';
-import { Reconciler, referencedSecrets, type StatusParts } from './reconciler.js';
+import { adminToken, Reconciler, referencedSecrets, type StatusParts } from './reconciler.js';
 import { WorkQueue } from './workqueue.js';
 
 export interface ControllerOptions {
@@ -109,7 +109,7 @@ export class Controller {
     }
     this.continuity = new Continuity({
       directory,
-      token: (ns, name) => this.adminToken(ns, name),
+      token: (mc) => adminToken({ children: this.children }, mc),
       recorder: this.recorder,
       log,
       onChange: (key) => this.queue.add(key),
@@ -173,15 +173,6 @@ export class Controller {
       ...(health?.lastProbeTime ? { primary: primaryStatus(health) } : {}),
       ...(lastFailover ? { lastFailover } : {}),
     };
-  }
-
-  private adminToken(namespace: string, name: string): string | undefined {
-    const secret = this.children.Secret!.get(
-      namespace,
-      childNames({ metadata: { name } } as MailContinuity).adminToken,
-    ) as { data?: Record<string, string> } | undefined;
-    const b64 = secret?.data?.token;
-    return b64 ? Buffer.from(b64, 'base64').toString('utf8') : undefined;
   }
 
   /** Whether failover is active for namespace/name, as the operator decided it. */

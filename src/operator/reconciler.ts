@@ -11,7 +11,7 @@
 // Reads come from the informer caches, never from the API.
 import type { Logger } from 'pino';
 import { MailContinuitySpec, type MailContinuity } from '../api/v1alpha1/mailcontinuity.js';
-import { buildChildren, childNames } from './builders/index.js';
+import { buildChildren, childNames, tokenOf } from './builders/index.js';
 import type { EventRecorder } from './events.js';
 import type { KubeClient, KubeObject } from './kube/client.js';
 import type { Informer } from './kube/informer.js';
@@ -80,6 +80,15 @@ export function referencedSecrets(spec: MailContinuitySpec): { field: string; na
     refs.push({ field: 'spec.relay.tlsSecretRef', name: spec.relay.tlsSecretRef.name, keys: ['tls.crt', 'tls.key'] });
   }
   return refs;
+}
+
+/** The relays' admin token of mc, from the operator's Secret in the cache (undefined until it exists). */
+export function adminToken(caches: Pick<Caches, 'children'>, mc: MailContinuity): string | undefined {
+  return tokenOf(
+    caches.children.Secret!.get(mc.metadata.namespace, childNames(mc).adminToken) as
+      | { data?: Record<string, string> }
+      | undefined,
+  );
 }
 
 export class Reconciler {
@@ -151,12 +160,7 @@ export class Reconciler {
   private async applyChildren(mc: MailContinuity): Promise<number> {
     const { caches, client, fieldManager } = this.deps;
     const ns = mc.metadata.namespace;
-    const adminSecret = caches.children.Secret!.get(ns, childNames(mc).adminToken) as
-      | { data?: Record<string, string> }
-      | undefined;
-    const existingToken = adminSecret?.data?.token
-      ? Buffer.from(adminSecret.data.token, 'base64').toString('utf8')
-      : undefined;
+    const existingToken = adminToken(caches, mc);
     let writes = 0;
     for (const child of buildChildren(mc, { defaultImage: this.deps.defaultImage, adminToken: existingToken })) {
       const type = CHILD_TYPES[child.kind]!;

@@ -8,7 +8,7 @@ import { statefulSet } from './statefulset.js';
 
 export * from './common.js';
 export { configMap, relayConfig, configHash } from './config.js';
-export { adminTokenSecret } from './secret.js';
+export { adminTokenSecret, tokenOf } from './secret.js';
 
 export interface BuildOptions {
   defaultImage: string;

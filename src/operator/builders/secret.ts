@@ -16,3 +16,9 @@ export function adminTokenSecret(mc: MailContinuity, existingToken?: string): Ku
     data: { token: Buffer.from(token).toString('base64') },
   };
 }
+
+/** The token held by an admin Secret as the informer cache has it (undefined until it exists). */
+export function tokenOf(secret: { data?: Record<string, string> } | undefined): string | undefined {
+  const b64 = secret?.data?.token;
+  return b64 ? Buffer.from(b64, 'base64').toString('utf8') : undefined;
+}

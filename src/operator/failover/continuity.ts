@@ -36,8 +36,8 @@ export interface RelaySnapshot {
 
 export interface ContinuityOptions {
   directory: RelayDirectory;
-  /** The admin bearer token of namespace/name (from the operator's Secret), if known yet. */
-  token: (namespace: string, name: string) => string | undefined;
+  /** The relays' admin bearer token of a resource (from the operator's Secret), if known yet. */
+  token: (mc: MailContinuity) => string | undefined;
   recorder: Pick<EventRecorder, 'record'>;
   log: Logger;
   /** Something in the status of key changed: reconcile it. */
@@ -220,7 +220,7 @@ export class Continuity {
 
   private async sync(e: Entry): Promise<void> {
     const urls = this.opts.directory.endpoints(e.namespace, e.name);
-    const token = this.opts.token(e.namespace, e.name);
+    const token = this.opts.token(e.mc);
     if (urls.length === 0 || !token) return;
     // The replay rate of the spec is for all replicas together.
     const share = Math.max(1, Math.ceil(e.mc.spec.recovery.maxMessagesPerSecond / urls.length));
@@ -251,19 +251,16 @@ export class Continuity {
     const got = answers.filter((a): a is readonly [string, RelaySnapshot] => a !== undefined);
     if (got.length === 0) return;
     const before = JSON.stringify(e.lastFailover ?? null);
-    if (e.active && e.lastFailover) {
+    if ((e.active || e.replaying) && e.lastFailover) {
+      // During the replay too: copies made in the last seconds of the failover (the relays keep
+      // their count until the next failover).
       const toBackup = total(e.toBackup, new Map(got.map(([u, s]) => [u, s.messagesToBackup ?? 0])));
       e.lastFailover = {
         ...e.lastFailover,
         messagesToBackup: Math.max(toBackup, e.lastFailover.messagesToBackup ?? 0),
       };
-    } else if (e.replaying && e.lastFailover) {
-      // Copies made in the last seconds of the failover (the relays keep the count until the next one).
-      const toBackup = total(e.toBackup, new Map(got.map(([u, s]) => [u, s.messagesToBackup ?? 0])));
-      e.lastFailover = {
-        ...e.lastFailover,
-        messagesToBackup: Math.max(toBackup, e.lastFailover.messagesToBackup ?? 0),
-      };
+    }
+    if (e.replaying && e.lastFailover) {
       const replayed = total(e.replayed, new Map(got.map(([u, s]) => [u, s.messagesReplayed ?? 0])));
       const remaining = got.reduce((n, [, s]) => n + (s.queuedPrimary ?? 0), 0);
       const done = got.length === urls.length && got.every(([, s]) => !s.replaying) && remaining === 0;

@@ -19,6 +19,7 @@
 // probe in flight), timers are unref'ed, stopAll() waits for probes in flight.
 import type { HealthState } from './hysteresis.js';
 import { HealthTracker, primaryHealthyCondition } from './hysteresis.js';
+import { canonical } from '../status.js';
 import { probePrimary, type PrimarySpec, type ProbeResult } from './probe.js';
 
 export type ProbeFn = (primary: PrimarySpec, opts: { timeoutMs: number }) => Promise<ProbeResult>;
@@ -49,14 +50,6 @@ interface Entry {
   reported: HealthState | undefined;
   reportedCondition: string | undefined;
   reportedAt: number;
-}
-
-function stableJson(v: unknown): string {
-  return JSON.stringify(v, (_k, x: unknown) =>
-    x && typeof x === 'object' && !Array.isArray(x)
-      ? Object.fromEntries(Object.entries(x as Record<string, unknown>).sort(([a], [b]) => a.localeCompare(b)))
-      : x,
-  );
 }
 
 /** What is probed: a change means the old verdict says nothing about the new target. */
@@ -97,10 +90,10 @@ export class ProbeLoop {
 
   /** Starts the loop of key, or restarts it when the spec changed. */
   ensure(key: string, primary: PrimarySpec): void {
-    const fingerprint = stableJson(primary);
+    const fingerprint = canonical(primary);
     const old = this.entries.get(key);
     if (old && old.fingerprint === fingerprint) return;
-    const targetFingerprint = stableJson(targetOf(primary));
+    const targetFingerprint = canonical(targetOf(primary));
     const thresholds = {
       failureThreshold: primary.health.failureThreshold,
       successThreshold: primary.health.successThreshold,
