@@ -24,7 +24,13 @@ import { parseArgs } from 'node:util';
 import { KubeClient, type KubeObject } from '../src/operator/kube/client.js';
 import { EVENTS, MAILCONTINUITIES } from '../src/operator/kube/resources.js';
 import { smtpSource, startSmtpSink, type SmtpSink } from '../test/harness/smtp-tools.js';
-import { startStack, type MailContinuityObject, type Stack } from '../test/harness/stack.js';
+import {
+  FAST_RELAY_TUNING,
+  loopbackSpec,
+  startStack,
+  type MailContinuityObject,
+  type Stack,
+} from '../test/harness/stack.js';
 
 const { values } = parseArgs({
   options: {
@@ -93,23 +99,16 @@ async function main() {
       relays: 2,
       domains: [DOMAIN],
       gmailUsers: [`alice@${DOMAIN}`],
-      spec: {
-        domains: [DOMAIN],
-        mode: 'FailoverOnly',
-        primary: {
-          health: {
-            periodSeconds: PERIOD_S,
-            timeoutSeconds: 1,
-            failureThreshold: FAILURES,
-            successThreshold: SUCCESSES,
-          },
-        },
+      spec: loopbackSpec({
+        domain: DOMAIN,
+        periodSeconds: PERIOD_S,
+        failureThreshold: FAILURES,
+        successThreshold: SUCCESSES,
+        messageDeadline: '15m',
+        maxMessagesPerSecond: RATE,
         backup: { gmail: { method: 'SmtpRelay', smtpRelay: { host: '127.0.0.1', port: sink.port } } },
-        relay: { acceptFrom: ['127.0.0.0/8'] },
-        failover: { messageDeadline: '15m' },
-        recovery: { maxMessagesPerSecond: RATE },
-      },
-      tuning: { minBackoffMs: 1000, maxBackoffMs: 5000, sweepIntervalMs: 200, greetingDelay: false },
+      }),
+      tuning: { ...FAST_RELAY_TUNING, greetingDelay: false },
       progress: (l) => log(l),
     });
     const s = stack;

@@ -14,7 +14,13 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { KubeClient } from '../../src/operator/kube/client.js';
 import { MAILCONTINUITIES } from '../../src/operator/kube/resources.js';
 import { swaks } from '../harness/smtp-tools.js';
-import { startStack, type MailContinuityObject, type Stack } from '../harness/stack.js';
+import {
+  FAST_RELAY_TUNING,
+  loopbackSpec,
+  startStack,
+  type MailContinuityObject,
+  type Stack,
+} from '../harness/stack.js';
 import { waitFor } from '../harness/wait.js';
 
 const USER = 'alice@corp.example.com';
@@ -34,18 +40,15 @@ beforeAll(async () => {
     primaryProxy: true,
     domains: ['corp.example.com'],
     gmailUsers: [USER],
-    spec: {
-      domains: ['corp.example.com'],
-      mode: 'FailoverOnly',
-      primary: {
-        health: { periodSeconds: PERIOD_S, timeoutSeconds: 1, failureThreshold: FAILURES, successThreshold: 2 },
-      },
-      backup: { gmail: { method: 'GmailApi', serviceAccountSecretRef: { name: 'gmail-service-account' } } },
-      relay: { acceptFrom: ['127.0.0.0/8'] },
-      failover: { messageDeadline: '1m' },
-      recovery: { maxMessagesPerSecond: 20 },
-    },
-    tuning: { minBackoffMs: 1000, maxBackoffMs: 5000, sweepIntervalMs: 200 },
+    spec: loopbackSpec({
+      domain: 'corp.example.com',
+      periodSeconds: PERIOD_S,
+      failureThreshold: FAILURES,
+      successThreshold: 2,
+      messageDeadline: '1m',
+      maxMessagesPerSecond: 20,
+    }),
+    tuning: FAST_RELAY_TUNING,
     progress: (l) => process.env.MC_TEST_LOG && console.log(l),
   });
   kube = KubeClient.fromFile(stack.cp.kubeconfig);

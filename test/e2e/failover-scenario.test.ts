@@ -9,7 +9,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { readFile } from 'node:fs/promises';
 import { smtpSource, swaks } from '../harness/smtp-tools.js';
-import { startStack, type Stack } from '../harness/stack.js';
+import { FAST_RELAY_TUNING, loopbackSpec, startStack, type Stack } from '../harness/stack.js';
 import { waitFor } from '../harness/wait.js';
 
 const USER = 'alice@corp.example.com';
@@ -26,19 +26,16 @@ beforeAll(async () => {
     relays: 2,
     domains: ['corp.example.com'],
     gmailUsers: [USER],
-    spec: {
-      domains: ['corp.example.com'],
-      mode: 'FailoverOnly',
-      primary: {
-        health: { periodSeconds: PERIOD_S, timeoutSeconds: 1, failureThreshold: FAILURES, successThreshold: 2 },
-      },
-      backup: { gmail: { method: 'GmailApi', serviceAccountSecretRef: { name: 'gmail-service-account' } } },
+    spec: loopbackSpec({
+      domain: 'corp.example.com',
+      periodSeconds: PERIOD_S,
+      failureThreshold: FAILURES,
+      successThreshold: 2,
+      messageDeadline: '15m',
+      maxMessagesPerSecond: RATE,
       policy: { exclude: [{ name: 'confidential', header: { name: 'Sensitivity', value: 'Company-Confidential' } }] },
-      relay: { acceptFrom: ['127.0.0.0/8'] },
-      failover: { messageDeadline: '15m' },
-      recovery: { maxMessagesPerSecond: RATE },
-    },
-    tuning: { minBackoffMs: 1000, maxBackoffMs: 5000, sweepIntervalMs: 200 },
+    }),
+    tuning: FAST_RELAY_TUNING,
     progress: (l) => process.env.MC_TEST_LOG && console.log(l),
   });
 }, 240_000);

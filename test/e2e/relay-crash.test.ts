@@ -9,10 +9,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { RelayConfigInput } from '../../src/relay/config.js';
 import { readSpoolDir } from '../../src/relay/spool.js';
 import { freePort, startPostfix, waitForPort, type PostfixInstance } from '../harness/postfix.js';
-import { smtpSource, TEST_DOMAINS } from '../harness/smtp-tools.js';
+import { relayTestConfig, smtpSource, TEST_DOMAINS } from '../harness/smtp-tools.js';
 import { waitUntil } from '../harness/wait.js';
 
 interface RelayProcess {
@@ -72,21 +71,13 @@ describe('relay crash safety', () => {
     const concurrency = 8;
     const smtpPort = await freePort();
     const spool = join(dir, 'spool');
-    const config: RelayConfigInput = {
+    const config = relayTestConfig({
+      spool,
+      primaryPort: postfix.port,
       instance: 'crash-test',
-      spec: {
-        domains: TEST_DOMAINS,
-        mode: 'FailoverOnly',
-        primary: { host: '127.0.0.1', port: postfix.port, tls: 'None' },
-        backup: { gmail: { method: 'SmtpRelay', smtpRelay: { host: '127.0.0.1', port: 9 } } },
-        relay: { acceptFrom: ['127.0.0.0/8'] },
-        failover: { messageDeadline: '15m' },
-      },
-      listen: { host: '127.0.0.1', port: smtpPort, hostname: 'relay.test' },
-      http: { host: '127.0.0.1', port: 0 },
-      paths: { spool },
-      tuning: { minBackoffMs: 200, maxBackoffMs: 1000, sweepIntervalMs: 500, spoolMinFreeBytes: 0, primaryConcurrency: concurrency, maxBacklog: 100_000 },
-    };
+      listenPort: smtpPort,
+      tuning: { minBackoffMs: 200, maxBackoffMs: 1000, sweepIntervalMs: 500, primaryConcurrency: concurrency, maxBacklog: 100_000 },
+    });
     const configFile = join(dir, 'relay.json');
     await writeFile(configFile, JSON.stringify(config));
 
@@ -148,21 +139,13 @@ describe('relay crash safety', () => {
     const killAfter = 400;
     const smtpPort = await freePort();
     const spool = join(dir, 'spool-down');
-    const config: RelayConfigInput = {
+    const config = relayTestConfig({
+      spool,
+      primaryPort: postfix.port,
       instance: 'crash-down',
-      spec: {
-        domains: TEST_DOMAINS,
-        mode: 'FailoverOnly',
-        primary: { host: '127.0.0.1', port: postfix.port, tls: 'None' },
-        backup: { gmail: { method: 'SmtpRelay', smtpRelay: { host: '127.0.0.1', port: 9 } } },
-        relay: { acceptFrom: ['127.0.0.0/8'] },
-        failover: { messageDeadline: '15m' },
-      },
-      listen: { host: '127.0.0.1', port: smtpPort, hostname: 'relay.test' },
-      http: { host: '127.0.0.1', port: 0 },
-      paths: { spool },
-      tuning: { minBackoffMs: 200, maxBackoffMs: 1000, sweepIntervalMs: 500, spoolMinFreeBytes: 0, maxBacklog: 100_000 },
-    };
+      listenPort: smtpPort,
+      tuning: { minBackoffMs: 200, maxBackoffMs: 1000, sweepIntervalMs: 500, maxBacklog: 100_000 },
+    });
     const configFile = join(dir, 'relay-down.json');
     await writeFile(configFile, JSON.stringify(config));
     const before = await postfix.countByMessageId();

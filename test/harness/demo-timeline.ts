@@ -37,7 +37,7 @@ export async function runTimeline(
     phaseStart = Date.now();
   };
   const sent: string[] = [];
-  const send = async (n: number, subject: string, headers: string[] = []) => {
+  const send = async (subject: string, headers: string[] = []) => {
     const id = `demo-${sent.length + 1}@partner.example.net`;
     const r = await swaks({
       port: relay.smtpPort,
@@ -77,7 +77,7 @@ export async function runTimeline(
 
   say('Exchange is up: 3 messages go to Exchange only (FailoverOnly)');
   const before: string[] = [];
-  for (let i = 1; i <= 3; i++) before.push(await send(1, `before the outage #${i}`));
+  for (let i = 1; i <= 3; i++) before.push(await send(`before the outage #${i}`));
   await stack.postfix.waitFor(
     (m) => before.every((id) => m.some((x) => x.messageId === id)),
     60_000,
@@ -97,8 +97,8 @@ export async function runTimeline(
 
   say('mail during the outage: 3 messages, and 1 marked "Sensitivity: Company-Confidential"');
   const during: string[] = [];
-  for (let i = 1; i <= 3; i++) during.push(await send(1, `during the outage #${i}`));
-  const secret = await send(1, 'board minutes', [`Sensitivity: ${CONFIDENTIAL}`]);
+  for (let i = 1; i <= 3; i++) during.push(await send(`during the outage #${i}`));
+  const secret = await send('board minutes', [`Sensitivity: ${CONFIDENTIAL}`]);
   await waitFor('the outage mail in Gmail', () => during.every((id) => gmailIds().includes(id)), 60_000);
   show(`  at Gmail (${DEMO_USER}): ${gmailIds().length} messages: ${gmailIds().join(', ')}`);
   const audit = (await readFile(relay.auditFile, 'utf8')).trim().split('\n');

@@ -192,6 +192,8 @@ export interface RelayTestConfigOptions {
   tuning?: RelayConfigInput['tuning'];
   paths?: Partial<RelayConfigInput['paths']>;
   instance?: string;
+  /** SMTP listen port (default 0: any free port, for in-process relays). */
+  listenPort?: number;
 }
 
 /** A relay config on loopback: primary = the Postfix stand-in (no TLS), backup = SmtpRelay to a sink; fast timers. */
@@ -214,7 +216,7 @@ export function relayTestConfig(o: RelayTestConfigOptions): RelayConfig {
   return RelayConfig.parse({
     instance: o.instance ?? 'relay-test',
     spec,
-    listen: { host: '127.0.0.1', port: 0, hostname: 'relay.test' },
+    listen: { host: '127.0.0.1', port: o.listenPort ?? 0, hostname: 'relay.test' },
     http: { host: '127.0.0.1', port: 0 },
     paths: { spool: o.spool, ...o.paths },
     tuning: { minBackoffMs: 300, maxBackoffMs: 2000, sweepIntervalMs: 200, spoolMinFreeBytes: 0, ...o.tuning },

@@ -18,6 +18,43 @@ import { startPostfix, type PostfixInstance } from './postfix.js';
 import { startTcpProxy, type TcpProxy } from './tcp-proxy.js';
 import { waitFor } from './wait.js';
 
+/** Relay timers for scenario runs: retries within seconds instead of production's 30 s to 10 min. */
+export const FAST_RELAY_TUNING = { minBackoffMs: 1000, maxBackoffMs: 5000, sweepIntervalMs: 200 };
+
+/**
+ * A FailoverOnly spec for the stack: mail from loopback, probes with a 1 s timeout, Gmail through
+ * the emulator's service account (the Secret startStack creates) unless `backup` says otherwise.
+ * startStack fills in the primary's address.
+ */
+export function loopbackSpec(o: {
+  domain: string;
+  periodSeconds: number;
+  failureThreshold: number;
+  successThreshold: number;
+  messageDeadline: string;
+  maxMessagesPerSecond: number;
+  backup?: Record<string, unknown>;
+  policy?: Record<string, unknown>;
+}): Record<string, unknown> {
+  return {
+    domains: [o.domain],
+    mode: 'FailoverOnly',
+    primary: {
+      health: {
+        periodSeconds: o.periodSeconds,
+        timeoutSeconds: 1,
+        failureThreshold: o.failureThreshold,
+        successThreshold: o.successThreshold,
+      },
+    },
+    backup: o.backup ?? { gmail: { method: 'GmailApi', serviceAccountSecretRef: { name: 'gmail-service-account' } } },
+    ...(o.policy ? { policy: o.policy } : {}),
+    relay: { acceptFrom: ['127.0.0.0/8'] },
+    failover: { messageDeadline: o.messageDeadline },
+    recovery: { maxMessagesPerSecond: o.maxMessagesPerSecond },
+  };
+}
+
 export interface StackOptions {
   name: string;
   namespace?: string;
