@@ -1,154 +1,351 @@
-// Side-by-side intake benchmark on one machine, one run: the relay (its own
-// process, fsync before 250, group commit) versus Postfix as a store-and-forward
-// relay (cleanup fsyncs each queue file alone), both forwarding to the same
-// kind of smtp-sink, both loaded by smtp-source with the same message count,
-// size and session counts. Not a test: it prints and writes a table.
+// Side by side on one machine, in one run: Postfix configured as a dual-delivery
+// relay (always_bcc + transport_maps; cleanup fsyncs each queue file) and our
+// relay (DualDelivery; fsync before 250 with group commit), each delivering to
+// two smtp-sinks (Exchange's and Google's stand-ins), loaded by the same
+// smtp-source runs. Not a test: it prints a table and writes it to --out.
 //
-//   node --import tsx bench/relay-vs-postfix.ts [--messages 2000] [--sessions 1,10,50] [--size 4096] [--out bench/relay-vs-postfix.md]
+//   node --import tsx bench/relay-vs-postfix.ts [--messages 5000] [--size 10240] [--sessions 20,100]
+//        [--reuse yes,no] [--backlog 0] [--out bench/relay-vs-postfix.md]
 //
-// Intake = smtp-source start to its exit (every message answered 250);
-// end to end = start until the sink holds every message.
-import { spawn } from 'node:child_process';
-import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
+// The relay runs as built (dist/, `npm run build` first), as in the image.
+// Per run:
+// - intake: smtp-source's start to its exit (every message answered);
+// - end to end: smtp-source's start until both sinks hold every message (msg/s counts messages, not copies);
+// - p99 accept latency: end of DATA to the 250, measured by one extra client
+//   that sends 10 KB messages one after another during the load (with or without
+//   reuse, like the load);
+// - peak memory: the relay's RSS, and the sum of PSS over the Postfix processes
+//   (their shared libraries counted once), sampled every 200 ms.
+// --backlog N: N messages with the primary's sink not running (Exchange stopped):
+// peak memory while the backlog builds and after.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readdir, readFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import type { RelayConfigInput } from '../src/relay/config.js';
 import { freePort, startPostfix, waitForPort } from '../test/harness/postfix.js';
-import { smtpSource, startSmtpSink, TEST_DOMAINS } from '../test/harness/smtp-tools.js';
+import { relayTestConfig, smtpSource, startSmtpSink, TEST_DOMAINS, type SmtpSink } from '../test/harness/smtp-tools.js';
 
 const { values } = parseArgs({
   options: {
-    messages: { type: 'string', default: '2000' },
-    sessions: { type: 'string', default: '1,10,50' },
-    size: { type: 'string', default: '4096' },
+    messages: { type: 'string', default: '5000' },
+    size: { type: 'string', default: '10240' },
+    sessions: { type: 'string', default: '20,100' },
+    reuse: { type: 'string', default: 'yes,no' },
+    backlog: { type: 'string', default: '0' },
     out: { type: 'string', default: 'bench/relay-vs-postfix.md' },
+    targets: { type: 'string', default: 'postfix,relay' },
   },
 });
 const messages = Number(values.messages);
-const sessionCounts = values.sessions.split(',').map(Number);
 const size = Number(values.size);
+const sessionCounts = values.sessions.split(',').map(Number);
+const reuseModes = values.reuse.split(',').map((v) => v === 'yes');
+const backlog = Number(values.backlog);
+const targets = values.targets.split(',') as Name[];
+
+type Name = 'postfix' | 'relay';
+interface Target {
+  name: Name;
+  port: number;
+  /** Memory now, in bytes (relay: RSS; Postfix: PSS summed over its processes). */
+  memory(): Promise<number>;
+  stop(): Promise<void>;
+}
 
 interface Row {
-  target: 'relay' | 'postfix';
+  target: Name;
   sessions: number;
+  reuse: boolean;
   intakeMs: number;
   e2eMs: number;
-  accepted: number;
+  atSinks: [number, number];
+  sampled: number;
+  p50: number;
+  p99: number;
+  peakMemory: number;
   errors: string;
-  /** Relay only: spool commits and the directory fsyncs that carried them. */
-  commits?: number;
-  batches?: number;
 }
 
-/** What one write+fsync costs on this machine's temp file system (sequential, and 64 in parallel). */
-async function fsyncProbe(): Promise<{ sequentialMs: number; parallelMs: number }> {
-  const d = await mkdtemp(join(tmpdir(), 'bench-fsync-'));
-  const buf = Buffer.alloc(4096, 1);
-  const one = async (name: string) => {
-    const fh = await open(join(d, name), 'w');
-    await fh.write(buf);
-    await fh.sync();
-    await fh.close();
-  };
-  let t = performance.now();
-  for (let i = 0; i < 200; i++) await one(`s${i}`);
-  const sequentialMs = (performance.now() - t) / 200;
-  t = performance.now();
-  await Promise.all(Array.from({ length: 64 }, (_, i) => one(`p${i}`)));
-  const parallelMs = (performance.now() - t) / 64;
-  await rm(d, { recursive: true, force: true });
-  return { sequentialMs, parallelMs };
+async function procStatus(pid: number, field: string): Promise<number> {
+  const text = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+  return Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? 0) * 1024;
 }
 
-async function measure(target: Row['target'], port: number, sinkCount: () => Promise<number>, sessions: number): Promise<Row> {
-  const t0 = Date.now();
-  const src = await smtpSource({ port, messages, sessions, to: 'user@corp.example.com', numberRecipients: true, length: size, reuseConnections: true, timeoutMs: 600_000 });
-  const intakeMs = Date.now() - t0;
-  const deadline = Date.now() + 600_000;
-  let n = 0;
-  while ((n = await sinkCount()) < messages && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-  return { target, sessions, intakeMs, e2eMs: Date.now() - t0, accepted: n, errors: src.stderr.trim().split('\n').filter(Boolean).slice(0, 2).join(' | ') };
-}
-
-async function runPostfix(sessions: number): Promise<Row> {
-  const sink = await startSmtpSink();
-  const pf = await startPostfix({ domains: TEST_DOMAINS, relayhost: `[127.0.0.1]:${sink.port}` });
-  try {
-    return await measure('postfix', pf.port, () => sink.count(), sessions);
-  } finally {
-    await pf.destroy();
-    await sink.stop();
+/** Postfix's master and every process below it. */
+async function descendants(root: number): Promise<number[]> {
+  const parent = new Map<number, number>();
+  for (const d of await readdir('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    const stat = await readFile(`/proc/${d}/stat`, 'utf8').catch(() => '');
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    parent.set(Number(d), ppid);
   }
+  const out = [root];
+  for (let i = 0; i < out.length; i++) for (const [pid, pp] of parent) if (pp === out[i]) out.push(pid);
+  return out;
 }
 
-async function runRelay(sessions: number): Promise<Row> {
-  const sink = await startSmtpSink();
+async function pss(pid: number): Promise<number> {
+  const text = await readFile(`/proc/${pid}/smaps_rollup`, 'utf8').catch(() => '');
+  return Number(/^Pss:\s+(\d+) kB/m.exec(text)?.[1] ?? 0) * 1024;
+}
+
+async function startPostfixTarget(primary: number, backup: number): Promise<Target> {
+  const pf = await startPostfix({
+    domains: TEST_DOMAINS,
+    relayhost: `[127.0.0.1]:${primary}`,
+    extraMainCf: [
+      'always_bcc = copy@backup.invalid',
+      `transport_maps = inline:{ { backup.invalid = smtp:[127.0.0.1]:${backup} } }`,
+      'default_destination_concurrency_limit = 20',
+    ],
+  });
+  const master = Number((await readFile(join(pf.dir, 'queue', 'pid', 'master.pid'), 'utf8')).trim());
+  return {
+    name: 'postfix',
+    port: pf.port,
+    async memory() {
+      let sum = 0;
+      for (const pid of await descendants(master)) sum += await pss(pid);
+      return sum;
+    },
+    stop: () => pf.destroy(),
+  };
+}
+
+async function startRelayTarget(primary: number, backup: number): Promise<Target> {
   const dir = await mkdtemp(join(tmpdir(), 'bench-relay-'));
   const port = await freePort();
-  const httpPort = await freePort();
-  const config: RelayConfigInput = {
+  const config = relayTestConfig({
+    spool: join(dir, 'spool'),
+    primaryPort: primary,
+    backupPort: backup,
+    listenPort: port,
     instance: 'bench',
-    spec: {
-      domains: TEST_DOMAINS,
-      mode: 'FailoverOnly',
-      primary: { host: '127.0.0.1', port: sink.port, tls: 'None' },
-      backup: { gmail: { method: 'SmtpRelay', smtpRelay: { host: '127.0.0.1', port: 9 } } },
-      relay: { acceptFrom: ['127.0.0.0/8'] },
-      failover: { messageDeadline: '15m' },
-    },
-    listen: { host: '127.0.0.1', port, hostname: 'relay.bench' },
-    http: { host: '127.0.0.1', port: httpPort },
-    paths: { spool: join(dir, 'spool') },
-    tuning: { greetingDelay: false, maxBacklog: 100_000, primaryConcurrency: 20, spoolMinFreeBytes: 0, sweepIntervalMs: 200 },
-  };
+    spec: { mode: 'DualDelivery' },
+    // Production timers (relayTestConfig's are shortened for tests); 20 connections per
+    // destination like Postfix's default_destination_concurrency_limit above.
+    tuning: { minBackoffMs: 30_000, maxBackoffMs: 600_000, sweepIntervalMs: 5_000, maxBacklog: 2_000, primaryConcurrency: 20, backupConcurrency: 20, greetingDelay: false, maxClients: 1_000, maxClientsPerAddress: 1_000 },
+  });
   await writeFile(join(dir, 'relay.json'), JSON.stringify(config));
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/relay/main.ts', '--config', join(dir, 'relay.json')], {
+  const child: ChildProcess = spawn(process.execPath, ['dist/src/cli.js', 'relay', '--config', join(dir, 'relay.json')], {
     stdio: ['ignore', 'ignore', 'inherit'],
     env: { ...process.env, NODE_OPTIONS: '' },
   });
+  await waitForPort(port, 'up', 60_000);
+  return {
+    name: 'relay',
+    port,
+    memory: () => procStatus(child.pid!, 'VmRSS'),
+    async stop() {
+      child.kill('SIGTERM');
+      if (child.exitCode === null) await new Promise((r) => child.once('exit', r));
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** One client sending messages back to back; returns end-of-DATA -> 250 times in ms. */
+function latencySampler(port: number, reuse: boolean, running: () => boolean): Promise<number[]> {
+  const body = `Subject: latency sample\r\n\r\n${'x'.repeat(76)}\r\n`.repeat(Math.max(1, Math.floor(size / 105)));
+  const times: number[] = [];
+  let n = 0;
+  const session = () =>
+    new Promise<void>((resolve, reject) => {
+      const s = connect(port, '127.0.0.1');
+      let buf = '';
+      const waiters: Array<(line: string) => void> = [];
+      s.on('data', (c: Buffer) => {
+        buf += c.toString('latin1');
+        for (let i = buf.indexOf('\r\n'); i !== -1; i = buf.indexOf('\r\n')) {
+          const line = buf.slice(0, i);
+          buf = buf.slice(i + 2);
+          if (/^\d{3} /.test(line)) waiters.shift()?.(line);
+        }
+      });
+      s.on('error', reject);
+      const reply = (expect: RegExp) =>
+        new Promise<string>((res, rej) =>
+          waiters.push((line) => (expect.test(line) ? res(line) : rej(new Error(`sampler: ${line}`)))),
+        );
+      void (async () => {
+        try {
+          await reply(/^220/);
+          s.write('EHLO sampler.bench\r\n');
+          await reply(/^250/);
+          do {
+            s.write(`MAIL FROM:<sampler@partner.example.net>\r\n`);
+            await reply(/^250/);
+            s.write(`RCPT TO:<sample${n++}@corp.example.com>\r\n`);
+            await reply(/^250/);
+            s.write('DATA\r\n');
+            await reply(/^354/);
+            s.write(`Message-ID: <sample${n}.${Date.now()}@bench>\r\n${body}.\r\n`);
+            const t0 = performance.now();
+            await reply(/^250/);
+            times.push(performance.now() - t0);
+          } while (reuse && running());
+          s.end('QUIT\r\n');
+          resolve();
+        } catch (e) {
+          s.destroy();
+          reject(e as Error);
+        }
+      })();
+    });
+  return (async () => {
+    while (running()) await session();
+    return times;
+  })();
+}
+
+function percentile(xs: number[], p: number): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
+}
+
+/** Samples memory every 200 ms until stopped; returns the peak. */
+function memoryPeak(t: Target): { stop(): Promise<number> } {
+  let peak = 0;
+  let on = true;
+  const loop = (async () => {
+    while (on) {
+      peak = Math.max(peak, await t.memory());
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  })();
+  return {
+    async stop() {
+      on = false;
+      await loop;
+      return peak;
+    },
+  };
+}
+
+async function withSinks<T>(f: (a: SmtpSink, b: SmtpSink) => Promise<T>): Promise<T> {
+  const a = await startSmtpSink({ backlog: 512 });
+  const b = await startSmtpSink({ backlog: 512 });
   try {
-    await waitForPort(port, 'up', 60_000);
-    const row = await measure('relay', port, () => sink.count(), sessions);
-    await new Promise((r) => setTimeout(r, 500)); // one sweep: the gauges are current
-    const metrics = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
-    row.commits = Number(/^relay_spool_commits_total\{[^}]*\} (\d+)/m.exec(metrics)?.[1] ?? NaN);
-    row.batches = Number(/^relay_spool_commit_batches\{[^}]*\} (\d+)/m.exec(metrics)?.[1] ?? NaN);
-    return row;
+    return await f(a, b);
   } finally {
-    child.kill('SIGTERM');
-    await new Promise((r) => child.once('exit', r));
-    await sink.stop();
-    await rm(dir, { recursive: true, force: true });
+    await a.stop();
+    await b.stop();
   }
 }
 
-const probe = await fsyncProbe();
+async function run(name: Name, sessions: number, reuse: boolean): Promise<Row> {
+  return withSinks(async (primary, backup) => {
+    const t = await (name === 'postfix' ? startPostfixTarget : startRelayTarget)(primary.port, backup.port);
+    try {
+      const mem = memoryPeak(t);
+      let loading = true;
+      const sampler = latencySampler(t.port, reuse, () => loading);
+      const t0 = Date.now();
+      const src = await smtpSource({ port: t.port, messages, sessions, to: 'user@corp.example.com', numberRecipients: true, length: size, reuseConnections: reuse, timeoutMs: 900_000 });
+      const intakeMs = Date.now() - t0;
+      loading = false;
+      const samples = await sampler;
+      const want = messages + samples.length;
+      const deadline = Date.now() + 900_000;
+      let counts: [number, number] = [0, 0];
+      while (Date.now() < deadline) {
+        counts = [await primary.count(), await backup.count()];
+        if (counts[0] >= want && counts[1] >= want) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const e2eMs = Date.now() - t0;
+      return {
+        target: name,
+        sessions,
+        reuse,
+        intakeMs,
+        e2eMs,
+        atSinks: counts,
+        sampled: samples.length,
+        p50: percentile(samples, 50),
+        p99: percentile(samples, 99),
+        peakMemory: await mem.stop(),
+        errors: src.stderr.trim().split('\n').filter(Boolean).slice(0, 2).join(' | '),
+      };
+    } finally {
+      await t.stop();
+    }
+  });
+}
+
+/** Exchange stopped: the primary sink is not running; the backup copies still flow. */
+async function runBacklog(name: Name): Promise<{ target: Name; intakeMs: number; peak: number; after: number; atBackup: number }> {
+  const deadPort = await freePort();
+  const backup = await startSmtpSink({ backlog: 512 });
+  const t = await (name === 'postfix' ? startPostfixTarget : startRelayTarget)(deadPort, backup.port);
+  try {
+    const mem = memoryPeak(t);
+    const t0 = Date.now();
+    const progress = setInterval(() => void t.memory().then((m) => process.stderr.write(`  ${name} backlog: ${Math.round((Date.now() - t0) / 1000)} s, memory ${mb(m)} MB\n`)), 15_000);
+    await smtpSource({ port: t.port, messages: backlog, sessions: 20, to: 'user@corp.example.com', numberRecipients: true, length: size, reuseConnections: true, timeoutMs: 1_800_000 });
+    const intakeMs = Date.now() - t0;
+    await backup.waitForCount(backlog, 900_000).catch(() => undefined);
+    clearInterval(progress);
+    await new Promise((r) => setTimeout(r, 5_000));
+    const after = await t.memory();
+    return { target: name, intakeMs, peak: await mem.stop(), after, atBackup: await backup.count() };
+  } finally {
+    await t.stop();
+    await backup.stop();
+  }
+}
+
+const mb = (b: number) => Math.round(b / (1024 * 1024));
+const rate = (n: number, ms: number) => Math.round((n * 1000) / ms);
+
 const rows: Row[] = [];
-for (const s of sessionCounts) {
-  for (const run of [runPostfix, runRelay]) {
-    const row = await run(s);
-    rows.push(row);
-    process.stderr.write(`${row.target} sessions=${s}: intake ${row.intakeMs} ms (${Math.round((messages * 1000) / row.intakeMs)} msg/s), end to end ${row.e2eMs} ms, ${row.accepted}/${messages} at the sink ${row.errors}\n`);
+for (const reuse of reuseModes) {
+  for (const sessions of sessionCounts) {
+    for (const name of targets) {
+      const r = await run(name, sessions, reuse);
+      rows.push(r);
+      process.stderr.write(
+        `${name} sessions=${sessions} reuse=${reuse}: intake ${rate(messages, r.intakeMs)} msg/s, end to end ${rate(messages, r.e2eMs)} msg/s, ` +
+          `p99 ${r.p99.toFixed(1)} ms (${r.sampled} samples), peak ${mb(r.peakMemory)} MB, sinks ${r.atSinks.join('/')} ${r.errors}\n`,
+      );
+    }
   }
 }
+const backlogRows = [];
+if (backlog > 0) for (const name of targets) backlogRows.push(await runBacklog(name));
 
-const rate = (ms: number) => Math.round((messages * 1000) / ms);
-const table = [
-  `# Relay vs Postfix: intake with fsync before 250`,
+const lines = [
+  '# Relay vs Postfix: dual delivery with fsync before 250',
   '',
   `${new Date().toISOString()}, ${cpus().length} CPU (${cpus()[0]?.model ?? '?'}), Node ${process.version}, spool and Postfix queue on ${tmpdir()}.`,
-  `${messages} messages of ${size} bytes per run from smtp-source (-d: several messages per connection, -N: distinct recipients), both forwarding to smtp-sink.`,
-  `write+fsync of 4 KiB here: ${probe.sequentialMs.toFixed(2)} ms sequential, ${probe.parallelMs.toFixed(2)} ms per file with 64 in parallel.`,
+  `${messages} messages of ${size} bytes per run from smtp-source (-N: distinct recipients; "reuse" = -d, several messages per connection),`,
+  'each target delivering every message to two smtp-sinks. End to end counts messages (each at both sinks).',
   '',
-  '| sessions | Postfix intake msg/s | relay intake msg/s | Postfix end to end msg/s | relay end to end msg/s | at sink (Postfix / relay) | relay commits / dir fsyncs |',
-  '|---:|---:|---:|---:|---:|---:|---:|',
-  ...sessionCounts.map((s) => {
-    const p = rows.find((r) => r.target === 'postfix' && r.sessions === s)!;
-    const r = rows.find((x) => x.target === 'relay' && x.sessions === s)!;
-    return `| ${s} | ${rate(p.intakeMs)} | ${rate(r.intakeMs)} | ${rate(p.e2eMs)} | ${rate(r.e2eMs)} | ${p.accepted} / ${r.accepted} | ${r.commits} / ${r.batches} |`;
-  }),
+  '| reuse | sessions | Postfix end to end msg/s | relay end to end msg/s | relay / Postfix | Postfix intake msg/s | relay intake msg/s | p99 accept ms (Postfix / relay) | peak memory MB (Postfix PSS / relay RSS) |',
+  '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
+  ...rows
+    .filter((r) => r.target === 'postfix')
+    .map((p) => {
+      const r = rows.find((x) => x.target === 'relay' && x.sessions === p.sessions && x.reuse === p.reuse)!;
+      const pe = rate(messages, p.e2eMs);
+      const re = rate(messages, r.e2eMs);
+      return `| ${p.reuse ? 'yes' : 'no'} | ${p.sessions} | ${pe} | ${re} | ${(re / pe).toFixed(2)} | ${rate(messages, p.intakeMs)} | ${rate(messages, r.intakeMs)} | ${p.p99.toFixed(1)} / ${r.p99.toFixed(1)} | ${mb(p.peakMemory)} / ${mb(r.peakMemory)} |`;
+    }),
   '',
-].join('\n');
-process.stdout.write(`${table}\n`);
-await writeFile(values.out, table);
+  ...(backlogRows.length > 0
+    ? [
+        `Backlog: ${backlog} messages of ${size} bytes, 20 sessions with reuse, the primary's sink not running (Exchange stopped), backup copies delivered.`,
+        '',
+        '| target | intake msg/s | peak memory MB | memory MB 5 s after the backup copies | copies at the backup sink |',
+        '|---|---:|---:|---:|---:|',
+        ...backlogRows.map((b) => `| ${b.target} | ${rate(backlog, b.intakeMs)} | ${mb(b.peak)} | ${mb(b.after)} | ${b.atBackup} |`),
+        '',
+      ]
+    : []),
+];
+process.stdout.write(`${lines.join('\n')}\n`);
+await writeFile(values.out, `${lines.join('\n')}\n`);
