@@ -1,7 +1,7 @@
 // Append-only audit log (JSON lines): every copy that left for the backup
 // (Google) and every message an exclusion rule kept out of it.
-import { open, type FileHandle } from 'node:fs/promises';
 import type { Logger } from 'pino';
+import { AppendFile } from './append-file.js';
 import type { Destination, SpooledMessage } from './types.js';
 
 export type AuditAction = 'copied-to-backup' | 'excluded';
@@ -20,16 +20,20 @@ export interface AuditRecord {
 }
 
 export class AuditLog {
-  private fh: FileHandle | undefined;
-  private chain: Promise<void> = Promise.resolve();
+  private readonly file: AppendFile;
 
-  constructor(readonly path: string, private readonly instance: string, private readonly log: Logger) {}
-
-  async open(): Promise<void> {
-    this.fh = await open(this.path, 'a', 0o600);
+  constructor(readonly path: string, private readonly instance: string, private readonly log: Logger) {
+    this.file = new AppendFile(path);
   }
 
-  /** Appends one line; lines are written in call order. Errors are logged, not thrown: delivery goes on. */
+  async open(): Promise<void> {
+    await this.file.open('a');
+  }
+
+  /**
+   * Appends one line; lines are written in call order, batched (one write per
+   * turn of the event loop). Errors are logged, not thrown: delivery goes on.
+   */
   record(message: SpooledMessage, recipients: string[], action: AuditAction, rule?: string, destination: Destination = 'backup'): Promise<void> {
     const rec: AuditRecord = {
       time: new Date().toISOString(),
@@ -43,20 +47,12 @@ export class AuditLog {
       action,
       rule: rule ?? null,
     };
-    const line = `${JSON.stringify(rec)}\n`;
-    this.chain = this.chain.then(async () => {
-      try {
-        await this.fh?.write(line);
-      } catch (e) {
-        this.log.error({ err: (e as Error).message, audit: rec }, 'audit log write failed');
-      }
+    return this.file.append(`${JSON.stringify(rec)}\n`).catch((e: unknown) => {
+      this.log.error({ err: (e as Error).message, audit: rec }, 'audit log write failed');
     });
-    return this.chain;
   }
 
-  async close(): Promise<void> {
-    await this.chain;
-    await this.fh?.close();
-    this.fh = undefined;
+  close(): Promise<void> {
+    return this.file.close();
   }
 }

@@ -32,12 +32,13 @@ import type { RelayMetrics } from './metrics.js';
 import { compileCidrs, matchClient } from './net.js';
 import { checkRecipient, headerNamesOfInterest } from './policy.js';
 import { SpoolFullError, type MessageState, type MessageWriter, type Spool } from './spool.js';
+import type { SpooledMessage } from './types.js';
 
 export interface InboundDeps {
   config: RelayConfig;
   spool: Spool;
   /** Intake backpressure and hand-over to delivery. */
-  queue: { backlog(): number; add(state: MessageState): void };
+  queue: { backlog(): number; add(state: MessageState, opts: { message: SpooledMessage }): void };
   metrics: RelayMetrics;
   log: Logger;
 }
@@ -151,6 +152,7 @@ export async function startInbound(deps: InboundDeps): Promise<Inbound> {
   /** Connection id -> aborted when the client goes away (smtp-server leaves an open DATA stream hanging). */
   const gone = new Map<string, AbortController>();
   const inflightData = new Set<Promise<void>>();
+  let closing = false;
 
   const server = new SMTPServer({
     name: hostname,
@@ -194,7 +196,7 @@ export async function startInbound(deps: InboundDeps): Promise<Inbound> {
           reject('client-denied');
           throw new SmtpError(550, '5.7.1 Client host not allowed to use this relay');
         }
-        if (queue.backlog() > t.maxBacklog) {
+        if (queue.backlog() > t.maxBacklog && !(await backlogBelowLimit(session.id))) {
           reject('backlog');
           throw new SmtpError(451, '4.3.2 System busy: delivery backlog, try again later');
         }
@@ -237,6 +239,21 @@ export async function startInbound(deps: InboundDeps): Promise<Inbound> {
       void p.finally(() => inflightData.delete(p));
     },
   });
+
+  /**
+   * Holds a MAIL command while deliveries lag (the sender waits, like a slow
+   * server, instead of being sent away for its retry interval); false when
+   * tuning.backlogWaitMs passed, the client left or the relay is stopping.
+   */
+  async function backlogBelowLimit(sessionId: string): Promise<boolean> {
+    const deadline = Date.now() + t.backlogWaitMs;
+    const signal = gone.get(sessionId)?.signal;
+    while (queue.backlog() > t.maxBacklog) {
+      if (Date.now() >= deadline || signal?.aborted || closing) return false;
+      await new Promise((r) => setTimeout(r, Math.min(25, Math.max(1, deadline - Date.now()))));
+    }
+    return true;
+  }
 
   async function drain(stream: SMTPServerDataStream): Promise<void> {
     for await (const _ of stream) {
@@ -345,8 +362,9 @@ export async function startInbound(deps: InboundDeps): Promise<Inbound> {
     if (norm.bare > 0) metrics.normalisedNewlines.inc({ instance });
     const keep = headers.filter(([n]) => interesting.has(n));
     let state: MessageState;
+    let message: SpooledMessage;
     try {
-      ({ state } = await writer.commit({
+      ({ state, message } = await writer.commit({
         mailFrom,
         rcptTo: rcpts,
         messageId,
@@ -365,7 +383,7 @@ export async function startInbound(deps: InboundDeps): Promise<Inbound> {
     metrics.commits.inc({ instance });
     log.info({ id: state.id, messageId, from: mailFrom, rcpts: rcpts.length, size: state.size, client: session.remoteAddress, bareNewlines: norm.bare || undefined }, 'queued');
     try {
-      queue.add(state);
+      queue.add(state, { message });
     } catch (e) {
       log.error({ id: state.id, err: (e as Error).message }, 'could not schedule a spooled message (it stays in the spool until restart)');
     }
@@ -458,6 +476,7 @@ export async function startInbound(deps: InboundDeps): Promise<Inbound> {
     port,
     clients: () => connections.size,
     async close(timeoutMs = 30_000) {
+      closing = true;
       // Stop listening; from now on smtp-server answers every command with 421.
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       const deadline = Date.now() + timeoutMs;

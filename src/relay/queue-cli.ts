@@ -1,9 +1,9 @@
 // `mail-continuity queue list|show` for a human at the spool (like postqueue -p
 // and postcat): reads the spool directory directly, no running relay needed.
-import { readFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { readSpoolDir, type MessageState } from './spool.js';
+import { readSpoolDir, readSpoolMessage, type MessageState } from './spool.js';
 
 function summary(s: MessageState): string {
   const parts: string[] = [];
@@ -44,16 +44,22 @@ export async function runQueue(args: string[]): Promise<number> {
       process.stderr.write('queue show: the id is the hex spool id from `queue list`\n');
       return 2;
     }
-    const dir = join(values.spool, which);
-    const state = await readFile(join(dir, `${id}.json`), 'utf8').catch(() => undefined);
-    if (!state) {
-      process.stderr.write(`queue show: no message ${id} in ${dir}\n`);
+    const found = await readSpoolMessage(values.spool, which, id);
+    if (!found) {
+      process.stderr.write(`queue show: no message ${id} in ${join(values.spool, which)}\n`);
       return 1;
     }
-    process.stdout.write(`${JSON.stringify(JSON.parse(state), null, 2)}\n--- ${join(dir, `${id}.eml`)} (headers)\n`);
-    const body = await readFile(join(dir, `${id}.eml`), 'utf8').catch(() => '');
-    const end = body.indexOf('\r\n\r\n');
-    process.stdout.write(`${end >= 0 ? body.slice(0, end) : body.slice(0, 8192)}\n`);
+    process.stdout.write(`${JSON.stringify(found.state, null, 2)}\n--- ${found.path} (headers)\n`);
+    const head = Buffer.alloc(Math.min(found.state.size, 65_536));
+    const fh = await open(found.path, 'r');
+    try {
+      await fh.read(head, 0, head.length, 0);
+    } finally {
+      await fh.close();
+    }
+    const text = head.toString('utf8');
+    const end = text.indexOf('\r\n\r\n');
+    process.stdout.write(`${end >= 0 ? text.slice(0, end) : text.slice(0, 8192)}\n`);
     return 0;
   }
   process.stderr.write('usage: mail-continuity queue list [--dead] [--json] [--spool DIR] | queue show ID [--dead] [--spool DIR]\n');

@@ -48,7 +48,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   const log = deps.log ?? pino({ base: { instance: config.instance, component: 'relay' } });
   const metrics = createMetrics({ defaultMetrics: deps.defaultMetrics ?? false });
   const t = config.tuning;
-  const spool = new Spool(config.paths.spool, { log: log.child({ part: 'spool' }), fsync: t.fsync, minFreeBytes: t.spoolMinFreeBytes });
+  const spool = new Spool(config.paths.spool, { log: log.child({ part: 'spool' }), fsync: t.fsync, minFreeBytes: t.spoolMinFreeBytes, bodyCacheBytes: t.bodyCacheBytes });
   await spool.init();
   const audit = new AuditLog(config.paths.audit ?? join(config.paths.spool, 'audit.log'), config.instance, log);
   await audit.open();
@@ -104,7 +104,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
       await scheduler.stop();
       await Promise.all([transports.primary.close(), transports.backup.close()]).catch(() => undefined);
       await audit.close();
-      await spool.attempts.close();
+      await spool.close();
       http.closeAllConnections();
       await new Promise<void>((r) => http.close(() => r()));
       log.info('relay stopped');

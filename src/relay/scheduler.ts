@@ -186,6 +186,7 @@ export class Scheduler {
       else if (this.replay) this.startReplay(snap.replayMaxMessagesPerSecond);
     });
     d.metrics.failoverActive.set({ instance: this.instance }, d.failover.isActive ? 1 : 0);
+    d.spool.journal.setLive(() => this.liveStates());
     d.failover.setQueueFacts(() => ({
       replaying: this.replay !== null,
       queuedPrimary: this.depth.primary,
@@ -304,12 +305,12 @@ export class Scheduler {
     this.pump();
   }
 
-  /** Takes a committed message (from inbound, or from the spool at start). */
-  add(state: MessageState, opts: { recovered?: boolean } = {}): void {
+  /** Takes a committed message (from inbound, with its body in memory if cached, or from the spool at start). */
+  add(state: MessageState, opts: { recovered?: boolean; message?: SpooledMessage } = {}): void {
     const headers = state.headers ?? [];
     const entry: Entry = {
       state,
-      message: this.d.spool.toMessage(state),
+      message: opts.message ?? this.d.spool.toMessage(state),
       facts: { mailFrom: state.mailFrom, headers, receivedAt: state.receivedAt },
       busy: new Set(),
       queued: new Set(),
@@ -420,13 +421,13 @@ export class Scheduler {
       entry.closing = true;
       this.entries.delete(st.id);
       const done = failed
-        ? this.d.spool.moveToDead(st, 'rejected by a destination (see deliveries)').then(() => {
+        ? this.d.spool.moveToDead(st, 'rejected by a destination (see deliveries)', now, entry.message).then(() => {
             this.d.log.warn(
               { id: st.id, messageId: st.messageId },
               'message moved to dead/: a destination refused it for good',
             );
           })
-        : this.d.spool.remove(st);
+        : this.d.spool.remove(st, entry.message);
       this.track(
         done.catch((e: unknown) =>
           this.d.log.error({ id: st.id, err: (e as Error).message }, 'could not finish spool entry'),
@@ -453,9 +454,11 @@ export class Scheduler {
 
   private enqueue(entry: Entry): void {
     const now = this.now();
+    let soon = entry.busy.size > 0;
     for (const dest of entry.pendingAt) {
-      if (entry.busy.has(dest) || entry.queued.has(dest)) continue;
       const ds = entry.state.deliveries[dest]!;
+      if (ds.nextAttemptAt <= now) soon = true;
+      if (entry.busy.has(dest) || entry.queued.has(dest)) continue;
       entry.queued.add(dest);
       if (ds.nextAttemptAt <= now) this.pushReady(dest, entry.state.id, ds.attempts);
       else {
@@ -463,6 +466,13 @@ export class Scheduler {
         this.armWake();
       }
     }
+    // Waiting for a retry: the body is read from the spool file when the time comes.
+    if (!soon) this.d.spool.releaseBody(entry.message);
+  }
+
+  /** The states of the messages in the queue (for the spool journal's compaction). */
+  private *liveStates(): Iterable<MessageState> {
+    for (const e of this.entries.values()) yield e.state;
   }
 
   private armWake(): void {
@@ -543,7 +553,7 @@ export class Scheduler {
     this.inflight[dest]++;
     let outcomes: RecipientOutcome[];
     try {
-      await this.d.spool.attempts.start(st.id, dest, ds.attempts + 1).catch((e: unknown) => {
+      await this.d.spool.journal.attempt(st.id, dest, ds.attempts + 1).catch((e: unknown) => {
         this.d.log.warn({ id: st.id, err: (e as Error).message }, 'could not journal a delivery attempt');
       });
       outcomes = await this.d.transports[dest].deliver(entry.message, recipients, this.abort.signal);
@@ -597,7 +607,7 @@ export class Scheduler {
       }
     }
     ds.attempts++;
-    this.d.spool.attempts.finish(st.id, dest);
+    this.d.spool.journal.finished(st.id, dest);
     this.noteAttempt(dest, delivered.length === 0 && deferred === recipients.length && isSessionFailure(outcomes), now);
     if (deferred > 0) {
       const t = this.d.config.tuning;
@@ -653,7 +663,7 @@ export class Scheduler {
     );
     this.track(
       this.d.spool
-        .moveToDead(st, 'retention expired', now)
+        .moveToDead(st, 'retention expired', now, entry.message)
         .catch((e: unknown) => this.d.log.error({ id: st.id, err: (e as Error).message }, 'could not move to dead/')),
     );
   }

@@ -1,30 +1,39 @@
-// The spool: one immutable body file and one small state file per message, in
-// directories an operator can read by hand (see the layout below). Like
-// Postfix's cleanup, a message's files are written, fsync'ed and the directory
-// fsync'ed before the relay says 250 (the state file, written last, marks it complete).
+// The spool: one file per message, in directories an operator can read by
+// hand, and one journal of delivery progress. Like Postfix's cleanup, a
+// message is written and fsync'ed, and its directory fsync'ed, before the
+// relay says 250.
 //
 // Layout of <spool>/:
-//   tmp/            state rewrites being written (removed at start)
-//   queue/<id>.eml  the message exactly as it will be delivered (Received header added), CRLF
-//   queue/<id>.json envelope + per-destination, per-recipient delivery state (rewritten atomically);
-//                   a body without its state was never acknowledged (removed at start, logged)
-//   attempts.log    delivery attempts in flight (see AttemptJournal)
-//   dead/<id>.*     messages that cannot be delivered: 5xx from a destination, or older than
-//                   spec.relay.spool.retention. Never deleted by the relay.
+//   queue/<id>.msg  the message exactly as it will be delivered (Received header added, CRLF),
+//                   `size` bytes, then the envelope as a trailer (see below): one file, one
+//                   write and one fsync per message
+//   journal.log     delivery progress, JSON lines, the latest line of a message wins
+//                   (see Journal); compacted when it grows
+//   dead/<id>.eml   messages that cannot be delivered (5xx from a destination, or older
+//   dead/<id>.json  than spec.relay.spool.retention), with their state and the reason.
+//                   Never deleted by the relay.
 //   audit.log       JSON lines, see audit.ts
 //
+// The trailer after the message's `size` bytes:
+//   #envelope {"version":2,"id":...,"size":N,"sha256":...,"rcptTo":[...],...}\n
+//   #end N\n
+// `tail -n 2 queue/<id>.msg` shows the envelope, `head -c N` the message. A
+// file without a valid trailer was never acknowledged (the relay stopped while
+// receiving it): removed at start, with a log line.
+//
 // Group commit: the fsyncs of concurrent messages run in parallel (the kernel's
-// journal merges them) and one directory fsync covers every rename that
-// happened before it started, so commits per second grow with concurrency.
-// Per message the disk sees one round of parallel fsyncs (body, state, dir).
-// State rewrites after delivery attempts are renamed into place without fsync:
-// they survive a process crash; after a power loss an older state may come back,
-// which means a possible duplicate delivery, never a lost message.
+// journal merges them) and one directory fsync covers every file created before
+// it started, so commits per second grow with concurrency.
+// Journal lines are written without fsync, in batches (one write per turn of
+// the event loop): they survive a crash of the process; after a power loss an
+// older state may come back, which means a possible duplicate delivery, never
+// a lost message.
 import { createHash, randomBytes } from 'node:crypto';
 import { constants as fsc } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, stat, statfs, unlink, writeFile, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, statfs, truncate, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { AppendFile } from './append-file.js';
 import type { Destination, SpooledMessage } from './types.js';
 
 export type RecipientStatus = 'pending' | 'delivered' | 'failed' | 'excluded';
@@ -50,7 +59,7 @@ export interface DestinationState {
 }
 
 export interface MessageState {
-  version: 1;
+  version: 2;
   id: string;
   mailFrom: string;
   rcptTo: string[];
@@ -66,7 +75,10 @@ export interface MessageState {
 }
 
 export class SpoolFullError extends Error {
-  constructor(message: string, readonly causeCode?: string) {
+  constructor(
+    message: string,
+    readonly causeCode?: string,
+  ) {
     super(message);
   }
 }
@@ -75,8 +87,12 @@ export class SpoolFullError extends Error {
 class DirSyncer {
   private waiting: Array<{ resolve: () => void; reject: (e: unknown) => void }> = [];
   private running = false;
+  private fh: FileHandle | undefined;
   batches = 0;
-  constructor(private readonly dir: string, private readonly enabled: boolean) {}
+  constructor(
+    private readonly dir: string,
+    private readonly enabled: boolean,
+  ) {}
 
   sync(): Promise<void> {
     if (!this.enabled) return Promise.resolve();
@@ -93,19 +109,23 @@ class DirSyncer {
     this.waiting = [];
     this.batches++;
     void (async () => {
-      let fh: FileHandle | undefined;
       try {
-        fh = await open(this.dir, fsc.O_RDONLY | fsc.O_DIRECTORY);
-        await fh.sync();
+        this.fh ??= await open(this.dir, fsc.O_RDONLY | fsc.O_DIRECTORY);
+        await this.fh.sync();
         for (const w of batch) w.resolve();
       } catch (e) {
         for (const w of batch) w.reject(e);
       } finally {
-        await fh?.close().catch(() => undefined);
         this.running = false;
         this.kick();
       }
     })();
+  }
+
+  async close(): Promise<void> {
+    while (this.running) await new Promise((r) => setTimeout(r, 5));
+    await this.fh?.close().catch(() => undefined);
+    this.fh = undefined;
   }
 }
 
@@ -115,22 +135,35 @@ export interface SpoolOptions {
   fsync?: boolean;
   /** Refuse new mail (452 4.3.1) when the file system has less free space than this. */
   minFreeBytes?: number;
+  /** Message bodies kept in memory for their first delivery attempts (default 64 MiB). */
+  bodyCacheBytes?: number;
+  /** Journal size that triggers a compaction (default 16 MiB). */
+  journalMaxBytes?: number;
 }
 
-/** Writes one message body; created by Spool.create(), finished by commit() or abort(). */
+/** Bodies up to this size are written in one write at commit, and may be cached. */
+const BUFFERED_BYTES = 256 * 1024;
+
+function trailer(state: MessageState): Buffer {
+  return Buffer.from(`#envelope ${JSON.stringify(state)}\n#end ${state.size}\n`, 'utf8');
+}
+
+/** Writes one message; created by Spool.create(), finished by commit() or abort(). */
 export class MessageWriter {
-  private fh: FileHandle | undefined;
   private readonly hash = createHash('sha256');
   private pending: Buffer[] = [];
   private pendingBytes = 0;
+  /** Bytes already in the file (a message larger than BUFFERED_BYTES streams). */
+  private written = 0;
   size = 0;
   error: NodeJS.ErrnoException | undefined;
 
-  constructor(private readonly spool: Spool, readonly id: string, readonly tmpPath: string) {}
-
-  async open(): Promise<void> {
-    this.fh = await open(this.tmpPath, 'wx', 0o600);
-  }
+  constructor(
+    private readonly spool: Spool,
+    readonly id: string,
+    readonly path: string,
+    private fh: FileHandle | undefined,
+  ) {}
 
   /** Buffers small writes; after an I/O error further data is dropped (the caller answers 452). */
   async write(buf: Buffer): Promise<void> {
@@ -139,137 +172,244 @@ export class MessageWriter {
     this.size += buf.length;
     this.pending.push(buf);
     this.pendingBytes += buf.length;
-    if (this.pendingBytes >= 256 * 1024) await this.flush();
+    if (this.pendingBytes >= BUFFERED_BYTES) await this.flush();
   }
 
-  private async flush(): Promise<void> {
-    if (this.error || this.pendingBytes === 0 || !this.fh) return;
-    const data = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
+  private async flush(extra?: Buffer): Promise<Buffer | undefined> {
+    if (this.error || !this.fh) return undefined;
+    const parts = extra ? [...this.pending, extra] : this.pending;
+    const data = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
     this.pending = [];
     this.pendingBytes = 0;
     try {
-      let off = 0;
-      while (off < data.length) {
-        const { bytesWritten } = await this.fh.write(data, off, data.length - off);
-        off += bytesWritten;
-      }
+      for (let off = 0; off < data.length; ) off += (await this.fh.write(data, off, data.length - off, this.written + off)).bytesWritten;
+      this.written += data.length;
     } catch (e) {
       this.error = e as NodeJS.ErrnoException;
     }
+    return data;
   }
 
-  /** fsync, rename into queue/, fsync the directory. Throws SpoolFullError when the message is not on disk. */
+  /** Writes the trailer, fsyncs file and directory. Throws SpoolFullError when the message is not on disk. */
   async commit(init: Omit<MessageState, 'version' | 'id' | 'sha256' | 'size'>): Promise<{ message: SpooledMessage; state: MessageState }> {
-    await this.flush();
-    const state: MessageState = { version: 1, id: this.id, sha256: this.hash.digest('hex'), size: this.size, ...init };
+    const state: MessageState = { version: 2, id: this.id, sha256: this.hash.digest('hex'), size: this.size, ...init };
+    const whole = this.written === 0;
+    const data = await this.flush(trailer(state));
+    const fh = this.fh!;
     try {
       if (this.error) throw this.error;
-      await this.spool.commitFiles(this, state, this.fh!);
+      await this.spool.commitFile(fh, state.size);
     } catch (e) {
       await this.abort();
       const err = e as NodeJS.ErrnoException;
       throw new SpoolFullError(`spool write failed: ${err.code ?? err.message}`, err.code);
     }
     this.fh = undefined;
-    return { message: this.spool.toMessage(state), state };
+    void fh.close().catch(() => undefined);
+    const message = this.spool.toMessage(state);
+    if (whole && data) this.spool.cacheBody(message, data.subarray(0, state.size));
+    return { message, state };
   }
 
   async abort(): Promise<void> {
     const fh = this.fh;
     this.fh = undefined;
     await fh?.close().catch(() => undefined);
-    await rm(this.tmpPath, { force: true }).catch(() => undefined);
+    await rm(this.path, { force: true }).catch(() => undefined);
   }
 }
 
+type JournalRecord = { id: string; attempt: Destination; n: number } | { id: string; deliveries: MessageState['deliveries'] };
+
 /**
- * In-flight delivery attempts, as an append-only log (one small write per
- * attempt instead of a state rewrite): "<id> <destination> <attempt>" before
- * each attempt. At start, an attempt number above the state's `attempts` means
- * the attempt's outcome was never recorded: it may have reached the destination.
+ * Delivery progress as JSON lines, the latest line of a message winning:
+ * `{"id","attempt":dest,"n":k}` before attempt k starts (an attempt above the
+ * state's `attempts` at start means its outcome was never recorded: it may
+ * have reached the destination), and `{"id","deliveries":{...}}` after an
+ * outcome. Compaction rewrites the file with one line per live message
+ * (from `live`) and the attempts still open.
  */
-export class AttemptJournal {
-  private fh: FileHandle | undefined;
-  private chain: Promise<void> = Promise.resolve();
+export class Journal {
+  private readonly file: AppendFile;
   private readonly open = new Map<string, number>();
-  private bytes = 0;
+  private live: (() => Iterable<MessageState>) | undefined;
 
-  constructor(readonly path: string, private readonly maxBytes = 4 * 1024 * 1024) {}
-
-  /** Reads the previous run's attempts (key "id dest" -> highest attempt) and starts a fresh log. */
-  async reset(): Promise<Map<string, number>> {
-    const seen = new Map<string, number>();
-    const text = await readFile(this.path, 'utf8').catch(() => '');
-    for (const line of text.split('\n')) {
-      const [id, dest, n] = line.split(' ');
-      if (!id || !dest || !n) continue;
-      const key = `${id} ${dest}`;
-      seen.set(key, Math.max(seen.get(key) ?? 0, Number(n) || 0));
-    }
-    await this.fh?.close();
-    this.fh = await open(this.path, 'w', 0o600);
-    this.bytes = 0;
-    return seen;
+  constructor(
+    readonly path: string,
+    private readonly maxBytes: number,
+    private readonly log: Logger,
+  ) {
+    this.file = new AppendFile(path, async () => ((await this.compactIfLarge()) ? 'drop' : 'write'));
   }
 
-  /** Records an attempt before it starts (reaches the page cache: survives a process crash). */
-  start(id: string, dest: Destination, attempt: number): Promise<void> {
-    this.open.set(`${id} ${dest}`, attempt);
-    const line = `${id} ${dest} ${attempt}\n`;
-    this.chain = this.chain.then(async () => {
-      if (this.bytes > this.maxBytes) await this.rotate();
-      await this.fh?.write(line);
-      this.bytes += line.length;
-    });
-    return this.chain;
+  /** The live messages, for compaction (the scheduler's states). */
+  setLive(f: () => Iterable<MessageState>): void {
+    this.live = f;
   }
 
-  /** The attempt's outcome is recorded in the state (or the message is gone). */
-  finish(id: string, dest: Destination): void {
+  /** Records an attempt before it starts. */
+  attempt(id: string, dest: Destination, n: number): Promise<void> {
+    this.open.set(`${id} ${dest}`, n);
+    return this.file.append(`${JSON.stringify({ id, attempt: dest, n })}\n`);
+  }
+
+  /** The attempt's outcome is recorded (or the message is gone). */
+  finished(id: string, dest: Destination): void {
     this.open.delete(`${id} ${dest}`);
   }
 
-  /** Rewrites the log with only the attempts still open. */
-  private async rotate(): Promise<void> {
-    const text = [...this.open].map(([k, n]) => `${k} ${n}\n`).join('');
-    const tmp = `${this.path}.new`;
-    await writeFile(tmp, text, { mode: 0o600 });
-    await rename(tmp, this.path);
-    await this.fh?.close();
-    this.fh = await open(this.path, 'a', 0o600);
-    this.bytes = text.length;
+  save(state: MessageState): Promise<void> {
+    return this.file.append(`${JSON.stringify({ id: state.id, deliveries: state.deliveries })}\n`);
   }
 
-  async close(): Promise<void> {
-    await this.chain.catch(() => undefined);
-    await this.fh?.close();
-    this.fh = undefined;
+  /** Starts the journal afresh from the loaded states (the previous run's lines are folded into them). */
+  async reset(states: readonly MessageState[]): Promise<void> {
+    await this.file.exclusive(() => this.rewrite(states));
+  }
+
+  /** A new file holds everything the queued batch would have said: the caller drops the batch. */
+  private async compactIfLarge(): Promise<boolean> {
+    if (this.file.bytes < this.maxBytes || !this.live) return false;
+    const t0 = Date.now();
+    const n = await this.rewrite(this.live());
+    this.log.info({ messages: n, ms: Date.now() - t0 }, 'spool journal compacted');
+    return true;
+  }
+
+  private async rewrite(states: Iterable<MessageState>): Promise<number> {
+    const lines: string[] = [];
+    let n = 0;
+    for (const s of states) {
+      n++;
+      lines.push(`${JSON.stringify({ id: s.id, deliveries: s.deliveries })}\n`);
+      for (const [dest, ds] of Object.entries(s.deliveries)) if (ds?.inFlightSince) lines.push(`${JSON.stringify({ id: s.id, attempt: dest, n: ds.attempts + 1 })}\n`);
+    }
+    for (const [key, k] of this.open) {
+      const [id, attempt] = key.split(' ');
+      lines.push(`${JSON.stringify({ id, attempt, n: k })}\n`);
+    }
+    const tmp = `${this.path}.new`;
+    await writeFile(tmp, lines.join(''), { mode: 0o600 });
+    await rename(tmp, this.path);
+    await this.file.open('a');
+    return n;
+  }
+
+  close(): Promise<void> {
+    return this.file.close();
   }
 }
 
+/** Reads a journal into a map of the latest deliveries and the highest attempt per "id dest". */
+async function readJournal(path: string): Promise<{ deliveries: Map<string, MessageState['deliveries']>; attempts: Map<string, number> }> {
+  const deliveries = new Map<string, MessageState['deliveries']>();
+  const attempts = new Map<string, number>();
+  const text = await readFile(path, 'utf8').catch(() => '');
+  for (const line of text.split('\n')) {
+    if (!line) continue;
+    let r: JournalRecord;
+    try {
+      r = JSON.parse(line) as JournalRecord;
+    } catch {
+      continue; // the last line of a crash may be torn
+    }
+    if ('deliveries' in r) deliveries.set(r.id, r.deliveries);
+    else if ('attempt' in r) {
+      const key = `${r.id} ${r.attempt}`;
+      attempts.set(key, Math.max(attempts.get(key) ?? 0, r.n));
+    }
+  }
+  return { deliveries, attempts };
+}
+
+/** The envelope in a queue file's trailer; undefined when the file is incomplete. */
+async function readTrailer(path: string): Promise<MessageState | undefined> {
+  let fh: FileHandle | undefined;
+  try {
+    fh = await open(path, 'r');
+    const { size: fileSize } = await fh.stat();
+    const tailLen = Math.min(fileSize, 32);
+    const tail = Buffer.alloc(tailLen);
+    await fh.read(tail, 0, tailLen, fileSize - tailLen);
+    const m = /#end (\d+)\n$/.exec(tail.toString('latin1'));
+    if (!m) return undefined;
+    const size = Number(m[1]);
+    const endLen = m[0].length;
+    const prefix = '#envelope ';
+    const envLen = fileSize - endLen - size;
+    if (envLen <= prefix.length + 1) return undefined;
+    const env = Buffer.alloc(envLen);
+    await fh.read(env, 0, envLen, size);
+    const text = env.toString('utf8');
+    if (!text.startsWith(prefix) || !text.endsWith('\n')) return undefined;
+    const state = JSON.parse(text.slice(prefix.length, -1)) as MessageState;
+    return state.size === size && typeof state.id === 'string' ? state : undefined;
+  } catch {
+    return undefined;
+  } finally {
+    await fh?.close().catch(() => undefined);
+  }
+}
+
+/** Runs f over items with at most `n` at a time. */
+async function forEachLimit<T>(items: readonly T[], n: number, f: (item: T) => Promise<void>): Promise<void> {
+  let i = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(n, items.length) }, async () => {
+      while (i < items.length) await f(items[i++]!);
+    }),
+  );
+}
+
+/** The queue: states from the trailers, progress from the journal; files without a valid trailer listed apart. */
+async function readQueue(dir: string): Promise<{ states: MessageState[]; incomplete: string[]; attempts: Map<string, number> }> {
+  const queueDir = join(dir, 'queue');
+  const files = (await readdir(queueDir).catch(() => [] as string[])).filter((f) => f.endsWith('.msg')).sort();
+  const found = new Map<string, MessageState>();
+  const incomplete: string[] = [];
+  await forEachLimit(files, 32, async (f) => {
+    const state = await readTrailer(join(queueDir, f));
+    if (state && state.id === f.slice(0, -4)) found.set(f, state);
+    else incomplete.push(f);
+  });
+  const { deliveries, attempts } = await readJournal(join(dir, 'journal.log'));
+  const states: MessageState[] = [];
+  for (const f of files) {
+    const s = found.get(f);
+    if (!s) continue;
+    const d = deliveries.get(s.id);
+    if (d) s.deliveries = d;
+    states.push(s);
+  }
+  return { states, incomplete: incomplete.sort(), attempts };
+}
+
 export class Spool {
-  readonly tmpDir: string;
   readonly queueDir: string;
   readonly deadDir: string;
   private readonly queueSync: DirSyncer;
   private readonly fsyncEnabled: boolean;
   private seq = 0;
-  private stateSeq = 0;
   /** Random per process start: ids stay unique across restarts within one millisecond. */
   private readonly instanceTag = randomBytes(2).toString('hex');
-  private writes = new Map<string, Promise<void>>();
   private freeCache = { at: 0, free: Infinity };
-  /** Bytes of bodies in queue/ (tracked, not scanned). */
+  private readonly cacheBudget: number;
+  /** Bytes of messages in queue/ (tracked, not scanned). */
   bytes = 0;
-  readonly attempts: AttemptJournal;
+  /** Bytes of bodies held in memory. */
+  cachedBytes = 0;
+  readonly journal: Journal;
 
-  constructor(readonly dir: string, private readonly opts: SpoolOptions) {
-    this.tmpDir = join(dir, 'tmp');
+  constructor(
+    readonly dir: string,
+    private readonly opts: SpoolOptions,
+  ) {
     this.queueDir = join(dir, 'queue');
     this.deadDir = join(dir, 'dead');
     this.fsyncEnabled = opts.fsync ?? true;
+    this.cacheBudget = opts.bodyCacheBytes ?? 64 * 1024 * 1024;
     this.queueSync = new DirSyncer(this.queueDir, this.fsyncEnabled);
-    this.attempts = new AttemptJournal(join(dir, 'attempts.log'));
+    this.journal = new Journal(join(dir, 'journal.log'), opts.journalMaxBytes ?? 16 * 1024 * 1024, opts.log);
   }
 
   /** Directory fsyncs so far: with group commit, fewer than committed messages under concurrency. */
@@ -277,12 +417,8 @@ export class Spool {
     return this.queueSync.batches;
   }
 
-  /** Creates the directories and removes never-acknowledged leftovers in tmp/. */
   async init(): Promise<void> {
-    for (const d of [this.dir, this.tmpDir, this.queueDir, this.deadDir]) await mkdir(d, { recursive: true, mode: 0o700 });
-    const leftovers = await readdir(this.tmpDir);
-    for (const f of leftovers) await rm(join(this.tmpDir, f), { force: true });
-    if (leftovers.length > 0) this.opts.log.warn({ files: leftovers.length }, 'removed unfinished files from spool tmp/ (never acknowledged to a client)');
+    for (const d of [this.dir, this.queueDir, this.deadDir]) await mkdir(d, { recursive: true, mode: 0o700 });
   }
 
   /** Sortable by arrival: hex milliseconds, a per-process sequence and randomness against collisions across restarts. */
@@ -291,12 +427,8 @@ export class Spool {
     return `${Date.now().toString(16).padStart(12, '0')}${seq.toString(16).padStart(6, '0')}${this.instanceTag}`;
   }
 
-  bodyPath(id: string): string {
-    return join(this.queueDir, `${id}.eml`);
-  }
-
-  private statePath(id: string): string {
-    return join(this.queueDir, `${id}.json`);
+  messagePath(id: string): string {
+    return join(this.queueDir, `${id}.msg`);
   }
 
   /** Free bytes on the spool's file system (cached for a second); Infinity when unknown. */
@@ -320,48 +452,25 @@ export class Spool {
 
   async create(): Promise<MessageWriter> {
     const id = this.newId();
-    const w = new MessageWriter(this, id, this.bodyPath(id));
+    const path = this.messagePath(id);
     try {
-      await w.open();
+      return new MessageWriter(this, id, path, await open(path, 'wx', 0o600));
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
       throw new SpoolFullError(`cannot create spool file: ${err.code ?? err.message}`, err.code);
     }
-    return w;
   }
 
-  /**
-   * @internal the commit protocol of MessageWriter. Like Postfix's cleanup, the
-   * files are written under their final names in queue/ (no renames: metadata
-   * operations are what a small message costs most); the body is complete
-   * before its state file exists. Then body, state and directory are fsync'ed
-   * in parallel: one disk round trip, shared by concurrent messages. Until
-   * those fsyncs return nothing was acknowledged. What a crash leaves behind:
-   * a body without state (removed at start, never acknowledged) or, after a
-   * power loss, a state whose body has the wrong size or that cannot be parsed
-   * (moved to dead/, never delivered).
-   */
-  async commitFiles(w: MessageWriter, state: MessageState, body: FileHandle): Promise<void> {
-    let stateFh: FileHandle | undefined;
-    try {
-      stateFh = await open(this.statePath(state.id), 'wx', 0o600);
-      await stateFh.writeFile(JSON.stringify(state));
-      if (this.fsyncEnabled) await Promise.all([body.sync(), stateFh.sync(), this.queueSync.sync()]);
-    } catch (e) {
-      await rm(this.statePath(state.id), { force: true }).catch(() => undefined);
-      await rm(w.tmpPath, { force: true }).catch(() => undefined);
-      throw e;
-    } finally {
-      await stateFh?.close().catch(() => undefined);
-      await body.close().catch(() => undefined);
-    }
-    this.bytes += state.size;
+  /** @internal MessageWriter's commit: file and directory fsync'ed in parallel, one disk round trip. */
+  async commitFile(fh: FileHandle, size: number): Promise<void> {
+    if (this.fsyncEnabled) await Promise.all([fh.datasync(), this.queueSync.sync()]);
+    this.bytes += size;
   }
 
   toMessage(state: MessageState): SpooledMessage {
     return {
       id: state.id,
-      path: this.bodyPath(state.id),
+      path: this.messagePath(state.id),
       mailFrom: state.mailFrom,
       rcptTo: state.rcptTo,
       ...(state.messageId !== undefined ? { messageId: state.messageId } : {}),
@@ -371,97 +480,104 @@ export class Spool {
     };
   }
 
-  /** Rewrites a state file atomically (tmp + rename), serialised per message. */
+  /** @internal Keeps the body in memory while the budget allows. */
+  cacheBody(message: SpooledMessage, body: Buffer): void {
+    if (this.cachedBytes + body.length > this.cacheBudget) return;
+    message.body = body;
+    this.cachedBytes += body.length;
+  }
+
+  /** The message waits (or is done): its body is read from the file from now on. */
+  releaseBody(message: SpooledMessage): void {
+    if (!message.body) return;
+    this.cachedBytes -= message.body.length;
+    delete message.body;
+  }
+
+  /** Records delivery progress (journal line, batched, no fsync). */
   saveState(state: MessageState): Promise<void> {
-    const snapshot = JSON.stringify(state);
-    const prev = this.writes.get(state.id) ?? Promise.resolve();
-    const next = prev.then(async () => {
-      const tmp = join(this.tmpDir, `${state.id}.${(this.stateSeq = (this.stateSeq + 1) % 1e9)}.json`);
-      try {
-        await writeFile(tmp, snapshot, { mode: 0o600 });
-        await rename(tmp, this.statePath(state.id));
-      } catch (e) {
-        await rm(tmp, { force: true }).catch(() => undefined);
-        this.opts.log.error({ id: state.id, err: (e as Error).message }, 'could not update spool state (kept in memory; will retry)');
-        throw e;
-      }
+    return this.journal.save(state).catch((e: unknown) => {
+      this.opts.log.error({ id: state.id, err: (e as Error).message }, 'could not write the spool journal (state kept in memory; written again with the next change)');
+      throw e;
     });
-    const tail = next.catch(() => undefined);
-    this.writes.set(state.id, tail);
-    void tail.then(() => {
-      if (this.writes.get(state.id) === tail) this.writes.delete(state.id);
-    });
-    return next;
   }
 
   /** The message reached every destination it needs: it leaves the spool. */
-  async remove(state: MessageState): Promise<void> {
-    await (this.writes.get(state.id) ?? Promise.resolve());
-    await unlink(this.statePath(state.id)).catch(ignoreEnoent);
-    await unlink(this.bodyPath(state.id)).catch(ignoreEnoent);
+  async remove(state: MessageState, message?: SpooledMessage): Promise<void> {
+    if (message) this.releaseBody(message);
+    await unlink(this.messagePath(state.id)).catch(ignoreEnoent);
     this.bytes -= state.size;
   }
 
-  /** Moves a message and its state (with the reason) to dead/. */
-  async moveToDead(state: MessageState, reason: string, now = Date.now()): Promise<void> {
-    await (this.writes.get(state.id) ?? Promise.resolve());
+  /** Moves a message to dead/: the message as dead/ID.eml, its state with the reason as dead/ID.json. */
+  async moveToDead(state: MessageState, reason: string, now = Date.now(), message?: SpooledMessage): Promise<void> {
+    if (message) this.releaseBody(message);
     state.dead = { at: now, reason };
     await writeFile(join(this.deadDir, `${state.id}.json`), JSON.stringify(state, null, 2), { mode: 0o600 });
-    await rename(this.bodyPath(state.id), join(this.deadDir, `${state.id}.eml`)).catch(ignoreEnoent);
-    await unlink(this.statePath(state.id)).catch(ignoreEnoent);
+    const eml = join(this.deadDir, `${state.id}.eml`);
+    try {
+      await rename(this.messagePath(state.id), eml);
+      await truncate(eml, state.size);
+    } catch (e) {
+      ignoreEnoent(e);
+    }
     this.bytes -= state.size;
   }
 
   /**
-   * Reads queue/ at start. A body without state was never acknowledged (the
-   * crash came between the two renames, before the 250): removed, logged. A
-   * state without body cannot be delivered: moved to dead/.
+   * Reads queue/ and the journal at start. A file without a valid trailer
+   * was never acknowledged (the relay stopped while receiving it): removed,
+   * logged. Spools of the first format (ID.eml + ID.json) are converted.
    */
   async load(): Promise<MessageState[]> {
-    const files = await readdir(this.queueDir);
-    const bodies = new Set(files.filter((f) => f.endsWith('.eml')).map((f) => f.slice(0, -4)));
-    const states: MessageState[] = [];
-    for (const f of files.filter((f) => f.endsWith('.json')).sort()) {
-      const id = f.slice(0, -5);
-      let state: MessageState;
-      try {
-        state = JSON.parse(await readFile(join(this.queueDir, f), 'utf8')) as MessageState;
-      } catch (e) {
-        this.opts.log.error({ file: f, err: (e as Error).message }, 'unreadable spool state moved to dead/');
-        await rename(join(this.queueDir, f), join(this.deadDir, `${id}.corrupt.json`)).catch(ignoreEnoent);
-        if (bodies.delete(id)) await rename(this.bodyPath(id), join(this.deadDir, `${id}.eml`)).catch(ignoreEnoent);
-        continue;
-      }
-      if (bodies.has(id)) {
-        const actual = await stat(this.bodyPath(id)).then((st) => st.size, () => -1);
-        if (actual !== state.size) {
-          this.opts.log.error({ id, expected: state.size, actual }, 'spool body size does not match its state (torn write before a crash): moved to dead/');
-          bodies.delete(id);
-          await rename(join(this.queueDir, f), join(this.deadDir, `${id}.torn.json`)).catch(ignoreEnoent);
-          await rename(this.bodyPath(id), join(this.deadDir, `${id}.torn.eml`)).catch(ignoreEnoent);
-          continue;
-        }
-      }
-      if (!bodies.delete(id)) {
-        this.opts.log.error({ id }, 'spool state without message body moved to dead/');
-        await rename(join(this.queueDir, f), join(this.deadDir, `${id}.nobody.json`)).catch(ignoreEnoent);
-        continue;
-      }
-      states.push(state);
-      this.bytes += state.size;
+    await this.convertV1();
+    const { states, incomplete, attempts } = await readQueue(this.dir);
+    for (const f of incomplete) {
+      this.opts.log.warn({ file: f }, 'removed an incomplete spool file (the relay stopped while receiving it: the client was never told it was accepted)');
+      await rm(join(this.queueDir, f), { force: true });
     }
-    for (const id of bodies) {
-      this.opts.log.warn({ id }, 'removed a spool body without state (crash before the 250: the client was never told it was accepted)');
-      await rm(this.bodyPath(id), { force: true });
-    }
-    const attempted = await this.attempts.reset();
     for (const state of states) {
+      this.bytes += state.size;
       for (const [dest, ds] of Object.entries(state.deliveries)) {
-        const n = attempted.get(`${state.id} ${dest}`);
+        const n = attempts.get(`${state.id} ${dest}`);
         if (ds && n !== undefined && n > ds.attempts) ds.inFlightSince ??= state.receivedAt;
       }
     }
+    await this.journal.reset(states);
     return states;
+  }
+
+  /** The spool's first format kept the state beside the body: append it as the trailer. */
+  private async convertV1(): Promise<void> {
+    const files = await readdir(this.queueDir);
+    const v1 = files.filter((f) => f.endsWith('.json'));
+    if (v1.length === 0) return;
+    for (const f of v1) {
+      const id = f.slice(0, -5);
+      const eml = join(this.queueDir, `${id}.eml`);
+      try {
+        const state = { ...(JSON.parse(await readFile(join(this.queueDir, f), 'utf8')) as Omit<MessageState, 'version'>), version: 2 as const };
+        const fh = await open(eml, 'a');
+        await fh.write(trailer(state));
+        await fh.sync();
+        await fh.close();
+        await rename(eml, this.messagePath(id));
+        await unlink(join(this.queueDir, f));
+      } catch (e) {
+        this.opts.log.error({ file: f, err: (e as Error).message }, 'could not convert a spool entry of the first format: moved to dead/');
+        await rename(join(this.queueDir, f), join(this.deadDir, f)).catch(() => undefined);
+        await rename(eml, join(this.deadDir, `${id}.eml`)).catch(() => undefined);
+      }
+    }
+    for (const f of await readdir(this.queueDir)) if (f.endsWith('.eml')) await rm(join(this.queueDir, f), { force: true });
+    await rm(join(this.dir, 'tmp'), { recursive: true, force: true });
+    await rm(join(this.dir, 'attempts.log'), { force: true });
+    this.opts.log.info({ messages: v1.length }, 'converted the spool to one file per message');
+  }
+
+  async close(): Promise<void> {
+    await this.journal.close();
+    await this.queueSync.close();
   }
 }
 
@@ -471,20 +587,30 @@ function ignoreEnoent(e: unknown): void {
 
 /** Lists a spool directory without a running relay (for `mail-continuity queue`). */
 export async function readSpoolDir(dir: string, which: 'queue' | 'dead'): Promise<MessageState[]> {
-  const d = join(dir, which);
-  let files: string[];
-  try {
-    files = await readdir(d);
-  } catch {
-    return [];
-  }
+  if (which === 'queue') return (await readQueue(dir)).states;
+  const d = join(dir, 'dead');
+  const files = await readdir(d).catch(() => [] as string[]);
   const out: MessageState[] = [];
   for (const f of files.filter((f) => f.endsWith('.json')).sort()) {
     try {
       out.push(JSON.parse(await readFile(join(d, f), 'utf8')) as MessageState);
     } catch {
-      // being rewritten or corrupt: skip in a listing
+      // being written or corrupt: skip in a listing
     }
   }
   return out;
+}
+
+/** One message of a spool directory (for `mail-continuity queue show`): its state and the file holding its bytes [0, size). */
+export async function readSpoolMessage(dir: string, which: 'queue' | 'dead', id: string): Promise<{ state: MessageState; path: string } | undefined> {
+  if (which === 'queue') {
+    const path = join(dir, 'queue', `${id}.msg`);
+    const state = await readTrailer(path);
+    if (!state) return undefined;
+    const d = (await readJournal(join(dir, 'journal.log'))).deliveries.get(id);
+    if (d) state.deliveries = d;
+    return { state, path };
+  }
+  const text = await readFile(join(dir, 'dead', `${id}.json`), 'utf8').catch(() => undefined);
+  return text === undefined ? undefined : { state: JSON.parse(text) as MessageState, path: join(dir, 'dead', `${id}.eml`) };
 }

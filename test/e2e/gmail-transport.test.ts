@@ -470,8 +470,9 @@ describe('Gmail API transport', () => {
     const t = transport();
     const { message } = await spool();
     const calls = gmailCalls();
-    await truncate(message.path, 150 * 1024 * 1024 + 1); // sparse: no 150 MB written
-    const [a] = await t.deliver(message, message.rcptTo);
+    const size = 150 * 1024 * 1024 + 1;
+    await truncate(message.path, size); // sparse: no 150 MB written
+    const [a] = await t.deliver({ ...message, size }, message.rcptTo);
     expect(a).toMatchObject({ status: 'failed', detail: expect.stringMatching(/exceeds Gmail's import limit/) });
     const [b] = await t.deliver({ ...message, path: join(dir, 'gone.eml') }, message.rcptTo);
     expect(b).toMatchObject({ status: 'failed', detail: expect.stringMatching(/unreadable/) });

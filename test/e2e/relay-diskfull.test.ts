@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { startRelay, type Relay } from '../../src/relay/relay.js';
+import { readSpoolDir } from '../../src/relay/spool.js';
 import { startPostfix, type PostfixInstance } from '../harness/postfix.js';
 import { RawSmtp, relayTestConfig } from '../harness/smtp-tools.js';
 
@@ -79,9 +80,9 @@ describe('relay with a full spool disk', () => {
       }
       expect(accepted.length).toBeGreaterThanOrEqual(5);
       expect(refused).toHaveLength(2);
-      // No partial message files (state rewrites of deferred messages may be in flight), exactly the accepted messages in the queue.
-      expect((await readdir(join(spool, 'tmp'))).filter((f) => f.endsWith('.eml'))).toEqual([]);
-      expect((await readdir(join(spool, 'queue'))).filter((f) => f.endsWith('.eml'))).toHaveLength(accepted.length);
+      // No partial message files: exactly the accepted messages in the queue, each complete.
+      expect(await readdir(join(spool, 'queue'))).toHaveLength(accepted.length);
+      expect((await readSpoolDir(spool, 'queue')).map((s) => s.messageId).sort()).toEqual([...accepted].sort());
       expect(await relay.metrics.registry.metrics()).toMatch(/relay_smtp_rejected_total\{instance="diskfull",reason="spool-full"\} 2/);
 
       // A relay that keeps a free-space reserve refuses already at MAIL FROM.

@@ -214,7 +214,7 @@ describe('relay SMTP security', () => {
     expect(msgs.find((x) => x.messageId === 'tls@partner.example.net')!.raw).toMatch(/with ESMTPS id/);
   }, 60_000);
 
-  it('backpressure: with the delivery backlog over its bound, MAIL gets 451 4.3.2; after it drains, mail is taken again', async () => {
+  it('backpressure: with the delivery backlog over its bound, MAIL waits backlogWaitMs, then gets 451 4.3.2; a MAIL held while it drains gets 250', async () => {
     let release: () => void = () => undefined;
     const gate = new Promise<void>((r) => (release = r));
     const slow: Transport = {
@@ -225,11 +225,14 @@ describe('relay SMTP security', () => {
       },
       async close() {},
     };
-    const r = await relay({ tuning: { maxBacklog: 2 } }, { primary: slow });
+    const r = await relay({ tuning: { maxBacklog: 2, backlogWaitMs: 1500 } }, { primary: slow });
     const replies: string[] = [];
+    const waited: number[] = [];
     for (let i = 0; i < 5; i++) {
       const s = await session(r.smtpPort);
+      const t0 = Date.now();
       replies.push(await s.cmd('MAIL FROM:<a@partner.example.net>'));
+      waited.push(Date.now() - t0);
       if (/^250/.test(replies.at(-1)!)) {
         await s.cmd('RCPT TO:<alice@corp.example.com>');
         await s.cmd('DATA');
@@ -239,7 +242,15 @@ describe('relay SMTP security', () => {
     }
     expect(replies.filter((x) => /^250/.test(x))).toHaveLength(3);
     expect(replies.filter((x) => /^451 4\.3\.2 /.test(x))).toHaveLength(2);
+    expect(waited.filter((ms, i) => /^451/.test(replies[i]!) && ms >= 1400)).toHaveLength(2);
+    const held = await session(r.smtpPort);
+    const t0 = Date.now();
+    const heldReply = held.cmd('MAIL FROM:<a@partner.example.net>');
+    await new Promise((res) => setTimeout(res, 300));
     release();
+    expect(await heldReply).toMatch(/^250/);
+    expect(Date.now() - t0).toBeLessThan(1400);
+    held.close();
     await waitUntil('backlog drained', 20_000, () => r.scheduler.backlog() === 0 && r.scheduler.size === 0);
     const s = await session(r.smtpPort);
     expect(await s.cmd('MAIL FROM:<a@partner.example.net>')).toMatch(/^250/);
@@ -254,7 +265,7 @@ describe('relay SMTP security', () => {
     expect(await s.cmd('RCPT TO:<alice@corp.example.com>')).toMatch(/^250/);
     expect(await s.cmd('DATA')).toMatch(/^354/);
     s.write(`Subject: cut\r\nMessage-ID: <cut@partner.example.net>\r\n\r\n${'half a message\r\n'.repeat(2000)}`);
-    await waitUntil('partial body being written', 10_000, async () => (await spoolFiles(r)).some((f) => f.endsWith('.eml')));
+    await waitUntil('partial body being written', 10_000, async () => (await spoolFiles(r)).some((f) => f.endsWith('.msg')));
     s.close();
     await waitUntil('partial body removed', 10_000, async () => (await spoolFiles(r)).length === 0);
     const ok = await swaks({ port: r.smtpPort, to: 'alice@corp.example.com', headers: ['Message-ID: <after-cut@partner.example.net>'] });
@@ -293,7 +304,7 @@ describe('relay SMTP security', () => {
     expect(await busy.cmd('RCPT TO:<alice@corp.example.com>')).toMatch(/^250/);
     expect(await busy.cmd('DATA')).toMatch(/^354/);
     busy.write('Subject: during stop\r\nMessage-ID: <during-stop@partner.example.net>\r\n\r\nfirst half\r\n');
-    await waitUntil('body being written', 10_000, async () => (await spoolFiles(r)).some((f) => f.endsWith('.eml')));
+    await waitUntil('body being written', 10_000, async () => (await spoolFiles(r)).some((f) => f.endsWith('.msg')));
     const t0 = Date.now();
     const stopping = r.stop();
     await waitUntil('listener closed', 10_000, async () => !(await RawSmtp.open(r.smtpPort).then((x) => (x.close(), true), () => false)));

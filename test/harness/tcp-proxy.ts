@@ -9,6 +9,8 @@
 //   open()           forwards again.
 // Either close() also cuts the connections in flight. Without traffic of its
 // own to the server, every attempt counted while reset is a health probe.
+// `replyDelayMs` holds every chunk from the server for that long (in order): a
+// slow Exchange, so a test can build a delivery backlog on purpose.
 import { createServer, connect, type Server, type Socket } from 'node:net';
 
 export interface TcpProxy {
@@ -24,7 +26,7 @@ export interface TcpProxy {
   stop(): Promise<void>;
 }
 
-export async function startTcpProxy(o: { port: number; targetPort: number; targetHost?: string }): Promise<TcpProxy> {
+export async function startTcpProxy(o: { port: number; targetPort: number; targetHost?: string; replyDelayMs?: number }): Promise<TcpProxy> {
   const host = '127.0.0.1';
   const sockets = new Set<Socket>();
   let state: TcpProxy['state'] = 'open';
@@ -55,7 +57,10 @@ export async function startTcpProxy(o: { port: number; targetPort: number; targe
     client.once('close', cut);
     upstream.once('close', cut);
     client.pipe(upstream);
-    upstream.pipe(client);
+    if (o.replyDelayMs) {
+      const delay = o.replyDelayMs;
+      upstream.on('data', (c: Buffer) => setTimeout(() => client.destroyed || client.write(c), delay));
+    } else upstream.pipe(client);
   };
   const listen = () =>
     new Promise<void>((resolve, reject) => {

@@ -86,6 +86,7 @@ beforeEach(async () => {
 afterEach(async () => {
   await parts?.scheduler.stop(2000);
   await parts?.audit.close();
+  await parts?.spool.close();
   await rm(dir, { recursive: true, force: true });
 });
 

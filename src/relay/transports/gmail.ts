@@ -9,6 +9,7 @@
 // that the pacing exists to avoid.
 import { createReadStream, readFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
+import { Readable } from 'node:stream';
 import { gmail as gmailApi, type gmail_v1 } from '@googleapis/gmail';
 import { JWT } from 'google-auth-library';
 import type { Logger } from 'pino';
@@ -444,7 +445,7 @@ export function createGmailTransport(config: RelayConfig, deps: GmailTransportDe
         return { ok: false, kind: 'deferred', detail: `duplicate check: ${f.detail}`, retryAfterMs };
       }
     }
-    const body = createReadStream(message.path);
+    const body = message.body ? Readable.from([message.body]) : createReadStream(message.path, { start: 0, end: message.size - 1 });
     try {
       const params: gmail_v1.Params$Resource$Users$Messages$Import = {
         userId: mailbox,
@@ -504,9 +505,9 @@ export function createGmailTransport(config: RelayConfig, deps: GmailTransportDe
       return recipients.map((recipient) => ({ recipient, status: 'deferred', detail: 'Gmail transport is closed' }));
     }
     // A missing or oversized spool file never gets better: fail without calling Google.
-    let size: number;
+    const size = message.size;
     try {
-      size = (await stat(message.path)).size;
+      if (!message.body) await stat(message.path);
     } catch (err) {
       const detail = `spool file ${message.path} unreadable: ${(err as Error).message}`;
       return recipients.map((recipient) => ({ recipient, status: 'failed', detail }));
