@@ -588,16 +588,13 @@ export class SmtpPool {
    * signal: the scheduler passes the same one to every delivery in flight.
    */
   private watch(signal: AbortSignal, f: () => void): () => void {
-    let set = this.aborts.get(signal);
-    if (!set) {
-      const fs = new Set<() => void>();
-      signal.addEventListener('abort', () => fs.forEach((g) => g()), { once: true });
-      this.aborts.set(signal, fs);
-      set = fs;
+    const set = this.aborts.get(signal) ?? new Set<() => void>();
+    if (!this.aborts.has(signal)) {
+      this.aborts.set(signal, set);
+      signal.addEventListener('abort', () => set.forEach((g) => g()), { once: true });
     }
-    const s = set;
-    s.add(f);
-    return () => s.delete(f);
+    set.add(f);
+    return () => set.delete(f);
   }
 
   private connection(): Connection {
@@ -612,7 +609,9 @@ export class SmtpPool {
 
   /** A slot, with a cached connection when one is idle. Waiters are served in FIFO order. */
   private lease(signal?: AbortSignal): Promise<Connection | undefined> {
-    const idle = this.idle.pop();
+    let idle = this.idle.pop();
+    // One that failed a moment ago (its close event is still to come) is skipped.
+    while (idle && !idle.usable) idle = this.idle.pop();
     if (idle) {
       idle.unpark();
       this.leases++;
