@@ -54,7 +54,7 @@ export const RelayConfig = z
         maxLineLength: z.number().int().min(1024).max(16_777_216).default(65_536).describe('Longest line (command or data) before the client is disconnected.'),
         maxBacklog: z.number().int().min(1).default(2000).describe('Messages ready for delivery but not yet delivered above which MAIL waits (backlogWaitMs), then gets 451 4.3.2.'),
         backlogWaitMs: z.number().int().min(0).max(300_000).default(30_000).describe('How long MAIL waits for the delivery backlog to drop below maxBacklog before 451 4.3.2 (slows senders down instead of turning them away).'),
-        bodyCacheBytes: z.number().int().min(0).default(64 * 1024 * 1024).describe('Message bodies kept in memory for their first delivery attempts (others are read from the spool).'),
+        bodyCacheBytes: z.number().int().min(0).default(32 * 1024 * 1024).describe('Message bodies kept in memory for their first delivery attempts (others are read from the spool).'),
         spoolMinFreeBytes: z.number().int().min(0).default(64 * 1024 * 1024).describe('Refuse mail (452 4.3.1) when the spool file system has less free space (Postfix queue_minfree).'),
         fsync: z.boolean().default(true).describe('fsync before 250. Never false in production.'),
         greetingDelay: z.boolean().default(true).describe("Keep smtp-server's 100 ms pre-greeting pause, rejecting clients that talk first (421)."),

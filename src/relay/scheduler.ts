@@ -10,7 +10,7 @@ import type { AuditLog } from './audit.js';
 import type { RelayConfig } from './config.js';
 import type { FailoverState } from './failover-state.js';
 import type { RelayMetrics } from './metrics.js';
-import { decideBackup, type MessageFacts } from './policy.js';
+import { decideBackup, messageDeadlineMs, type MessageFacts } from './policy.js';
 import type { DestinationState, MessageState, Spool } from './spool.js';
 import { TokenBucket } from './transports/gmail.js';
 import type { Destination, RecipientOutcome, SpooledMessage, Transport } from './types.js';
@@ -19,16 +19,94 @@ const DESTINATIONS: readonly Destination[] = ['primary', 'backup'];
 /** Attempts in a row that defer every recipient before a destination counts as down. */
 const SUSPEND_AFTER = 5;
 
-interface Entry {
-  state: MessageState;
-  message: SpooledMessage;
-  facts: MessageFacts;
-  busy: Set<Destination>;
+/** A set of destinations in one small number (a queue of 50,000 messages holds three per message). */
+class Destinations implements Iterable<Destination> {
+  private bits = 0;
+  has(d: Destination): boolean {
+    return (this.bits & bit(d)) !== 0;
+  }
+  add(d: Destination): void {
+    this.bits |= bit(d);
+  }
+  delete(d: Destination): void {
+    this.bits &= ~bit(d);
+  }
+  get size(): number {
+    return (this.bits & 1) + ((this.bits >> 1) & 1);
+  }
+  *[Symbol.iterator](): Iterator<Destination> {
+    for (const d of DESTINATIONS) if (this.has(d)) yield d;
+  }
+}
+const bit = (d: Destination) => (d === 'primary' ? 1 : 2);
+
+/**
+ * One message in the queue. While it is being worked on its state is parsed
+ * (`state`, `message`, `facts`); while it only waits (a retry later, a
+ * destination that is down) it is frozen to its JSON text, which takes a
+ * fraction of the memory of the objects: a backlog of 50,000 messages while
+ * Exchange is down must fit in a small pod. Reading `state` thaws it.
+ */
+class Entry {
+  readonly id: string;
+  readonly receivedAt: number;
+  readonly busy = new Destinations();
   /** Destinations whose ready queue or timer heap holds this entry. */
-  queued: Set<Destination>;
+  readonly queued = new Destinations();
   /** Destinations with pending recipients (for the queue depth gauge). */
-  pendingAt: Set<Destination>;
-  closing: boolean;
+  pendingAt = new Destinations();
+  closing = false;
+  /** Recovery after a restart is checking the destinations: not frozen meanwhile. */
+  recovering = false;
+  /** FailoverOnly: some recipient has no backup decision yet (the sweep looks again). */
+  undecided = false;
+  private live: { state: MessageState; message: SpooledMessage; facts: MessageFacts } | undefined;
+  private frozen: string | undefined;
+
+  constructor(
+    state: MessageState,
+    message: SpooledMessage,
+    private readonly spool: Spool,
+  ) {
+    this.id = state.id;
+    this.receivedAt = state.receivedAt;
+    this.live = { state, message, facts: { mailFrom: state.mailFrom, headers: state.headers ?? [], receivedAt: state.receivedAt } };
+  }
+
+  private thaw(): NonNullable<Entry['live']> {
+    if (!this.live) {
+      const state = JSON.parse(this.frozen!) as MessageState;
+      this.frozen = undefined;
+      this.live = { state, message: this.spool.toMessage(state), facts: { mailFrom: state.mailFrom, headers: state.headers ?? [], receivedAt: state.receivedAt } };
+    }
+    return this.live;
+  }
+
+  get state(): MessageState {
+    return this.thaw().state;
+  }
+  get message(): SpooledMessage {
+    return this.thaw().message;
+  }
+  get facts(): MessageFacts {
+    return this.thaw().facts;
+  }
+  get isFrozen(): boolean {
+    return this.live === undefined;
+  }
+
+  /** The state without thawing (a parsed copy when frozen). */
+  peek(): MessageState {
+    return this.live ? this.live.state : (JSON.parse(this.frozen!) as MessageState);
+  }
+
+  /** Only an entry nobody is working on; its cached body is dropped too. */
+  freeze(): void {
+    if (!this.live || this.busy.size > 0 || this.recovering || this.closing) return;
+    this.spool.releaseBody(this.live.message);
+    this.frozen = JSON.stringify(this.live.state);
+    this.live = undefined;
+  }
 }
 
 /** A binary min-heap of timers. */
@@ -162,6 +240,7 @@ export class Scheduler {
   private readonly now: () => number;
   private readonly random: () => number;
   private readonly retentionMs: number;
+  private readonly deadlineMs: number;
   private replay: TokenBucket | null = null;
   private wakeTimer: NodeJS.Timeout | undefined;
   private wakeAt = Infinity;
@@ -174,6 +253,7 @@ export class Scheduler {
     this.random = d.random ?? Math.random;
     this.concurrency = { primary: d.config.tuning.primaryConcurrency, backup: d.config.tuning.backupConcurrency };
     this.retentionMs = parseDuration(d.config.spec.relay.spool.retention);
+    this.deadlineMs = messageDeadlineMs(d.config.spec);
     this.instance = d.config.instance;
     d.failover.on('change', (snap, wasActive) => {
       d.metrics.failoverActive.set({ instance: this.instance }, snap.active ? 1 : 0);
@@ -290,13 +370,12 @@ export class Scheduler {
     this.resume('primary');
     this.setReplayRate(rate);
     const moved = this.timers.removeWhere((t) => t.dest === 'primary');
+    // Straight into the retry queue, still frozen: they are thawed one at a time as the pacing lets them go.
     for (const t of moved) {
       const e = this.entries.get(t.id);
       if (!e) continue;
-      e.queued.delete('primary');
-      const ds = e.state.deliveries.primary;
-      if (ds) ds.nextAttemptAt = 0;
-      this.enqueue(e);
+      if (e.closing || e.busy.has('primary') || !e.pendingAt.has('primary')) e.queued.delete('primary');
+      else this.retry.primary.push(e.id);
     }
     this.d.log.info(
       { replay: moved.length, maxMessagesPerSecond: rate },
@@ -307,16 +386,7 @@ export class Scheduler {
 
   /** Takes a committed message (from inbound, with its body in memory if cached, or from the spool at start). */
   add(state: MessageState, opts: { recovered?: boolean; message?: SpooledMessage } = {}): void {
-    const headers = state.headers ?? [];
-    const entry: Entry = {
-      state,
-      message: opts.message ?? this.d.spool.toMessage(state),
-      facts: { mailFrom: state.mailFrom, headers, receivedAt: state.receivedAt },
-      busy: new Set(),
-      queued: new Set(),
-      pendingAt: new Set(),
-      closing: false,
-    };
+    const entry = new Entry(state, opts.message ?? this.d.spool.toMessage(state), this.d.spool);
     this.entries.set(state.id, entry);
     if (opts.recovered) void this.recover(entry);
     else this.evaluate(entry, false);
@@ -324,6 +394,15 @@ export class Scheduler {
 
   /** After a crash: attempts that were in flight may or may not have reached the destination. */
   private async recover(entry: Entry): Promise<void> {
+    entry.recovering = true;
+    try {
+      await this.recoverAttempts(entry);
+    } finally {
+      entry.recovering = false;
+    }
+  }
+
+  private async recoverAttempts(entry: Entry): Promise<void> {
     let dirty = false;
     for (const dest of DESTINATIONS) {
       const ds = entry.state.deliveries[dest];
@@ -379,6 +458,7 @@ export class Scheduler {
     const primary = st.deliveries.primary!;
     // 1. backup decisions for recipients without one
     const excluded = new Map<string, string[]>();
+    entry.undecided = false;
     for (const rcpt of st.rcptTo) {
       if (st.deliveries.backup?.recipients[rcpt]) continue;
       const p = primary.recipients[rcpt];
@@ -387,6 +467,7 @@ export class Scheduler {
         now,
         primaryDelivered: p !== undefined && p.status !== 'pending',
       });
+      if (decision.reason === 'not-needed') entry.undecided = true;
       if (decision.reason === 'not-needed' || decision.reason === 'primary-delivered') continue;
       st.deliveries.backup ??= { recipients: {}, attempts: 0, nextAttemptAt: 0 };
       dirty = true;
@@ -406,7 +487,7 @@ export class Scheduler {
       );
     }
     // 2. pending work per destination
-    const pendingAt = new Set<Destination>();
+    const pendingAt = new Destinations();
     let failed = false;
     for (const dest of DESTINATIONS) {
       const ds = st.deliveries[dest];
@@ -443,7 +524,7 @@ export class Scheduler {
     this.pump();
   }
 
-  private setPending(entry: Entry, now: Set<Destination>): void {
+  private setPending(entry: Entry, now: Destinations): void {
     for (const dest of DESTINATIONS) {
       const had = entry.pendingAt.has(dest);
       const has = now.has(dest);
@@ -457,22 +538,29 @@ export class Scheduler {
     let soon = entry.busy.size > 0;
     for (const dest of entry.pendingAt) {
       const ds = entry.state.deliveries[dest]!;
-      if (ds.nextAttemptAt <= now) soon = true;
+      if (ds.nextAttemptAt <= now && !this.isDown(dest)) soon = true;
       if (entry.busy.has(dest) || entry.queued.has(dest)) continue;
       entry.queued.add(dest);
-      if (ds.nextAttemptAt <= now) this.pushReady(dest, entry.state.id, ds.attempts);
+      if (ds.nextAttemptAt <= now) this.pushReady(dest, entry.id, ds.attempts);
       else {
-        this.timers.push({ at: ds.nextAttemptAt, id: entry.state.id, dest });
+        this.timers.push({ at: ds.nextAttemptAt, id: entry.id, dest });
         this.armWake();
       }
     }
-    // Waiting for a retry: the body is read from the spool file when the time comes.
-    if (!soon) this.d.spool.releaseBody(entry.message);
+    // Only waiting (a retry later, or a destination that is down): frozen, the body read from the file when its time comes.
+    if (!soon) entry.freeze();
   }
 
   /** The states of the messages in the queue (for the spool journal's compaction). */
   private *liveStates(): Iterable<MessageState> {
-    for (const e of this.entries.values()) yield e.state;
+    for (const e of this.entries.values()) yield e.peek();
+  }
+
+  /** Messages frozen while they wait (for tests and the metrics). */
+  get frozenCount(): number {
+    let n = 0;
+    for (const e of this.entries.values()) if (e.isFrozen) n++;
+    return n;
   }
 
   private armWake(): void {
@@ -627,21 +715,27 @@ export class Scheduler {
     const now = this.now();
     for (const entry of [...this.entries.values()]) {
       if (entry.closing) continue;
-      if (now - entry.state.receivedAt > this.retentionMs) {
-        if (entry.busy.size > 0) continue;
+      if (now - entry.receivedAt > this.retentionMs) {
+        if (entry.busy.size > 0 || entry.recovering) continue;
         this.expire(entry, now);
         continue;
       }
-      if (entry.busy.size === 0 && entry.pendingAt.has('primary')) this.evaluate(entry, false);
+      // A backup copy may have become due (FailoverOnly: failover active, or the messageDeadline passed).
+      if (entry.undecided && entry.busy.size === 0 && !entry.recovering && entry.pendingAt.has('primary') && this.backupMayBeDue(entry, now)) this.evaluate(entry, false);
     }
     this.updateGauges();
+  }
+
+  private backupMayBeDue(entry: Entry, now: number): boolean {
+    const spec = this.d.config.spec;
+    return this.d.failover.isActive || spec.failover.manual === 'Active' || now - entry.receivedAt >= this.deadlineMs;
   }
 
   private expire(entry: Entry, now: number): void {
     const st = entry.state;
     entry.closing = true;
     this.entries.delete(st.id);
-    this.setPending(entry, new Set());
+    this.setPending(entry, new Destinations());
     const left: Record<string, string[]> = {};
     for (const dest of DESTINATIONS) {
       const ds = st.deliveries[dest];
@@ -698,6 +792,6 @@ export class Scheduler {
   /** For tests and the metrics: a copy of the in-memory state of one message. */
   inspect(id: string): MessageState | undefined {
     const e = this.entries.get(id);
-    return e && (JSON.parse(JSON.stringify(e.state)) as MessageState);
+    return e && (JSON.parse(JSON.stringify(e.peek())) as MessageState);
   }
 }

@@ -135,7 +135,7 @@ export interface SpoolOptions {
   fsync?: boolean;
   /** Refuse new mail (452 4.3.1) when the file system has less free space than this. */
   minFreeBytes?: number;
-  /** Message bodies kept in memory for their first delivery attempts (default 64 MiB). */
+  /** Message bodies kept in memory for their first delivery attempts (default 32 MiB). */
   bodyCacheBytes?: number;
   /** Journal size that triggers a compaction (default 16 MiB). */
   journalMaxBytes?: number;
@@ -407,7 +407,7 @@ export class Spool {
     this.queueDir = join(dir, 'queue');
     this.deadDir = join(dir, 'dead');
     this.fsyncEnabled = opts.fsync ?? true;
-    this.cacheBudget = opts.bodyCacheBytes ?? 64 * 1024 * 1024;
+    this.cacheBudget = opts.bodyCacheBytes ?? 32 * 1024 * 1024;
     this.queueSync = new DirSyncer(this.queueDir, this.fsyncEnabled);
     this.journal = new Journal(join(dir, 'journal.log'), opts.journalMaxBytes ?? 16 * 1024 * 1024, opts.log);
   }

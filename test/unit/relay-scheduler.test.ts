@@ -113,6 +113,32 @@ describe('scheduler', () => {
     expect(text).toMatch(/relay_deliveries_total\{instance="relay-test",destination="primary",outcome="delivered"\} 1/);
   });
 
+  it('a message that waits is frozen (state as JSON, body out of memory); its retry reads the body from the spool file', async () => {
+    const seen: Array<{ cached: boolean; bytes: string }> = [];
+    await setup(
+      { mode: 'FailoverOnly' },
+      async (m, r, call) => {
+        seen.push({ cached: m.body !== undefined, bytes: (m.body ?? (await readFile(m.path)).subarray(0, m.size)).toString() });
+        return call === 1 ? defer(m, r, call) : ok(m, r, call);
+      },
+      ok,
+      { minBackoffMs: 400, maxBackoffMs: 400 },
+    );
+    const w = await parts.spool.create();
+    await w.write(Buffer.from('Subject: frozen\r\n\r\nbody\r\n'));
+    const { state, message } = await w.commit({ mailFrom: 's@partner.example.net', rcptTo: ['a@corp.example.com'], receivedAt: Date.now(), client: { address: '127.0.0.1', helo: 'x' }, headers: [], deliveries: { primary: { recipients: { 'a@corp.example.com': { status: 'pending' } }, attempts: 0, nextAttemptAt: 0 } } });
+    expect(message.body).toBeDefined();
+    parts.scheduler.add(state, { message });
+    await until('deferred and frozen', () => parts.scheduler.frozenCount === 1);
+    expect(parts.spool.cachedBytes).toBe(0);
+    expect(parts.scheduler.inspect(state.id)!.deliveries.primary!.attempts).toBe(1);
+    await until('delivered', () => parts.scheduler.size === 0);
+    expect(seen).toEqual([
+      { cached: true, bytes: 'Subject: frozen\r\n\r\nbody\r\n' },
+      { cached: false, bytes: 'Subject: frozen\r\n\r\nbody\r\n' },
+    ]);
+  });
+
   it('waits at least retryAfterMs from the transport', async () => {
     await setup({ mode: 'FailoverOnly' }, (m, r, call) => (call === 1 ? r.map((x) => ({ recipient: x, status: 'deferred', detail: '429', retryAfterMs: 400 })) : ok(m, r, call)));
     parts.scheduler.add(await put());
@@ -255,6 +281,8 @@ describe('scheduler', () => {
     // New mail for a destination that is down is not intake backlog (intake must go on during an outage).
     expect(parts.scheduler.backlog()).toBeLessThanOrEqual(1);
     expect(parts.primary.calls.length).toBe(callsWhenDown);
+    // Waiting for a destination that is down: frozen (a large backlog stays small in memory).
+    expect(parts.scheduler.frozenCount).toBeGreaterThanOrEqual(24);
     up = true;
     await until('delivered after the probe', () => parts.scheduler.size === 0, 10_000);
     expect(parts.scheduler.isDown('primary')).toBe(false);
