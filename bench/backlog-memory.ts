@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import { freePort, waitForPort } from '../test/harness/postfix.js';
 import { relayTestConfig, smtpSource, startSmtpSink } from '../test/harness/smtp-tools.js';
 
-const { values } = parseArgs({ options: { messages: { type: 'string', default: '50000' }, node: { type: 'string', default: '' } } });
+const { values } = parseArgs({ options: { messages: { type: 'string', default: '50000' }, node: { type: 'string', default: '' }, cgroup: { type: 'string', default: '' } } });
 const messages = Number(values.messages);
 const b = await startSmtpSink({ backlog: 512 });
 const dir = await mkdtemp(join(tmpdir(), 'mem-relay-'));
@@ -19,6 +19,7 @@ const config = relayTestConfig({ spool: join(dir, 'spool'), primaryPort: await f
 config.http.port = httpPort;
 await writeFile(join(dir, 'relay.json'), JSON.stringify(config));
 const child = spawn(process.execPath, [...values.node.split(' ').filter(Boolean), 'dist/src/cli.js', 'relay', '--config', join(dir, 'relay.json')], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, NODE_OPTIONS: '' } });
+if (values.cgroup) await writeFile(`${values.cgroup}/cgroup.procs`, String(child.pid));
 await waitForPort(port, 'up', 60_000);
 await smtpSource({ port, messages, sessions: 20, to: 'user@corp.example.com', numberRecipients: true, length: 10240, reuseConnections: true, timeoutMs: 900_000 });
 await b.waitForCount(messages, 600_000);

@@ -11,6 +11,7 @@ import { relayTestConfig, smtpSource, startSmtpSink } from '../test/harness/smtp
 const { values } = parseArgs({
   options: {
     messages: { type: 'string', default: '5000' },
+    node: { type: 'string', default: '' },
     sessions: { type: 'string', default: '20' },
     reuse: { type: 'string', default: 'yes' },
     size: { type: 'string', default: '10240' },
@@ -42,7 +43,7 @@ const config = relayTestConfig({
   },
 });
 await writeFile(join(dir, 'relay.json'), JSON.stringify(config));
-const args = [
+const args = [...values.node.split(' ').filter(Boolean), 
   ...(values.prof ? ['--cpu-prof', '--cpu-prof-dir', values.prof] : []),
   'dist/src/cli.js',
   'relay',

@@ -19,7 +19,7 @@
 // --backlog N: N messages with the primary's sink not running (Exchange stopped):
 // peak memory while the backlog builds and after.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdir, readFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -115,6 +115,30 @@ async function startPostfixTarget(primary: number, backup: number): Promise<Targ
   };
 }
 
+/**
+ * A memory cgroup with the relay pod's default limit (limits.memory 256Mi in
+ * the StatefulSet), so Node sizes its heap as it would in the pod; undefined
+ * where the machine has no writable memory cgroup (then the relay runs unlimited).
+ */
+async function podMemoryLimit(): Promise<string | undefined> {
+  const limit = String(256 * 1024 * 1024);
+  for (const [base, file] of [
+    ['/sys/fs/cgroup/memory', 'memory.limit_in_bytes'],
+    ['/sys/fs/cgroup', 'memory.max'],
+  ] as const) {
+    const dir = join(base, 'mail-continuity-bench');
+    try {
+      await mkdir(dir, { recursive: true });
+      await writeFile(join(dir, file), limit);
+      return dir;
+    } catch {
+      // not this hierarchy
+    }
+  }
+  return undefined;
+}
+const cgroup = await podMemoryLimit();
+
 async function startRelayTarget(primary: number, backup: number): Promise<Target> {
   const dir = await mkdtemp(join(tmpdir(), 'bench-relay-'));
   const port = await freePort();
@@ -134,6 +158,7 @@ async function startRelayTarget(primary: number, backup: number): Promise<Target
     stdio: ['ignore', 'ignore', 'inherit'],
     env: { ...process.env, NODE_OPTIONS: '' },
   });
+  if (cgroup) await writeFile(join(cgroup, 'cgroup.procs'), String(child.pid));
   await waitForPort(port, 'up', 60_000);
   return {
     name: 'relay',
@@ -324,6 +349,9 @@ const lines = [
   `${new Date().toISOString()}, ${cpus().length} CPU (${cpus()[0]?.model ?? '?'}), Node ${process.version}, spool and Postfix queue on ${tmpdir()}.`,
   `${messages} messages of ${size} bytes per run from smtp-source (-N: distinct recipients; "reuse" = -d, several messages per connection),`,
   'each target delivering every message to two smtp-sinks. End to end counts messages (each at both sinks).',
+  cgroup
+    ? 'The relay runs in a memory cgroup with its pod\'s default limit (256 MiB), so Node sizes its heap as in the pod; Postfix runs without one.'
+    : 'No memory cgroup could be made here: the relay ran without its pod\'s memory limit (Node sizes its heap from the machine).',
   '',
   '| reuse | sessions | Postfix end to end msg/s | relay end to end msg/s | relay / Postfix | Postfix intake msg/s | relay intake msg/s | p99 accept ms (Postfix / relay) | peak memory MB (Postfix PSS / relay RSS) |',
   '|---|---:|---:|---:|---:|---:|---:|---:|---:|',

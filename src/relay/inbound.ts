@@ -149,8 +149,12 @@ export async function startInbound(deps: InboundDeps): Promise<Inbound> {
   if (spec.relay.requireTLS && !tls) throw new Error('spec.relay.requireTLS is set but paths.tlsCert/paths.tlsKey are not: the relay has no certificate to offer');
   const reject = (reason: string) => metrics.rejected.inc({ instance, reason });
   const perAddress = new Map<string, number>();
-  /** Connection id -> aborted when the client goes away (smtp-server leaves an open DATA stream hanging). */
-  const gone = new Map<string, AbortController>();
+  /**
+   * Connection id -> told when the client goes away (smtp-server leaves an open DATA stream
+   * hanging). A plain object, not an AbortController: one per connection, and aborting one
+   * builds a DOMException with a stack trace.
+   */
+  const gone = new Map<string, { left: boolean; onLeave?: () => void }>();
   const inflightData = new Set<Promise<void>>();
   let closing = false;
 
@@ -247,9 +251,9 @@ export async function startInbound(deps: InboundDeps): Promise<Inbound> {
    */
   async function backlogBelowLimit(sessionId: string): Promise<boolean> {
     const deadline = Date.now() + t.backlogWaitMs;
-    const signal = gone.get(sessionId)?.signal;
+    const conn = gone.get(sessionId);
     while (queue.backlog() > t.maxBacklog) {
-      if (Date.now() >= deadline || signal?.aborted || closing) return false;
+      if (Date.now() >= deadline || conn?.left || closing) return false;
       await new Promise((r) => setTimeout(r, Math.min(25, Math.max(1, deadline - Date.now()))));
     }
     return true;
@@ -264,13 +268,13 @@ export async function startInbound(deps: InboundDeps): Promise<Inbound> {
   async function receive(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<string> {
     // A client that disconnects (or times out) mid-DATA: end the stream, drop the partial file.
     const onGone = () => stream.destroy(new Error('client went away during DATA'));
-    const goneSignal = gone.get(session.id)?.signal;
-    if (goneSignal?.aborted) onGone();
-    goneSignal?.addEventListener('abort', onGone, { once: true });
+    const conn = gone.get(session.id);
+    if (conn?.left) onGone();
+    else if (conn) conn.onLeave = onGone;
     try {
       return await receiveMessage(stream, session);
     } finally {
-      goneSignal?.removeEventListener('abort', onGone);
+      if (conn) delete conn.onLeave;
     }
   }
 
@@ -409,10 +413,11 @@ export async function startInbound(deps: InboundDeps): Promise<Inbound> {
   connections.add = (c: Conn) => {
     const addr = c.remoteAddress;
     perAddress.set(addr, (perAddress.get(addr) ?? 0) + 1);
-    const ac = new AbortController();
-    gone.set(c.id, ac);
+    const conn: { left: boolean; onLeave?: () => void } = { left: false };
+    gone.set(c.id, conn);
     c._socket.once('close', () => {
-      ac.abort();
+      conn.left = true;
+      conn.onLeave?.();
       gone.delete(c.id);
       const n = (perAddress.get(addr) ?? 1) - 1;
       if (n <= 0) perAddress.delete(addr);
