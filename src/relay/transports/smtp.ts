@@ -8,23 +8,11 @@ import type { RelayConfig } from '../config.js';
 import { isLoopbackHost } from '../net.js';
 import type { Destination, RecipientOutcome, SpooledMessage, Transport } from '../types.js';
 import { mapAddress, type AddressRule } from './gmail.js';
-import { SmtpPool } from './smtp-client.js';
+import { SmtpPool, type SmtpClientOptions } from './smtp-client.js';
 
-export interface SmtpTransportOptions {
+export interface SmtpTransportOptions extends SmtpClientOptions {
   destination: Destination;
-  host: string;
-  port: number;
-  tls: 'STARTTLS' | 'Implicit' | 'None';
-  /** STARTTLS only when offered (never with credentials). */
-  opportunisticTLS?: boolean;
-  insecureSkipTLSVerify?: boolean;
-  auth?: { user: string; pass: string };
-  maxConnections: number;
-  /** EHLO name. */
-  name: string;
   addressMap?: readonly AddressRule[];
-  timeoutMs?: number;
-  log: Logger;
 }
 
 export function createSmtpTransport(o: SmtpTransportOptions): Transport {
