@@ -21,8 +21,12 @@ await writeFile(join(dir, 'relay.json'), JSON.stringify(config));
 const child = spawn(process.execPath, [...values.node.split(' ').filter(Boolean), 'dist/src/cli.js', 'relay', '--config', join(dir, 'relay.json')], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, NODE_OPTIONS: '' } });
 if (values.cgroup) await writeFile(`${values.cgroup}/cgroup.procs`, String(child.pid));
 await waitForPort(port, 'up', 60_000);
+let peak = 0;
+const sampler = setInterval(() => void readFile(`/proc/${child.pid}/status`, 'utf8').then((t) => (peak = Math.max(peak, Number(/VmRSS:\s+(\d+)/.exec(t)?.[1] ?? 0) / 1024)), () => undefined), 200);
 await smtpSource({ port, messages, sessions: 20, to: 'user@corp.example.com', numberRecipients: true, length: 10240, reuseConnections: true, timeoutMs: 900_000 });
 await b.waitForCount(messages, 600_000);
+clearInterval(sampler);
+console.log(`peak rss during intake ${Math.round(peak)} MB`);
 for (const wait of [0, 5, 10, 20, 30]) {
   await new Promise((r) => setTimeout(r, wait * 1000));
   const mm = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
