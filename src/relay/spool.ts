@@ -227,12 +227,17 @@ type JournalRecord = { id: string; attempt: Destination; n: number } | { id: str
  * state's `attempts` at start means its outcome was never recorded: it may
  * have reached the destination), and `{"id","deliveries":{...}}` after an
  * outcome. Compaction rewrites the file with one line per live message
- * (from `live`) and the attempts still open.
+ * (from `live`) and the attempts still open, once the file has grown past
+ * maxBytes and past twice its size after the last compaction (a large queue's
+ * snapshot alone can be larger than maxBytes).
  */
 export class Journal {
   private readonly file: AppendFile;
   private readonly open = new Map<string, number>();
   private live: (() => Iterable<MessageState>) | undefined;
+  /** Size right after the last rewrite: a large queue's snapshot alone may pass maxBytes. */
+  private compactedBytes = 0;
+  compactions = 0;
 
   constructor(
     readonly path: string,
@@ -269,7 +274,8 @@ export class Journal {
 
   /** A new file holds everything the queued batch would have said: the caller drops the batch. */
   private async compactIfLarge(): Promise<boolean> {
-    if (this.file.bytes < this.maxBytes || !this.live) return false;
+    if (this.file.bytes < Math.max(this.maxBytes, 2 * this.compactedBytes) || !this.live) return false;
+    this.compactions++;
     const t0 = Date.now();
     const n = await this.rewrite(this.live());
     this.log.info({ messages: n, ms: Date.now() - t0 }, 'spool journal compacted');
@@ -292,6 +298,7 @@ export class Journal {
     await writeFile(tmp, lines.join(''), { mode: 0o600 });
     await rename(tmp, this.path);
     await this.file.open('a');
+    this.compactedBytes = this.file.bytes;
     return n;
   }
 

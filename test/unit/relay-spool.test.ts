@@ -158,6 +158,25 @@ describe('spool', () => {
     await again.close();
   });
 
+  it('a queue whose snapshot alone is larger than journalMaxBytes is not compacted on every write', async () => {
+    const spool = new Spool(dir, { log, journalMaxBytes: 1024 });
+    await spool.init();
+    await spool.load();
+    const states = await Promise.all(Array.from({ length: 40 }, (_, i) => put(spool, `m${i}\r\n`)));
+    spool.journal.setLive(() => states.values());
+    for (let round = 1; round <= 30; round++) {
+      const s = states[round % states.length]!;
+      s.deliveries.primary!.attempts = round;
+      await spool.saveState(s);
+    }
+    // 40 lines of ~170 bytes are past 1 KiB: one compaction, then the file must double first.
+    expect(spool.journal.compactions).toBe(1);
+    await spool.close();
+    const { loaded, spool: again } = await restart();
+    expect(loaded.find((s) => s.id === states[30 % 40]!.id)!.deliveries.primary!.attempts).toBe(30);
+    await again.close();
+  });
+
   it('at start: removes files without a valid trailer (never acknowledged), keeps complete ones', async () => {
     const spool = new Spool(dir, { log });
     await spool.init();
