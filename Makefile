@@ -39,8 +39,9 @@ demo: install
 	@$(TSX) test/harness/demo.ts
 
 # Side by side, one run each; results go into bench/RESULTS.md by hand (they are noisy: read them).
-bench: install
-	@node --import tsx bench/relay-vs-postfix.ts
+# The relay runs as built (dist/), as in the image.
+bench: build
+	@node --import tsx bench/relay-vs-postfix.ts --backlog 50000
 	@node --import tsx bench/operator-scale.ts --count 500 --idle 600s
 	@node --import tsx bench/failover.ts --outages 10 --messages 10000 --rate 200
 
