@@ -5,6 +5,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { RELAY_PROCESS_ENV } from '../src/operator/builders/statefulset.js';
 import { freePort, waitForPort } from '../test/harness/postfix.js';
 import { relayTestConfig, smtpSource, startSmtpSink } from '../test/harness/smtp-tools.js';
 
@@ -18,15 +19,27 @@ const config = relayTestConfig({ spool: join(dir, 'spool'), primaryPort: await f
   tuning: { minBackoffMs: 30_000, maxBackoffMs: 600_000, sweepIntervalMs: 5_000, primaryConcurrency: 20, backupConcurrency: 20, greetingDelay: false, maxClients: 1_000, maxClientsPerAddress: 1_000 } });
 config.http.port = httpPort;
 await writeFile(join(dir, 'relay.json'), JSON.stringify(config));
-const child = spawn(process.execPath, [...values.node.split(' ').filter(Boolean), 'dist/src/cli.js', 'relay', '--config', join(dir, 'relay.json')], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, NODE_OPTIONS: '' } });
+const child = spawn(process.execPath, [...values.node.split(' ').filter(Boolean), 'dist/src/cli.js', 'relay', '--config', join(dir, 'relay.json')], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, ...RELAY_PROCESS_ENV, ...(process.env.NO_MALLOC_ENV ? { MALLOC_ARENA_MAX: '', MALLOC_TRIM_THRESHOLD_: '' } : {}) } });
 if (values.cgroup) await writeFile(`${values.cgroup}/cgroup.procs`, String(child.pid));
 await waitForPort(port, 'up', 60_000);
 let peak = 0;
-const sampler = setInterval(() => void readFile(`/proc/${child.pid}/status`, 'utf8').then((t) => (peak = Math.max(peak, Number(/VmRSS:\s+(\d+)/.exec(t)?.[1] ?? 0) / 1024)), () => undefined), 200);
+let atPeak = '';
+const sampler = setInterval(
+  () =>
+    void (async () => {
+      const rss = Number(/VmRSS:\s+(\d+)/.exec(await readFile(`/proc/${child.pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+      if (rss <= peak) return;
+      peak = rss;
+      const mm = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
+      const mb = (name: string) => Math.round(Number(new RegExp(`^${name} (\\S+)`, 'm').exec(mm)?.[1]) / 1048576);
+      atPeak = `heap used ${mb('nodejs_heap_size_used_bytes')} MB of ${mb('nodejs_heap_size_total_bytes')} MB, external ${mb('nodejs_external_memory_bytes')} MB`;
+    })().catch(() => undefined),
+  200,
+);
 await smtpSource({ port, messages, sessions: 20, to: 'user@corp.example.com', numberRecipients: true, length: 10240, reuseConnections: true, timeoutMs: 900_000 });
 await b.waitForCount(messages, 600_000);
 clearInterval(sampler);
-console.log(`peak rss during intake ${Math.round(peak)} MB`);
+console.log(`peak rss during intake ${Math.round(peak)} MB (${atPeak})`);
 for (const wait of [0, 5, 10, 20, 30]) {
   await new Promise((r) => setTimeout(r, wait * 1000));
   const mm = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();

@@ -24,6 +24,7 @@ import { connect } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { RELAY_PROCESS_ENV } from '../src/operator/builders/statefulset.js';
 import { freePort, startPostfix, waitForPort } from '../test/harness/postfix.js';
 import { relayTestConfig, smtpSource, startSmtpSink, TEST_DOMAINS, type SmtpSink } from '../test/harness/smtp-tools.js';
 
@@ -156,7 +157,7 @@ async function startRelayTarget(primary: number, backup: number): Promise<Target
   await writeFile(join(dir, 'relay.json'), JSON.stringify(config));
   const child: ChildProcess = spawn(process.execPath, ['dist/src/cli.js', 'relay', '--config', join(dir, 'relay.json')], {
     stdio: ['ignore', 'ignore', 'inherit'],
-    env: { ...process.env, NODE_OPTIONS: '' },
+    env: { ...process.env, ...RELAY_PROCESS_ENV },
   });
   if (cgroup) await writeFile(join(cgroup, 'cgroup.procs'), String(child.pid));
   await waitForPort(port, 'up', 60_000);
@@ -349,8 +350,9 @@ const lines = [
   `${new Date().toISOString()}, ${cpus().length} CPU (${cpus()[0]?.model ?? '?'}), Node ${process.version}, spool and Postfix queue on ${tmpdir()}.`,
   `${messages} messages of ${size} bytes per run from smtp-source (-N: distinct recipients; "reuse" = -d, several messages per connection),`,
   'each target delivering every message to two smtp-sinks. End to end counts messages (each at both sinks).',
+  `The relay runs with its pod's environment (${Object.entries(RELAY_PROCESS_ENV).map(([k, v]) => `${k}=${v}`).join(' ')}).`,
   cgroup
-    ? 'The relay runs in a memory cgroup with its pod\'s default limit (256 MiB), so Node sizes its heap as in the pod; Postfix runs without one.'
+    ? 'The relay runs in a memory cgroup with its pod\'s default limit (256 MiB), as in the pod; Postfix runs without one.'
     : 'No memory cgroup could be made here: the relay ran without its pod\'s memory limit (Node sizes its heap from the machine).',
   '',
   '| reuse | sessions | Postfix end to end msg/s | relay end to end msg/s | relay / Postfix | Postfix intake msg/s | relay intake msg/s | p99 accept ms (Postfix / relay) | peak memory MB (Postfix PSS / relay RSS) |',

@@ -69,6 +69,14 @@ describe('builders', () => {
     expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'http' });
     expect(c.env.map((e: { name: string }) => e.name)).not.toContain('GMAIL_KEY');
     expect(JSON.stringify(c.env)).not.toMatch(/secretKeyRef/); // secrets are files, never env
+    // The heap cap and malloc settings the benchmarks measured the relay with.
+    expect(c.env).toEqual(
+      expect.arrayContaining([
+        { name: 'NODE_OPTIONS', value: '--max-old-space-size=192' },
+        { name: 'MALLOC_ARENA_MAX', value: '1' },
+        { name: 'MALLOC_TRIM_THRESHOLD_', value: '131072' },
+      ]),
+    );
     expect(sts.spec.volumeClaimTemplates[0].spec.resources.requests.storage).toBe('10Gi');
     const hash = sts.spec.template.metadata.annotations['mailcontinuity.io/config-hash'];
     expect(hash).toBe(configHash(configMap(fixture())));
