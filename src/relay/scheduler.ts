@@ -70,14 +70,18 @@ class Entry {
   ) {
     this.id = state.id;
     this.receivedAt = state.receivedAt;
-    this.live = { state, message, facts: { mailFrom: state.mailFrom, headers: state.headers ?? [], receivedAt: state.receivedAt } };
+    this.live = Entry.open(state, message);
+  }
+
+  private static open(state: MessageState, message: SpooledMessage): NonNullable<Entry['live']> {
+    return { state, message, facts: { mailFrom: state.mailFrom, headers: state.headers ?? [], receivedAt: state.receivedAt } };
   }
 
   private thaw(): NonNullable<Entry['live']> {
     if (!this.live) {
       const state = JSON.parse(this.frozen!) as MessageState;
       this.frozen = undefined;
-      this.live = { state, message: this.spool.toMessage(state), facts: { mailFrom: state.mailFrom, headers: state.headers ?? [], receivedAt: state.receivedAt } };
+      this.live = Entry.open(state, this.spool.toMessage(state));
     }
     return this.live;
   }

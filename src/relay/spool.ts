@@ -29,7 +29,7 @@
 // older state may come back, which means a possible duplicate delivery, never
 // a lost message.
 import { createHash, randomBytes } from 'node:crypto';
-import { constants as fsc } from 'node:fs';
+import { constants as fsc, createReadStream, type ReadStream } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, statfs, truncate, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -590,6 +590,11 @@ export class Spool {
 
 function ignoreEnoent(e: unknown): void {
   if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+}
+
+/** The message's bytes from its spool file: [0, size), the trailer after them left out. */
+export function messageFileStream(message: Pick<SpooledMessage, 'path' | 'size'>): ReadStream {
+  return createReadStream(message.path, { start: 0, end: message.size - 1 });
 }
 
 /** Lists a spool directory without a running relay (for `mail-continuity queue`). */

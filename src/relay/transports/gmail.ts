@@ -7,13 +7,14 @@
 // hint) / failed. Each mailbox is paced by a token bucket below Gmail's
 // 15,000 quota units per user per minute, so a replay never trips the 429s
 // that the pacing exists to avoid.
-import { createReadStream, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { gmail as gmailApi, type gmail_v1 } from '@googleapis/gmail';
 import { JWT } from 'google-auth-library';
 import type { Logger } from 'pino';
 import type { RelayConfig } from '../config.js';
+import { messageFileStream } from '../spool.js';
 import type { RecipientOutcome, SpooledMessage, Transport } from '../types.js';
 
 export const GOOGLE_TOKEN_URL = 'https://oauth2.googleapis.com/token';
@@ -445,7 +446,7 @@ export function createGmailTransport(config: RelayConfig, deps: GmailTransportDe
         return { ok: false, kind: 'deferred', detail: `duplicate check: ${f.detail}`, retryAfterMs };
       }
     }
-    const body = message.body ? Readable.from([message.body]) : createReadStream(message.path, { start: 0, end: message.size - 1 });
+    const body = message.body ? Readable.from([message.body]) : messageFileStream(message);
     try {
       const params: gmail_v1.Params$Resource$Users$Messages$Import = {
         userId: mailbox,

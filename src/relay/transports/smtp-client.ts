@@ -25,12 +25,12 @@
 //   are sent only over TLS or to a loopback host; a failed AUTH defers
 //   (Postfix: smtp_sasl_auth_soft_bounce = yes), the password may be fixed.
 import { isAscii } from 'node:buffer';
-import { createReadStream } from 'node:fs';
 import { connect as netConnect, isIP, type Socket } from 'node:net';
 import { connect as tlsConnect, TLSSocket } from 'node:tls';
 import { domainToASCII } from 'node:url';
 import type { Logger } from 'pino';
 import { isLoopbackHost } from '../net.js';
+import { messageFileStream } from '../spool.js';
 import type { RecipientOutcome, SpooledMessage } from '../types.js';
 
 export interface SmtpClientOptions {
@@ -493,7 +493,7 @@ class Connection {
       return;
     }
     if (msg.size > 0) {
-      const stream = createReadStream(msg.path, { end: msg.size - 1 });
+      const stream = messageFileStream(msg);
       try {
         let read = 0;
         for await (const chunk of stream as AsyncIterable<Buffer>) {
