@@ -576,7 +576,11 @@ export class Spool {
         await rename(eml, join(this.deadDir, `${id}.eml`)).catch(() => undefined);
       }
     }
-    for (const f of await readdir(this.queueDir)) if (f.endsWith('.eml')) await rm(join(this.queueDir, f), { force: true });
+    for (const f of await readdir(this.queueDir)) {
+      if (!f.endsWith('.eml')) continue;
+      this.opts.log.warn({ file: f }, 'removed a spool body without state (the relay stopped before its 250: the client was never told it was accepted)');
+      await rm(join(this.queueDir, f), { force: true });
+    }
     await rm(join(this.dir, 'tmp'), { recursive: true, force: true });
     await rm(join(this.dir, 'attempts.log'), { force: true });
     this.opts.log.info({ messages: v1.length }, 'converted the spool to one file per message');
