@@ -18,15 +18,15 @@
 //   (their shared libraries counted once), sampled every 200 ms.
 // --backlog N: N messages with the primary's sink not running (Exchange stopped):
 // peak memory while the backlog builds and after.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, readdir, readFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { RELAY_PROCESS_ENV } from '../src/operator/builders/statefulset.js';
-import { freePort, startPostfix, waitForPort } from '../test/harness/postfix.js';
-import { relayTestConfig, smtpSource, startSmtpSink, TEST_DOMAINS, type SmtpSink } from '../test/harness/smtp-tools.js';
+import { freePort, startPostfix } from '../test/harness/postfix.js';
+import { smtpSource, startSmtpSink, TEST_DOMAINS, type SmtpSink } from '../test/harness/smtp-tools.js';
+import { podMemoryLimit, startBenchRelay } from './relay-process.js';
 
 const { values } = parseArgs({
   options: {
@@ -116,60 +116,15 @@ async function startPostfixTarget(primary: number, backup: number): Promise<Targ
   };
 }
 
-/**
- * A memory cgroup with the relay pod's default limit (limits.memory 256Mi in
- * the StatefulSet), so Node sizes its heap as it would in the pod; undefined
- * where the machine has no writable memory cgroup (then the relay runs unlimited).
- */
-async function podMemoryLimit(): Promise<string | undefined> {
-  const limit = String(256 * 1024 * 1024);
-  for (const [base, file] of [
-    ['/sys/fs/cgroup/memory', 'memory.limit_in_bytes'],
-    ['/sys/fs/cgroup', 'memory.max'],
-  ] as const) {
-    const dir = join(base, 'mail-continuity-bench');
-    try {
-      await mkdir(dir, { recursive: true });
-      await writeFile(join(dir, file), limit);
-      return dir;
-    } catch {
-      // not this hierarchy
-    }
-  }
-  return undefined;
-}
 const cgroup = await podMemoryLimit();
 
 async function startRelayTarget(primary: number, backup: number): Promise<Target> {
-  const dir = await mkdtemp(join(tmpdir(), 'bench-relay-'));
-  const port = await freePort();
-  const config = relayTestConfig({
-    spool: join(dir, 'spool'),
-    primaryPort: primary,
-    backupPort: backup,
-    listenPort: port,
-    instance: 'bench',
-    spec: { mode: 'DualDelivery' },
-    // Production timers (relayTestConfig's are shortened for tests); 20 connections per
-    // destination like Postfix's default_destination_concurrency_limit above.
-    tuning: { minBackoffMs: 30_000, maxBackoffMs: 600_000, sweepIntervalMs: 5_000, maxBacklog: 2_000, primaryConcurrency: 20, backupConcurrency: 20, greetingDelay: false, maxClients: 1_000, maxClientsPerAddress: 1_000 },
-  });
-  await writeFile(join(dir, 'relay.json'), JSON.stringify(config));
-  const child: ChildProcess = spawn(process.execPath, ['dist/src/cli.js', 'relay', '--config', join(dir, 'relay.json')], {
-    stdio: ['ignore', 'ignore', 'inherit'],
-    env: { ...process.env, ...RELAY_PROCESS_ENV },
-  });
-  if (cgroup) await writeFile(join(cgroup, 'cgroup.procs'), String(child.pid));
-  await waitForPort(port, 'up', 60_000);
+  const relay = await startBenchRelay({ primaryPort: primary, backupPort: backup, instance: 'bench', env: RELAY_PROCESS_ENV, tuning: { maxBacklog: 2_000 }, ...(cgroup ? { cgroup } : {}) });
   return {
     name: 'relay',
-    port,
-    memory: () => procStatus(child.pid!, 'VmRSS'),
-    async stop() {
-      child.kill('SIGTERM');
-      if (child.exitCode === null) await new Promise((r) => child.once('exit', r));
-      await rm(dir, { recursive: true, force: true });
-    },
+    port: relay.port,
+    memory: () => procStatus(relay.pid, 'VmRSS'),
+    stop: () => relay.stop(),
   };
 }
 
