@@ -221,6 +221,9 @@ export class MessageWriter {
 
 type JournalRecord = { id: string; attempt: Destination; n: number } | { id: string; deliveries: MessageState['deliveries'] };
 
+const attemptLine = (id: string, attempt: Destination, n: number) => `${JSON.stringify({ id, attempt, n } satisfies JournalRecord)}\n`;
+const deliveriesLine = (s: MessageState) => `${JSON.stringify({ id: s.id, deliveries: s.deliveries } satisfies JournalRecord)}\n`;
+
 /**
  * Delivery progress as JSON lines, the latest line of a message winning:
  * `{"id","attempt":dest,"n":k}` before attempt k starts (an attempt above the
@@ -255,7 +258,7 @@ export class Journal {
   /** Records an attempt before it starts. */
   attempt(id: string, dest: Destination, n: number): Promise<void> {
     this.open.set(`${id} ${dest}`, n);
-    return this.file.append(`${JSON.stringify({ id, attempt: dest, n })}\n`);
+    return this.file.append(attemptLine(id, dest, n));
   }
 
   /** The attempt's outcome is recorded (or the message is gone). */
@@ -264,7 +267,7 @@ export class Journal {
   }
 
   save(state: MessageState): Promise<void> {
-    return this.file.append(`${JSON.stringify({ id: state.id, deliveries: state.deliveries })}\n`);
+    return this.file.append(deliveriesLine(state));
   }
 
   /** Starts the journal afresh from the loaded states (the previous run's lines are folded into them). */
@@ -287,12 +290,12 @@ export class Journal {
     let n = 0;
     for (const s of states) {
       n++;
-      lines.push(`${JSON.stringify({ id: s.id, deliveries: s.deliveries })}\n`);
-      for (const [dest, ds] of Object.entries(s.deliveries)) if (ds?.inFlightSince) lines.push(`${JSON.stringify({ id: s.id, attempt: dest, n: ds.attempts + 1 })}\n`);
+      lines.push(deliveriesLine(s));
+      for (const [dest, ds] of Object.entries(s.deliveries)) if (ds?.inFlightSince) lines.push(attemptLine(s.id, dest as Destination, ds.attempts + 1));
     }
     for (const [key, k] of this.open) {
-      const [id, attempt] = key.split(' ');
-      lines.push(`${JSON.stringify({ id, attempt, n: k })}\n`);
+      const [id, attempt] = key.split(' ') as [string, Destination];
+      lines.push(attemptLine(id, attempt, k));
     }
     const tmp = `${this.path}.new`;
     await writeFile(tmp, lines.join(''), { mode: 0o600 });
