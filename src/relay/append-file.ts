@@ -16,7 +16,7 @@ export class AppendFile {
   constructor(
     readonly path: string,
     /** Runs before each batch is written, in the chain (e.g. a rotation that replaces the file). */
-    private readonly beforeWrite?: (queued: number) => Promise<'write' | 'drop'>,
+    private readonly beforeWrite?: () => Promise<'write' | 'drop'>,
   ) {}
 
   /** Opens for appending; 'w' starts the file empty. */
@@ -57,10 +57,10 @@ export class AppendFile {
     this.lines = [];
     this.waiters = [];
     try {
-      if ((await this.beforeWrite?.(lines.length)) !== 'drop') {
+      if ((await this.beforeWrite?.()) !== 'drop') {
         const text = lines.join('');
-        this.fh ??= await open(this.path, 'a', 0o600);
-        await this.fh.write(text);
+        if (!this.fh) await this.open('a');
+        await this.fh!.write(text);
         this.bytes += Buffer.byteLength(text);
       }
       for (const w of waiters) w.resolve();
