@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { runQueue } from '../../src/relay/queue-cli.js';
-import { readSpoolDir, Spool, type MessageState } from '../../src/relay/spool.js';
+import { readSpoolDir, Spool, type MessageState, type SpoolOptions } from '../../src/relay/spool.js';
 
 const log = pino({ level: 'silent' });
 let dir: string;
@@ -32,8 +32,9 @@ async function put(spool: Spool, body: string, rcpts = ['a@corp.example.com']): 
   return state;
 }
 
-async function restart(): Promise<{ spool: Spool; loaded: MessageState[] }> {
-  const spool = new Spool(dir, { log });
+/** A spool on `dir` as a relay opens it at start (init, then load). */
+async function openSpool(opts: Partial<SpoolOptions> = {}): Promise<{ spool: Spool; loaded: MessageState[] }> {
+  const spool = new Spool(dir, { log, ...opts });
   await spool.init();
   const loaded = await spool.load();
   return { spool, loaded };
@@ -84,7 +85,7 @@ describe('spool', () => {
     const { state, message } = await w.commit({ mailFrom: '', rcptTo: ['a@corp.example.com'], receivedAt: 1, client: { address: '127.0.0.1', helo: 'x' }, headers: [], deliveries: {} });
     expect(message.body).toBeUndefined();
     expect(state.size).toBe(600 * 1000);
-    const { loaded } = await restart();
+    const { loaded } = await openSpool();
     expect(loaded.map((s) => s.id)).toEqual([state.id]);
     expect(createHash('sha256').update((await readFile(join(dir, 'queue', `${state.id}.msg`))).subarray(0, state.size)).digest('hex')).toBe(state.sha256);
   });
@@ -106,9 +107,7 @@ describe('spool', () => {
   });
 
   it('delivery progress goes to the journal; load() resumes it; remove() and moveToDead() leave the queue', async () => {
-    const spool = new Spool(dir, { log });
-    await spool.init();
-    await spool.load();
+    const { spool } = await openSpool();
     const a = await put(spool, 'a\r\n', ['x@corp.example.com', 'y@corp.example.com']);
     const b = await put(spool, 'b\r\n');
     const c = await put(spool, 'c\r\n');
@@ -121,7 +120,7 @@ describe('spool', () => {
     expect(await readSpoolDir(dir, 'queue')).toEqual([a]);
     await spool.close();
 
-    const { spool: again, loaded } = await restart();
+    const { spool: again, loaded } = await openSpool();
     expect(loaded).toEqual([a]);
     expect(again.bytes).toBe(3);
     expect((await readdir(join(dir, 'dead'))).sort()).toEqual([`${c.id}.eml`, `${c.id}.json`]);
@@ -134,9 +133,7 @@ describe('spool', () => {
   });
 
   it('compacts the journal when it grows: one line per live message, nothing lost', async () => {
-    const spool = new Spool(dir, { log, journalMaxBytes: 2048 });
-    await spool.init();
-    await spool.load();
+    const { spool } = await openSpool({ journalMaxBytes: 2048 });
     const states = await Promise.all(Array.from({ length: 5 }, (_, i) => put(spool, `m${i}\r\n`)));
     const live = new Map(states.map((s) => [s.id, s]));
     spool.journal.setLive(() => live.values());
@@ -154,7 +151,7 @@ describe('spool', () => {
     // 40 rounds of 5 lines (~37 KB written in all): compacted whenever it passed 2 KiB.
     expect(spool.journal.compactions).toBeGreaterThan(5);
     expect((await stat(join(dir, 'journal.log'))).size).toBeLessThan(4096);
-    const { loaded, spool: again } = await restart();
+    const { loaded, spool: again } = await openSpool();
     // states[0] left the live set but its file is still there (not removed): its last saved progress stands.
     expect(loaded.find((s) => s.id === states[1]!.id)!.deliveries.primary!.attempts).toBe(40);
     expect(loaded).toHaveLength(5);
@@ -162,9 +159,7 @@ describe('spool', () => {
   });
 
   it('a queue whose snapshot alone is larger than journalMaxBytes is not compacted on every write', async () => {
-    const spool = new Spool(dir, { log, journalMaxBytes: 1024 });
-    await spool.init();
-    await spool.load();
+    const { spool } = await openSpool({ journalMaxBytes: 1024 });
     const states = await Promise.all(Array.from({ length: 40 }, (_, i) => put(spool, `m${i}\r\n`)));
     spool.journal.setLive(() => states.values());
     for (let round = 1; round <= 30; round++) {
@@ -175,7 +170,7 @@ describe('spool', () => {
     // 40 lines of ~170 bytes are past 1 KiB: one compaction, then the file must double first.
     expect(spool.journal.compactions).toBe(1);
     await spool.close();
-    const { loaded, spool: again } = await restart();
+    const { loaded, spool: again } = await openSpool();
     expect(loaded.find((s) => s.id === states[30 % 40]!.id)!.deliveries.primary!.attempts).toBe(30);
     await again.close();
   });
@@ -190,7 +185,7 @@ describe('spool', () => {
     const bPath = join(dir, 'queue', `${b.id}.msg`);
     await truncate(bPath, (await stat(bPath)).size - 3); // torn trailer
     await appendFile(join(dir, 'queue', `${c.id}.msg`), 'x'); // bytes after the end line
-    const { loaded, spool: again } = await restart();
+    const { loaded, spool: again } = await openSpool();
     expect(loaded.map((s) => s.id)).toEqual([a.id]);
     expect(await readdir(join(dir, 'queue'))).toEqual([`${a.id}.msg`]);
     await again.close();
@@ -206,9 +201,7 @@ describe('spool', () => {
   });
 
   it('an attempt journaled but never recorded in the state comes back as in flight after a restart, and once more if that run stops too', async () => {
-    const spool = new Spool(dir, { log });
-    await spool.init();
-    await spool.load();
+    const { spool } = await openSpool();
     const a = await put(spool, 'a\r\n');
     const b = await put(spool, 'b\r\n');
     await spool.journal.attempt(a.id, 'primary', 1);
@@ -217,12 +210,12 @@ describe('spool', () => {
     spool.journal.finished(b.id, 'primary');
     await spool.saveState(b);
     await spool.close();
-    const second = await restart();
+    const second = await openSpool();
     expect(second.loaded.find((s) => s.id === a.id)!.deliveries.primary!.inFlightSince).toBe(a.receivedAt);
     expect(second.loaded.find((s) => s.id === b.id)!.deliveries.primary!.inFlightSince).toBeUndefined();
     await second.spool.close();
     // The second run stopped before it handled a's unknown attempt: the third still knows.
-    const third = await restart();
+    const third = await openSpool();
     expect(third.loaded.find((s) => s.id === a.id)!.deliveries.primary!.inFlightSince).toBe(a.receivedAt);
     await third.spool.close();
   });
@@ -235,7 +228,7 @@ describe('spool', () => {
     await writeFile(join(dir, 'queue', `${id}.eml`), 'v1\n');
     await writeFile(join(dir, 'queue', `${id}.json`), JSON.stringify(v1));
     await writeFile(join(dir, 'queue', '0190000000000000000002ab.eml'), 'no state');
-    const { loaded, spool } = await restart();
+    const { loaded, spool } = await openSpool();
     expect(loaded).toEqual([{ ...v1, version: 2 }]);
     expect(await readdir(join(dir, 'queue'))).toEqual([`${id}.msg`]);
     expect((await readdir(dir)).sort()).toEqual(['dead', 'journal.log', 'queue']);
@@ -243,9 +236,7 @@ describe('spool', () => {
   });
 
   it('`queue list` and `queue show` read the spool without a relay', async () => {
-    const spool = new Spool(dir, { log });
-    await spool.init();
-    await spool.load();
+    const { spool } = await openSpool();
     const a = await put(spool, 'Subject: listed\r\nX-Other: 1\r\n\r\nbody text\r\n');
     a.deliveries.primary!.attempts = 3;
     a.deliveries.primary!.lastError = '451 4.3.0 try again';
