@@ -29,7 +29,7 @@ async function main(argv: string[]): Promise<number> {
       return runRelay(rest);
     }
     case 'queue': {
-      const { runQueue } = await import('./relay/queue-cli.js');
+      const { runQueue } = await import('./relay/spool/queue-cli.js');
       return runQueue(rest);
     }
     case undefined:

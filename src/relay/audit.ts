@@ -1,7 +1,7 @@
 // Append-only audit log (JSON lines): every copy that left for the backup
 // (Google) and every message an exclusion rule kept out of it.
 import type { Logger } from 'pino';
-import { AppendFile } from './append-file.js';
+import { AppendFile } from '../lib/append-file.js';
 import type { Destination, SpooledMessage } from './types.js';
 
 export type AuditAction = 'copied-to-backup' | 'excluded';

@@ -6,13 +6,13 @@ import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { AuditLog } from './audit.js';
 import type { RelayConfig } from './config.js';
-import { FailoverState } from './failover-state.js';
-import { httpPort, startHttp } from './http.js';
-import { startInbound, type Inbound } from './inbound.js';
+import { FailoverState } from './control/failover-state.js';
+import { httpPort, startHttp } from './control/http.js';
+import { startInbound, type Inbound } from './inbound/server.js';
 import { createMetrics, type RelayMetrics } from './metrics.js';
-import { Scheduler } from './scheduler.js';
-import { Spool } from './spool.js';
-import { createPrimaryTransport, createSmtpRelayBackupTransport } from './transports/smtp.js';
+import { Scheduler } from './scheduler/scheduler.js';
+import { Spool } from './spool/spool.js';
+import { createPrimaryTransport, createSmtpRelayBackupTransport } from './transports/smtp/transport.js';
 import type { Destination, Transport } from './types.js';
 
 export interface RelayDeps {
@@ -39,7 +39,7 @@ export interface Relay {
 async function createBackupTransport(config: RelayConfig, log: Logger): Promise<Transport> {
   if (config.spec.backup.gmail.method === 'SmtpRelay') return createSmtpRelayBackupTransport(config, log);
   // Loaded at runtime: the Gmail API client is only needed for method GmailApi.
-  const modulePath = './transports/gmail.js';
+  const modulePath = './transports/gmail/transport.js';
   const mod = (await import(modulePath)) as { createGmailTransport: (c: RelayConfig, d: { log: Logger }) => Transport };
   return mod.createGmailTransport(config, { log: log.child({ destination: 'backup' }) });
 }

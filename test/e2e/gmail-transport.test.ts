@@ -16,7 +16,7 @@ import {
   retryAfterFrom,
   type GmailTransport,
   type GmailTransportDeps,
-} from '../../src/relay/transports/gmail.js';
+} from '../../src/relay/transports/gmail/transport.js';
 import type { RecipientOutcome, SpooledMessage } from '../../src/relay/types.js';
 import { SCOPES, startGmailEmulator, type GmailEmulator } from '../harness/gmail-emulator.js';
 import { validSpec } from '../fixtures/mailcontinuity.js';

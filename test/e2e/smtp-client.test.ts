@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createSecureContext, TLSSocket } from 'node:tls';
 import { pino } from 'pino';
-import { createSmtpTransport, type SmtpTransportOptions } from '../../src/relay/transports/smtp.js';
+import { createSmtpTransport, type SmtpTransportOptions } from '../../src/relay/transports/smtp/transport.js';
 import type { RecipientOutcome, SpooledMessage, Transport } from '../../src/relay/types.js';
 import { freePort, startPostfix, type PostfixInstance } from '../harness/postfix.js';
 import { startSmtpSink, type SmtpSink } from '../harness/smtp-tools.js';

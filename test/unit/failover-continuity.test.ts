@@ -9,8 +9,8 @@ import { Continuity } from '../../src/operator/failover/continuity.js';
 import { decideFailover } from '../../src/operator/failover/decide.js';
 import { StaticDirectory } from '../../src/operator/failover/relays.js';
 import { HealthTracker, type HealthState } from '../../src/operator/health/hysteresis.js';
-import { FailoverState } from '../../src/relay/failover-state.js';
-import { httpPort, startHttp } from '../../src/relay/http.js';
+import { FailoverState } from '../../src/relay/control/failover-state.js';
+import { httpPort, startHttp } from '../../src/relay/control/http.js';
 import { validSpec } from '../fixtures/mailcontinuity.js';
 import { waitUntil } from '../harness/wait.js';
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
-import { NewlineNormaliser, parseHeaders } from '../../src/relay/inbound.js';
+import { NewlineNormaliser, parseHeaders } from '../../src/relay/inbound/server.js';
 
 function normalise(chunks: string[]): { out: string; bare: number } {
   const n = new NewlineNormaliser();

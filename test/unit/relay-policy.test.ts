@@ -1,7 +1,7 @@
 import { describe, expect, it } from '@jest/globals';
 import { MailContinuitySpec } from '../../src/api/v1alpha1/mailcontinuity.js';
-import { checkRecipient, decideBackup, globMatch, matchExclusion, type MessageFacts } from '../../src/relay/policy.js';
-import { compileCidrs, matchClient, parseIp } from '../../src/relay/net.js';
+import { checkRecipient, decideBackup, globMatch, matchExclusion, type MessageFacts } from '../../src/relay/policy/policy.js';
+import { compileCidrs, matchClient, parseIp } from '../../src/lib/ip.js';
 import { validSpec } from '../fixtures/mailcontinuity.js';
 
 const domains = new Set(['corp.example.com', 'example.org']);

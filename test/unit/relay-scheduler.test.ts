@@ -7,10 +7,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { AuditLog } from '../../src/relay/audit.js';
-import { FailoverState } from '../../src/relay/failover-state.js';
+import { FailoverState } from '../../src/relay/control/failover-state.js';
 import { createMetrics, type RelayMetrics } from '../../src/relay/metrics.js';
-import { backoffMs, isSessionFailure, Scheduler } from '../../src/relay/scheduler.js';
-import { Spool, type MessageState } from '../../src/relay/spool.js';
+import { backoffMs, isSessionFailure, Scheduler } from '../../src/relay/scheduler/scheduler.js';
+import { Spool, type MessageState } from '../../src/relay/spool/spool.js';
 import type { Destination, RecipientOutcome, SpooledMessage, Transport } from '../../src/relay/types.js';
 import { relayTestConfig } from '../harness/smtp-tools.js';
 

@@ -4,8 +4,8 @@ import { appendFile, mkdir, mkdtemp, readdir, readFile, rm, stat, truncate, writ
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { runQueue } from '../../src/relay/queue-cli.js';
-import { readSpoolDir, Spool, type MessageState, type SpoolOptions } from '../../src/relay/spool.js';
+import { runQueue } from '../../src/relay/spool/queue-cli.js';
+import { readSpoolDir, Spool, type MessageState, type SpoolOptions } from '../../src/relay/spool/spool.js';
 
 const log = pino({ level: 'silent' });
 let dir: string;

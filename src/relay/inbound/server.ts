@@ -27,12 +27,12 @@ import { readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
-import type { RelayConfig } from './config.js';
-import type { RelayMetrics } from './metrics.js';
-import { compileCidrs, matchClient } from './net.js';
-import { checkRecipient, headerNamesOfInterest } from './policy.js';
-import { SpoolFullError, type MessageState, type MessageWriter, type Spool } from './spool.js';
-import type { SpooledMessage } from './types.js';
+import type { RelayConfig } from '../config.js';
+import type { RelayMetrics } from '../metrics.js';
+import { compileCidrs, matchClient } from '../../lib/ip.js';
+import { checkRecipient, headerNamesOfInterest } from '../policy/policy.js';
+import { SpoolFullError, type MessageState, type MessageWriter, type Spool } from '../spool/spool.js';
+import type { SpooledMessage } from '../types.js';
 
 export interface InboundDeps {
   config: RelayConfig;

@@ -1,7 +1,7 @@
 // Pure policy: which recipients the relay accepts, which destinations a
 // message needs, and which exclusion rule keeps it out of the backup. No I/O, no clock: callers pass `now`.
-import { parseDuration } from '../api/v1alpha1/formats.js';
-import type { MailContinuitySpec } from '../api/v1alpha1/mailcontinuity.js';
+import { parseDuration } from '../../api/v1alpha1/formats.js';
+import type { MailContinuitySpec } from '../../api/v1alpha1/mailcontinuity.js';
 
 export type ExcludeRule = MailContinuitySpec['policy']['exclude'][number];
 

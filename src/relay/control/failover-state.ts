@@ -22,13 +22,23 @@ export interface FailoverSnapshot {
   queuedPrimary: number;
   /** Messages still waiting for the backup. */
   queuedBackup: number;
+  /** The backup as this relay's deliveries see it (see BackupHealth). */
+  backup: BackupHealth;
 }
+
+/**
+ * 'unknown' before the relay's first delivery attempt to the backup since it
+ * started; 'down' while its last attempts all failed without an answer
+ * (delivery suspended); 'up' once an attempt got an answer.
+ */
+export type BackupHealth = 'unknown' | 'up' | 'down';
 
 /** Live numbers the scheduler provides for the snapshot. */
 export interface QueueFacts {
   replaying: boolean;
   queuedPrimary: number;
   queuedBackup: number;
+  backup: BackupHealth;
 }
 
 export const FailoverUpdate = z
@@ -45,7 +55,7 @@ export class FailoverState extends EventEmitter<{ change: [FailoverSnapshot, boo
   private rate: number;
   private toBackup = 0;
   private replayed = 0;
-  private facts: () => QueueFacts = () => ({ replaying: false, queuedPrimary: 0, queuedBackup: 0 });
+  private facts: () => QueueFacts = () => ({ replaying: false, queuedPrimary: 0, queuedBackup: 0, backup: 'unknown' });
 
   constructor(initial: { active: boolean; replayMaxMessagesPerSecond: number }) {
     super();

@@ -13,9 +13,9 @@ import { Readable } from 'node:stream';
 import { gmail as gmailApi, type gmail_v1 } from '@googleapis/gmail';
 import { JWT } from 'google-auth-library';
 import type { Logger } from 'pino';
-import type { RelayConfig } from '../config.js';
-import { messageFileStream } from '../spool.js';
-import type { RecipientOutcome, SpooledMessage, Transport } from '../types.js';
+import type { RelayConfig } from '../../config.js';
+import { messageFileStream } from '../../spool/spool.js';
+import type { RecipientOutcome, SpooledMessage, Transport } from '../../types.js';
 
 export const GOOGLE_TOKEN_URL = 'https://oauth2.googleapis.com/token';
 export const GMAIL_ROOT_URL = 'https://gmail.googleapis.com/';

@@ -4,11 +4,11 @@
 // 2xx delivered, 4xx and connection trouble deferred, 5xx failed.
 import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import type { RelayConfig } from '../config.js';
-import { isLoopbackHost } from '../net.js';
-import type { Destination, RecipientOutcome, SpooledMessage, Transport } from '../types.js';
-import { mapAddress, type AddressRule } from './gmail.js';
-import { SmtpPool, type SmtpClientOptions } from './smtp-client.js';
+import type { RelayConfig } from '../../config.js';
+import { isLoopbackHost } from '../../../lib/ip.js';
+import type { Destination, RecipientOutcome, SpooledMessage, Transport } from '../../types.js';
+import { mapAddress, type AddressRule } from '../gmail/transport.js';
+import { SmtpPool, type SmtpClientOptions } from './client.js';
 
 export interface SmtpTransportOptions extends SmtpClientOptions {
   destination: Destination;

@@ -33,8 +33,8 @@ import { constants as fsc, createReadStream, type ReadStream } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, statfs, truncate, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { AppendFile } from './append-file.js';
-import type { Destination, SpooledMessage } from './types.js';
+import { AppendFile } from '../../lib/append-file.js';
+import type { Destination, SpooledMessage } from '../types.js';
 
 export type RecipientStatus = 'pending' | 'delivered' | 'failed' | 'excluded';
 

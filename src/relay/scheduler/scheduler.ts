@@ -5,15 +5,15 @@
 // after an outage. Only envelopes and delivery state live in memory; bodies
 // are streamed from the spool file by the transports.
 import type { Logger } from 'pino';
-import { parseDuration } from '../api/v1alpha1/formats.js';
-import type { AuditLog } from './audit.js';
-import type { RelayConfig } from './config.js';
-import type { FailoverState } from './failover-state.js';
-import type { RelayMetrics } from './metrics.js';
-import { decideBackup, messageDeadlineMs, type MessageFacts } from './policy.js';
-import type { DestinationState, MessageState, Spool } from './spool.js';
-import { TokenBucket } from './transports/gmail.js';
-import type { Destination, RecipientOutcome, SpooledMessage, Transport } from './types.js';
+import { parseDuration } from '../../api/v1alpha1/formats.js';
+import type { AuditLog } from '../audit.js';
+import type { RelayConfig } from '../config.js';
+import type { FailoverState } from '../control/failover-state.js';
+import type { RelayMetrics } from '../metrics.js';
+import { decideBackup, messageDeadlineMs, type MessageFacts } from '../policy/policy.js';
+import type { DestinationState, MessageState, Spool } from '../spool/spool.js';
+import { TokenBucket } from '../transports/gmail/transport.js';
+import type { Destination, RecipientOutcome, SpooledMessage, Transport } from '../types.js';
 
 const DESTINATIONS: readonly Destination[] = ['primary', 'backup'];
 /** Attempts in a row that defer every recipient before a destination counts as down. */
@@ -232,6 +232,8 @@ export class Scheduler {
   private readonly turn: Record<Destination, number> = { primary: 0, backup: 0 };
   /** Attempts in a row that deferred every recipient: a destination that is down. */
   private readonly failStreak: Record<Destination, number> = { primary: 0, backup: 0 };
+  /** A delivery to the destination was attempted since start (its health is known). */
+  private readonly attempted: Record<Destination, boolean> = { primary: false, backup: false };
   private readonly suspensions: Record<Destination, number> = { primary: 0, backup: 0 };
   private readonly suspendedUntil: Record<Destination, number> = { primary: 0, backup: 0 };
   private resumeTimers: Partial<Record<Destination, NodeJS.Timeout>> = {};
@@ -275,6 +277,7 @@ export class Scheduler {
       replaying: this.replay !== null,
       queuedPrimary: this.depth.primary,
       queuedBackup: this.depth.backup,
+      backup: !this.attempted.backup ? 'unknown' : this.isDown('backup') ? 'down' : 'up',
     }));
   }
 
@@ -319,6 +322,7 @@ export class Scheduler {
 
   /** After an attempt: a destination that defers everything is suspended, with backoff, then probed with one delivery. */
   private noteAttempt(dest: Destination, allDeferred: boolean, now: number): void {
+    this.attempted[dest] = true;
     if (!allDeferred) {
       if (this.isDown(dest)) this.d.log.info({ destination: dest }, 'destination answers again: deliveries resume');
       this.failStreak[dest] = 0;

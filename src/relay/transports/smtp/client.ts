@@ -29,9 +29,9 @@ import { connect as netConnect, isIP, type Socket } from 'node:net';
 import { connect as tlsConnect, TLSSocket } from 'node:tls';
 import { domainToASCII } from 'node:url';
 import type { Logger } from 'pino';
-import { isLoopbackHost } from '../net.js';
-import { messageFileStream } from '../spool.js';
-import type { RecipientOutcome, SpooledMessage } from '../types.js';
+import { isLoopbackHost } from '../../../lib/ip.js';
+import { messageFileStream } from '../../spool/spool.js';
+import type { RecipientOutcome, SpooledMessage } from '../../types.js';
 
 export interface SmtpClientOptions {
   host: string;
