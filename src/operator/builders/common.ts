@@ -1,7 +1,7 @@
 // Names, labels and owner references shared by the builders.
 import { createHash } from 'node:crypto';
 import { API_VERSION, KIND, type MailContinuity } from '../../api/v1alpha1/mailcontinuity.js';
-import type { KubeObject, OwnerReference } from '../kube/client.js';
+import type { KubeObject, OwnerReference } from '../kube/types.js';
 
 export const MANAGED_BY = 'mail-continuity-operator';
 export const LABEL_MANAGED_BY = 'app.kubernetes.io/managed-by';

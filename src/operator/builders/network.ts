@@ -1,7 +1,7 @@
 // The Services in front of the relay, its PodDisruptionBudget and its
 // ServiceAccount.
 import type { MailContinuity } from '../../api/v1alpha1/mailcontinuity.js';
-import type { KubeObject } from '../kube/client.js';
+import type { KubeObject } from '../kube/types.js';
 import { childNames, metadata, selectorLabels } from './common.js';
 import { HTTP_PORT } from './config.js';
 

@@ -2,7 +2,7 @@
 // own spool volume, the config and Secrets mounted as files (never copied into
 // the environment), restricted Pod Security, spread across nodes.
 import type { MailContinuity } from '../../api/v1alpha1/mailcontinuity.js';
-import type { KubeObject } from '../kube/client.js';
+import type { KubeObject } from '../kube/types.js';
 import { ANNOTATION_CONFIG_HASH, childNames, labels, metadata, selectorLabels } from './common.js';
 import { CONFIG_DIR, CONFIG_FILE, HTTP_PORT, SPOOL_DIR, mounts } from './config.js';
 

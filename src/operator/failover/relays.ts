@@ -5,7 +5,7 @@
 // local processes that no Pod describes: `--local-relay ns/name=URL` names them.
 import { HTTP_PORT } from '../builders/config.js';
 import { LABEL_INSTANCE, MANAGED_BY, LABEL_MANAGED_BY } from '../builders/common.js';
-import type { KubeObject } from '../kube/client.js';
+import type { KubeObject } from '../kube/types.js';
 import type { Informer } from '../kube/informer.js';
 
 export interface RelayDirectory {

@@ -8,26 +8,9 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { Agent, request as httpsRequest, type RequestOptions } from 'node:https';
 import { request as httpRequest, Agent as HttpAgent, type IncomingMessage } from 'node:http';
 import { createInterface } from 'node:readline';
-import type { ObjectMeta, OwnerReference } from '../../api/meta.js';
+import type { KubeList, KubeObject, ObjectMeta, OwnerReference, ResourceType, WatchEvent } from './types.js';
 
-export type { ObjectMeta, OwnerReference };
-
-export interface KubeObject {
-  apiVersion: string;
-  kind: string;
-  metadata: ObjectMeta;
-  [key: string]: unknown;
-}
-
-export interface KubeList<T extends KubeObject = KubeObject> {
-  items: T[];
-  metadata: { resourceVersion?: string; continue?: string };
-}
-
-export interface WatchEvent<T extends KubeObject = KubeObject> {
-  type: 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
-  object: T;
-}
+export type { KubeList, KubeObject, ObjectMeta, OwnerReference, ResourceType, WatchEvent };
 
 /** An error answer of the apiserver: `code` is the HTTP status, `status` the Status object. */
 export class KubeApiError extends Error {
@@ -44,14 +27,6 @@ export class KubeApiError extends Error {
 
 export const isNotFound = (err: unknown) => err instanceof KubeApiError && err.code === 404;
 export const isConflict = (err: unknown) => err instanceof KubeApiError && err.code === 409;
-
-/** Where a resource lives in the API: `/api/v1/namespaces/ns/secrets` and friends. */
-export interface ResourceType {
-  apiVersion: string;
-  /** Plural resource name, e.g. "statefulsets". */
-  resource: string;
-  namespaced: boolean;
-}
 
 export function resourcePath(type: ResourceType, namespace?: string, name?: string, subresource?: string): string {
   const base = type.apiVersion.includes('/') ? `/apis/${type.apiVersion}` : `/api/${type.apiVersion}`;

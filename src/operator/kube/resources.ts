@@ -1,5 +1,5 @@
 import { API_VERSION, PLURAL } from '../../api/v1alpha1/mailcontinuity.js';
-import type { ResourceType } from './client.js';
+import type { ResourceType } from './types.js';
 
 export const MAILCONTINUITIES: ResourceType = { apiVersion: API_VERSION, resource: PLURAL, namespaced: true };
 export const STATEFULSETS: ResourceType = { apiVersion: 'apps/v1', resource: 'statefulsets', namespaced: true };
