@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { RelayConfigInput } from '../src/relay/config.js';
+import type { RelayConfigInput } from '../src/api/relay/config.js';
 import { freePort, waitForPort } from '../test/harness/postfix.js';
 import { relayTestConfig } from '../test/harness/smtp-tools.js';
 

@@ -1,9 +1,10 @@
 // `relay --config FILE`: the relay process. SIGTERM/SIGINT: stop accepting,
 // finish messages being written (they get their 250), stop deliveries (their
 // state stays in the spool), exit.
+import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
-import { loadRelayConfig } from './config.js';
+import { RelayConfig } from '../api/relay/config.js';
 import { startRelay } from './relay.js';
 
 export const relayUsage = `usage: mail-continuity relay --config FILE
@@ -12,6 +13,18 @@ export const relayUsage = `usage: mail-continuity relay --config FILE
                   tuning; the operator renders it into the relay ConfigMap
   POD_NAME        (environment) names this replica in logs, metrics and the audit log
 `;
+
+/** Reads and validates a config file (YAML or JSON); errors name the field. */
+export async function loadRelayConfig(file: string): Promise<RelayConfig> {
+  const { parse } = await import('yaml');
+  const raw: unknown = parse(await readFile(file, 'utf8'));
+  const result = RelayConfig.safeParse(raw);
+  if (!result.success) {
+    const lines = result.error.issues.map((i) => `  ${i.path.join('.') || '(root)'}: ${i.message}`);
+    throw new Error(`invalid relay config ${file}:\n${lines.join('\n')}`);
+  }
+  return result.data;
+}
 
 export async function runRelay(args: string[]): Promise<number> {
   const { values } = parseArgs({

@@ -5,7 +5,7 @@ import type { Server } from 'node:http';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { AuditLog } from './audit.js';
-import type { RelayConfig } from './config.js';
+import type { RelayConfig } from '../api/relay/config.js';
 import { FailoverState } from './control/failover-state.js';
 import { httpPort, startHttp } from './control/http.js';
 import { startInbound, type Inbound } from './inbound/server.js';

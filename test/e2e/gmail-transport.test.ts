@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
 import pino from 'pino';
-import { RelayConfig } from '../../src/relay/config.js';
+import { RelayConfig } from '../../src/api/relay/config.js';
 import {
   checkBackupReachable,
   classifyGoogleError,

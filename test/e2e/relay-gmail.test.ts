@@ -6,7 +6,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { RelayConfig } from '../../src/relay/config.js';
+import { RelayConfig } from '../../src/api/relay/config.js';
 import { startRelay, type Relay } from '../../src/relay/relay.js';
 import { startGmailEmulator, type GmailEmulator } from '../harness/gmail-emulator.js';
 import { startPostfix, type PostfixInstance } from '../harness/postfix.js';

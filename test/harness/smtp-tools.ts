@@ -7,7 +7,7 @@ import { connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { MailContinuitySpecInput } from '../../src/api/v1alpha1/mailcontinuity.js';
-import { RelayConfig, type RelayConfigInput } from '../../src/relay/config.js';
+import { RelayConfig, type RelayConfigInput } from '../../src/api/relay/config.js';
 import { freePort, waitForPort } from './postfix.js';
 
 export interface SwaksResult {

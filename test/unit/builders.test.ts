@@ -3,7 +3,7 @@ import YAML from 'yaml';
 import { API_VERSION, MailContinuitySpec, type MailContinuity } from '../../src/api/v1alpha1/mailcontinuity.js';
 import { buildChildren, configHash, configMap } from '../../src/operator/builders/index.js';
 import type { KubeObject } from '../../src/operator/kube/client.js';
-import { RelayConfig } from '../../src/relay/config.js';
+import { RelayConfig } from '../../src/api/relay/config.js';
 import { validSpec } from '../fixtures/mailcontinuity.js';
 
 function fixture(mutate: (s: ReturnType<typeof validSpec>) => void = () => {}): MailContinuity {

@@ -2,7 +2,7 @@
 // no secret: Secrets are mounted as files and the config names their paths.
 import YAML from 'yaml';
 import type { MailContinuity } from '../../api/v1alpha1/mailcontinuity.js';
-import type { RelayConfigInput } from '../../relay/config.js';
+import type { RelayConfigInput } from '../../api/relay/config.js';
 import type { KubeObject } from '../kube/client.js';
 import { childNames, metadata, sha256 } from './common.js';
 

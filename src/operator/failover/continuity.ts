@@ -16,6 +16,7 @@
 // The state survives an operator restart or a leader handover: it is seeded
 // from the resource's own status (FailoverActive, lastFailover).
 import type { Logger } from 'pino';
+import type { FailoverSnapshot } from '../../api/relay/admin.js';
 import type { MailContinuity, MailContinuityStatus } from '../../api/v1alpha1/mailcontinuity.js';
 import type { EventRecorder } from '../events.js';
 import type { HealthState } from '../health/hysteresis.js';
@@ -24,15 +25,8 @@ import type { RelayDirectory } from './relays.js';
 
 export type LastFailover = NonNullable<MailContinuityStatus['lastFailover']>;
 
-/** What a relay answers on /admin/failover (src/relay/failover-state.ts). */
-export interface RelaySnapshot {
-  active: boolean;
-  messagesToBackup?: number;
-  messagesReplayed?: number;
-  replaying?: boolean;
-  queuedPrimary?: number;
-  queuedBackup?: number;
-}
+/** What a relay answers on /admin/failover; a relay of an older version may leave numbers out. */
+export type RelaySnapshot = Pick<FailoverSnapshot, 'active'> & Partial<FailoverSnapshot>;
 
 export interface ContinuityOptions {
   directory: RelayDirectory;

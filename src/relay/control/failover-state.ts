@@ -1,53 +1,20 @@
 // The relay's failover state: whether mail currently goes to the backup too
 // (FailoverOnly), since when, and the replay rate towards the primary. The
-// operator sets it through PUT /admin/failover (see http.ts); the relay never
-// needs the operator to deliver (spec.failover.messageDeadline is its own fallback).
+// operator sets it through PUT /admin/failover (http.ts; the body and the
+// answer are in src/api/relay/admin.ts); the relay never needs the operator
+// to deliver (spec.failover.messageDeadline is its own fallback).
 import { timingSafeEqual, createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { z } from 'zod';
-
-export interface FailoverSnapshot {
-  active: boolean;
-  /** ISO time of the last change, or null when never changed since start. */
-  since: string | null;
-  /** Replay rate to the primary (messages per second for this replica). */
-  replayMaxMessagesPerSecond: number;
-  /** Messages delivered to the backup since failover last became active (on this replica, since its start). */
-  messagesToBackup: number;
-  /** Replay in progress: the primary's queue is being drained at the replay rate. */
-  replaying: boolean;
-  /** Messages delivered to the primary, paced, since failover last became active. */
-  messagesReplayed: number;
-  /** Messages still waiting for the primary. */
-  queuedPrimary: number;
-  /** Messages still waiting for the backup. */
-  queuedBackup: number;
-  /** The backup as this relay's deliveries see it (see BackupHealth). */
-  backup: BackupHealth;
-}
-
-/**
- * 'unknown' before the relay's first delivery attempt to the backup since it
- * started; 'down' while its last attempts all failed without an answer
- * (delivery suspended); 'up' once an attempt got an answer.
- */
-export type BackupHealth = 'unknown' | 'up' | 'down';
+import type { BackupHealth, FailoverSnapshot, FailoverUpdate } from '../../api/relay/admin.js';
 
 /** Live numbers the scheduler provides for the snapshot. */
 export interface QueueFacts {
   replaying: boolean;
   queuedPrimary: number;
   queuedBackup: number;
-  backup: BackupHealth;
+  /** Unknown when not told. */
+  backup?: BackupHealth;
 }
-
-export const FailoverUpdate = z
-  .object({
-    active: z.boolean(),
-    maxMessagesPerSecond: z.number().int().min(1).max(10000).optional(),
-  })
-  .strict();
-export type FailoverUpdate = z.infer<typeof FailoverUpdate>;
 
 export class FailoverState extends EventEmitter<{ change: [FailoverSnapshot, boolean] }> {
   private active: boolean;
@@ -55,7 +22,7 @@ export class FailoverState extends EventEmitter<{ change: [FailoverSnapshot, boo
   private rate: number;
   private toBackup = 0;
   private replayed = 0;
-  private facts: () => QueueFacts = () => ({ replaying: false, queuedPrimary: 0, queuedBackup: 0, backup: 'unknown' });
+  private facts: () => QueueFacts = () => ({ replaying: false, queuedPrimary: 0, queuedBackup: 0 });
 
   constructor(initial: { active: boolean; replayMaxMessagesPerSecond: number }) {
     super();
@@ -93,6 +60,7 @@ export class FailoverState extends EventEmitter<{ change: [FailoverSnapshot, boo
       replayMaxMessagesPerSecond: this.rate,
       messagesToBackup: this.toBackup,
       messagesReplayed: this.replayed,
+      backup: 'unknown',
       ...this.facts(),
     };
   }

@@ -4,7 +4,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import { bearerMatches, FailoverUpdate, type FailoverState } from './failover-state.js';
+import { ADMIN_FAILOVER_PATH, FailoverUpdate } from '../../api/relay/admin.js';
+import { bearerMatches, type FailoverState } from './failover-state.js';
 
 export interface HttpDeps {
   registry: Registry;
@@ -51,7 +52,7 @@ export async function startHttp(host: string, port: number, deps: HttpDeps): Pro
         const r = deps.ready();
         return send(res, r.ready ? 200 : 503, r.ready ? 'ok\n' : `not ready: ${r.reason ?? 'unknown'}\n`, 'text/plain');
       }
-      case '/admin/failover': {
+      case ADMIN_FAILOVER_PATH: {
         if (!bearerMatches(req.headers.authorization, deps.adminToken)) {
           res.setHeader('www-authenticate', 'Bearer');
           return send(res, 401, { error: 'unauthorized' });

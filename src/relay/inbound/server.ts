@@ -27,7 +27,7 @@ import { readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
-import type { RelayConfig } from '../config.js';
+import type { RelayConfig } from '../../api/relay/config.js';
 import type { RelayMetrics } from '../metrics.js';
 import { compileCidrs, matchClient } from '../../lib/ip.js';
 import { checkRecipient, headerNamesOfInterest } from '../policy/policy.js';

@@ -7,7 +7,7 @@
 import type { Logger } from 'pino';
 import { parseDuration } from '../../api/v1alpha1/formats.js';
 import type { AuditLog } from '../audit.js';
-import type { RelayConfig } from '../config.js';
+import type { RelayConfig } from '../../api/relay/config.js';
 import type { FailoverState } from '../control/failover-state.js';
 import type { RelayMetrics } from '../metrics.js';
 import { decideBackup, messageDeadlineMs, type MessageFacts } from '../policy/policy.js';

@@ -13,7 +13,7 @@ import { Readable } from 'node:stream';
 import { gmail as gmailApi, type gmail_v1 } from '@googleapis/gmail';
 import { JWT } from 'google-auth-library';
 import type { Logger } from 'pino';
-import type { RelayConfig } from '../../config.js';
+import type { RelayConfig } from '../../../api/relay/config.js';
 import { messageFileStream } from '../../spool/spool.js';
 import type { RecipientOutcome, SpooledMessage, Transport } from '../../types.js';
 

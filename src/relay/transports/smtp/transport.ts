@@ -4,7 +4,7 @@
 // 2xx delivered, 4xx and connection trouble deferred, 5xx failed.
 import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import type { RelayConfig } from '../../config.js';
+import type { RelayConfig } from '../../../api/relay/config.js';
 import { isLoopbackHost } from '../../../lib/ip.js';
 import type { Destination, RecipientOutcome, SpooledMessage, Transport } from '../../types.js';
 import { mapAddress, type AddressRule } from '../gmail/transport.js';

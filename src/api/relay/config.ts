@@ -1,10 +1,12 @@
-// The relay's config file: the MailContinuity spec exactly as the user wrote it
-// (validated with the same zod schema as the CRD) plus the runtime facts the
-// operator knows: where files are mounted, which ports to listen on. The
-// operator renders this file into a Secret; tests and the demo write it by hand.
-import { readFile } from 'node:fs/promises';
+// The relay's config file, half of the operator<->relay contract (the admin
+// API is the other, admin.ts): the MailContinuity spec exactly as the user
+// wrote it (validated with the same zod schema as the CRD) plus the runtime
+// facts the operator knows: where files are mounted, which ports to listen
+// on. The operator renders it into a ConfigMap (it holds no secret: Secrets
+// are mounted as files and the config names their paths); tests and the demo
+// write it by hand.
 import { z } from 'zod';
-import { MailContinuitySpec } from '../api/v1alpha1/mailcontinuity.js';
+import { MailContinuitySpec } from '../v1alpha1/mailcontinuity.js';
 
 const filePath = z.string().min(1).describe('An absolute path inside the relay container.');
 
@@ -79,15 +81,3 @@ export const RelayConfig = z
 
 export type RelayConfig = z.output<typeof RelayConfig>;
 export type RelayConfigInput = z.input<typeof RelayConfig>;
-
-/** Reads and validates a config file (YAML or JSON); errors name the field. */
-export async function loadRelayConfig(file: string): Promise<RelayConfig> {
-  const { parse } = await import('yaml');
-  const raw: unknown = parse(await readFile(file, 'utf8'));
-  const result = RelayConfig.safeParse(raw);
-  if (!result.success) {
-    const lines = result.error.issues.map((i) => `  ${i.path.join('.') || '(root)'}: ${i.message}`);
-    throw new Error(`invalid relay config ${file}:\n${lines.join('\n')}`);
-  }
-  return result.data;
-}

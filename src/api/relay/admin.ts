@@ -1,0 +1,43 @@
+// The relay's admin API, the other half of the operator<->relay contract
+// (config.ts is the first): the operator PUTs a FailoverUpdate to each relay
+// replica's /admin/failover (bearer token) and reads back a FailoverSnapshot.
+import { z } from 'zod';
+
+export const ADMIN_FAILOVER_PATH = '/admin/failover';
+
+/** The body of PUT /admin/failover. */
+export const FailoverUpdate = z
+  .object({
+    active: z.boolean(),
+    maxMessagesPerSecond: z.number().int().min(1).max(10000).optional(),
+  })
+  .strict();
+export type FailoverUpdate = z.infer<typeof FailoverUpdate>;
+
+/** The answer of GET and PUT /admin/failover: one replica's state and numbers. */
+export interface FailoverSnapshot {
+  active: boolean;
+  /** ISO time of the last change, or null when never changed since start. */
+  since: string | null;
+  /** Replay rate to the primary (messages per second for this replica). */
+  replayMaxMessagesPerSecond: number;
+  /** Messages delivered to the backup since failover last became active (on this replica, since its start). */
+  messagesToBackup: number;
+  /** Replay in progress: the primary's queue is being drained at the replay rate. */
+  replaying: boolean;
+  /** Messages delivered to the primary, paced, since failover last became active. */
+  messagesReplayed: number;
+  /** Messages still waiting for the primary. */
+  queuedPrimary: number;
+  /** Messages still waiting for the backup. */
+  queuedBackup: number;
+  /** The backup as this relay's deliveries see it (see BackupHealth). */
+  backup: BackupHealth;
+}
+
+/**
+ * 'unknown' before the relay's first delivery attempt to the backup since it
+ * started; 'down' while its last attempts all failed without an answer
+ * (delivery suspended); 'up' once an attempt got an answer.
+ */
+export type BackupHealth = 'unknown' | 'up' | 'down';
