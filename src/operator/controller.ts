@@ -5,24 +5,24 @@
 //   - a Secret changes or disappears         -> every MailContinuity in its
 //                                               namespace that references it;
 //   - the primary's health verdict changes,
-//     or a failover/replay number does       -> that MailContinuity.
-// It also owns the per-resource loops that are not reconciles: the health
+//     or a relay's numbers do                -> that MailContinuity.
+// It also creates the per-resource loops that are not reconciles: the health
 // probes of the primary (health/loop.ts) and the continuity sync with the
-// relays (failover/continuity.ts). Their results reach status through the
-// reconciler (one place writes status).
+// relays (failover/continuity.ts), and hands them to the reconciler, whose
+// phases read them and start them (one place decides and writes status).
 import type { Logger } from 'pino';
 import { KIND, type MailContinuity } from '../api/v1alpha1/mailcontinuity.js';
 import { LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY } from './builders/common.js';
 import { EventRecorder } from './events.js';
 import { Continuity } from './failover/continuity.js';
 import { PodDirectory, StaticDirectory, type RelayDirectory } from './failover/relays.js';
-import { HealthTracker, primaryHealthyCondition, primaryStatus } from './health/hysteresis.js';
-import { describeTarget, ProbeLoop, type ProbeFn } from './health/loop.js';
-import type { KubeClient, KubeObject } from './kube/client.js';
+import { ProbeLoop, type ProbeFn } from './health/loop.js';
+import type { KubeClient } from './kube/client.js';
 import { Informer, keyOf } from './kube/informer.js';
 import { CHILD_TYPES, MAILCONTINUITIES, PODS } from './kube/resources.js';
+import type { KubeObject } from './kube/types.js';
 import type { OperatorMetrics } from './metrics.js';
-import { adminToken, Reconciler, referencedSecrets, type StatusParts } from './reconciler.js';
+import { adminToken, Reconciler, referencedSecrets } from './reconciler.js';
 import { WorkQueue } from './workqueue.js';
 
 export interface ControllerOptions {
@@ -110,7 +110,6 @@ export class Controller {
     this.continuity = new Continuity({
       directory,
       token: (mc) => adminToken({ children: this.children }, mc),
-      recorder: this.recorder,
       log,
       onChange: (key) => this.queue.add(key),
       onFailoverState: (namespace, name, active) => metrics.failoverActive.set({ namespace, name }, active ? 1 : 0),
@@ -137,42 +136,9 @@ export class Controller {
       defaultImage: opts.defaultImage,
       recorder: this.recorder,
       log,
-      contributor: {
-        observe: (mc) => this.observe(mc),
-        forget: (key) => {
-          void this.probes?.remove(key);
-          this.continuity.remove(key);
-        },
-      },
+      continuity: this.continuity,
+      probes: this.probes,
     });
-  }
-
-  /** Health and failover parts of the status of a live resource. */
-  private observe(mc: MailContinuity): StatusParts {
-    const key = keyOf(mc);
-    let health;
-    const conditions: NonNullable<StatusParts['extraConditions']> = [];
-    if (this.probes) {
-      this.probes.ensure(key, mc.spec.primary);
-      health = this.probes.reported(key);
-      const shown =
-        health ??
-        new HealthTracker(
-          {
-            failureThreshold: mc.spec.primary.health.failureThreshold,
-            successThreshold: mc.spec.primary.health.successThreshold,
-          },
-          { target: describeTarget(mc.spec.primary) },
-        ).current;
-      conditions.push(primaryHealthyCondition(shown));
-    }
-    const { decision, lastFailover } = this.continuity.observe(mc, health);
-    conditions.push(decision.condition);
-    return {
-      extraConditions: conditions,
-      ...(health?.lastProbeTime ? { primary: primaryStatus(health) } : {}),
-      ...(lastFailover ? { lastFailover } : {}),
-    };
   }
 
   /** Whether failover is active for namespace/name, as the operator decided it. */
@@ -225,7 +191,6 @@ export class Controller {
         end({ result: result.outcome });
         metrics.reconciles.inc({ result: result.outcome });
         this.queue.forget(key);
-        if (result.requeueAfterMs) this.queue.addAfter(key, result.requeueAfterMs);
         if (result.writes > 0) log.info({ key, outcome: result.outcome, writes: result.writes }, 'reconciled');
       } catch (err) {
         end({ result: 'Error' });

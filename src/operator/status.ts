@@ -38,8 +38,10 @@ export interface StatusInputs {
   extraConditions?: Omit<Condition, 'lastTransitionTime'>[];
   /** status.primary from the health probes (kept as stored when undefined). */
   primary?: MailContinuityStatus['primary'];
-  /** status.lastFailover from the continuity manager (kept as stored when undefined). */
+  /** status.lastFailover from the failover phase (kept as stored when undefined). */
   lastFailover?: MailContinuityStatus['lastFailover'];
+  /** Queue depths summed over the relays that answered the last sync (kept as stored when undefined). */
+  relayQueues?: { queuedPrimary: number; queuedBackup: number };
   now: Date;
 }
 
@@ -123,6 +125,7 @@ export function computeStatus(inputs: StatusInputs): MailContinuityStatus {
     conditions,
     relay: {
       ...old.relay,
+      ...inputs.relayQueues,
       replicas: inputs.statefulSet?.replicas ?? 0,
       readyReplicas: inputs.statefulSet?.readyReplicas ?? 0,
     },

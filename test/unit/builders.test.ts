@@ -2,7 +2,7 @@ import { describe, expect, it } from '@jest/globals';
 import YAML from 'yaml';
 import { API_VERSION, MailContinuitySpec, type MailContinuity } from '../../src/api/v1alpha1/mailcontinuity.js';
 import { buildChildren, configHash, configMap } from '../../src/operator/builders/index.js';
-import type { KubeObject } from '../../src/operator/kube/client.js';
+import type { KubeObject } from '../../src/operator/kube/types.js';
 import { RelayConfig } from '../../src/api/relay/config.js';
 import { validSpec } from '../fixtures/mailcontinuity.js';
 
@@ -21,7 +21,7 @@ const byKind = (objs: KubeObject[], kind: string, name?: string) =>
   objs.find((o) => o.kind === kind && (!name || o.metadata.name === name)) as Record<string, any>;
 
 describe('builders', () => {
-  const children = buildChildren(fixture(), { defaultImage: 'example/mc:1' });
+  const children = buildChildren(fixture(), { defaultImage: 'example/mc:1', adminToken: 'tok' });
 
   it('builds every child, in apply order, each with a controller ownerReference and our labels', () => {
     expect(children.map((c) => `${c.kind}/${c.metadata.name}`)).toEqual([
@@ -80,13 +80,13 @@ describe('builders', () => {
     expect(sts.spec.volumeClaimTemplates[0].spec.resources.requests.storage).toBe('10Gi');
     const hash = sts.spec.template.metadata.annotations['mailcontinuity.io/config-hash'];
     expect(hash).toBe(configHash(configMap(fixture())));
-    const changed = buildChildren(fixture((s) => (s.domains = ['other.example.com'])), { defaultImage: 'x' });
+    const changed = buildChildren(fixture((s) => (s.domains = ['other.example.com'])), { defaultImage: 'x', adminToken: 'tok' });
     expect(byKind(changed, 'StatefulSet').spec.template.metadata.annotations['mailcontinuity.io/config-hash']).not.toBe(hash);
   });
 
   it('uses emptyDir when persistence is disabled', () => {
     const sts = byKind(
-      buildChildren(fixture((s) => (s.relay.persistence = { enabled: false })), { defaultImage: 'x' }),
+      buildChildren(fixture((s) => (s.relay.persistence = { enabled: false })), { defaultImage: 'x', adminToken: 'tok' }),
       'StatefulSet',
     );
     expect(sts.spec.volumeClaimTemplates).toBeUndefined();
@@ -101,7 +101,7 @@ describe('builders', () => {
     expect(byKind(children, 'Service', 'corp-relay').spec.externalTrafficPolicy).toBeUndefined();
     const lb = buildChildren(
       fixture((s) => (s.relay.service = { type: 'LoadBalancer', loadBalancerSourceRanges: ['198.51.100.0/24'] })),
-      { defaultImage: 'x' },
+      { defaultImage: 'x', adminToken: 'tok' },
     );
     expect(byKind(lb, 'Service', 'corp-relay').spec).toMatchObject({
       type: 'LoadBalancer',
@@ -110,15 +110,20 @@ describe('builders', () => {
     });
   });
 
-  it('keeps an existing admin token and mounts referenced secrets as files', () => {
-    const kept = buildChildren(fixture(), { defaultImage: 'x', adminToken: 'tok' });
-    expect(Buffer.from(byKind(kept, 'Secret').data.token, 'base64').toString()).toBe('tok');
+  it('is pure: the same resource and options build the same children, the admin Secret holding the token given', () => {
+    const opts = { defaultImage: 'x', adminToken: 'given-token' };
+    const once = buildChildren(fixture(), opts);
+    expect(buildChildren(fixture(), opts)).toEqual(once);
+    expect(Buffer.from(byKind(once, 'Secret').data.token, 'base64').toString()).toBe('given-token');
+  });
+
+  it('mounts referenced secrets as files', () => {
     const withTls = buildChildren(
       fixture((s) => {
         s.relay.tlsSecretRef = { name: 'relay-tls' };
         s.primary.credentialsSecretRef = { name: 'exchange-auth' };
       }),
-      { defaultImage: 'x' },
+      { defaultImage: 'x', adminToken: 'tok' },
     );
     const pod = byKind(withTls, 'StatefulSet').spec.template.spec;
     expect(pod.volumes).toContainEqual({ name: 'tls', secret: { secretName: 'relay-tls', defaultMode: 0o440 } });

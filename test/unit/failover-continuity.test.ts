@@ -1,5 +1,6 @@
-// The failover decision, and the continuity manager against the relay's real
-// admin endpoint (src/relay/http.ts with a real FailoverState) on loopback.
+// The failover decision and phase (pure), and the continuity sync loop
+// against the relay's real admin endpoint (its HTTP server with a real
+// FailoverState) on loopback, driven the way the reconcile drives it.
 import { afterEach, describe, expect, it } from '@jest/globals';
 import type { Server } from 'node:http';
 import { pino } from 'pino';
@@ -7,6 +8,7 @@ import { Registry } from 'prom-client';
 import { MailContinuitySpec, type MailContinuity } from '../../src/api/v1alpha1/mailcontinuity.js';
 import { Continuity } from '../../src/operator/failover/continuity.js';
 import { decideFailover } from '../../src/operator/failover/decide.js';
+import { planFailover, seedRecord, type PlannedEvent } from '../../src/operator/failover/plan.js';
 import { StaticDirectory } from '../../src/operator/failover/relays.js';
 import { HealthTracker, type HealthState } from '../../src/operator/health/hysteresis.js';
 import { FailoverState } from '../../src/relay/control/failover-state.js';
@@ -16,6 +18,15 @@ import { waitUntil } from '../harness/wait.js';
 
 const log = pino({ level: 'silent' });
 const TOKEN = 'test-admin-token';
+const KEY = 'mail/corp';
+
+/** An RFC 3339 time without fractions, at or after `fromMs` (to the second) and not in the future. */
+function expectRecent(time: string | undefined, fromMs: number) {
+  expect(time).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+  const t = Date.parse(time!);
+  expect(t).toBeGreaterThanOrEqual(Math.floor(fromMs / 1000) * 1000);
+  expect(t).toBeLessThanOrEqual(Date.now());
+}
 
 function health(healthy: boolean | undefined): HealthState {
   const t = new HealthTracker({ failureThreshold: 1, successThreshold: 1 });
@@ -97,66 +108,78 @@ describe('Continuity with real relay admin endpoints', () => {
     return { url: `http://127.0.0.1:${httpPort(server)}`, state };
   }
 
+  /**
+   * A sync loop over the relays at urls, and the failover phase of a reconcile
+   * as the reconciler runs it: on every call to reconcile(), and again whenever
+   * the loop reports new relay numbers (onChange enqueues the resource).
+   */
   function manager(urls: string[], token = TOKEN) {
-    const events: { type: string; reason: string; message: string }[] = [];
-    const changes: string[] = [];
+    const events: PlannedEvent[] = [];
     const errors = { n: 0 };
-    const m = new Continuity({
+    let last: { res: MailContinuity; health: HealthState | undefined } | undefined;
+    const reconcile = (res: MailContinuity, h: HealthState | undefined) => {
+      last = { res, health: h };
+      const plan = planFailover(m.record(KEY) ?? seedRecord(res.status), res.spec, h, m.tally(KEY), new Date());
+      m.set(res, plan.next);
+      events.push(...plan.events);
+      return plan;
+    };
+    const m: Continuity = new Continuity({
       onPushError: () => errors.n++,
       directory: new StaticDirectory([`mail/corp=${urls.join(',')}`]),
       token: () => token,
-      recorder: { record: async (_mc, type, reason, message) => void events.push({ type, reason, message }) },
       log,
-      onChange: (key) => changes.push(key),
+      onChange: () => last && reconcile(last.res, last.health),
       activeSyncMs: 50,
       idleSyncMs: 200,
     });
     managers.push(m);
-    return { m, events, changes, errors };
+    return { m, events, errors, reconcile };
   }
 
   it('tells every relay at once, splits the replay rate, counts Gmail copies and the replay, and ends with ReplayCompleted', async () => {
     const a = await relay();
     const b = await relay();
-    const { m, events, changes } = manager([a.url, b.url]);
+    const { m, events, reconcile } = manager([a.url, b.url]);
     const res = mc((s) => (s.recovery = { maxMessagesPerSecond: 15 }));
 
-    m.observe(res, health(true));
-    expect(m.state('mail/corp')).toMatchObject({ active: false });
+    reconcile(res, health(true));
+    expect(m.state(KEY)).toMatchObject({ active: false });
 
     const start = Date.now();
-    const out = m.observe(res, health(false));
+    const out = reconcile(res, health(false));
     expect(out.decision.active).toBe(true);
-    expect(out.lastFailover).toMatchObject({ trigger: 'Automatic', messagesToBackup: 0 });
-    expect(out.lastFailover?.start).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+    expect(out.next.lastFailover).toMatchObject({ trigger: 'Automatic', messagesToBackup: 0 });
+    expectRecent(out.next.lastFailover?.start, start);
     await waitUntil('both relays active', 5000, () => a.state.isActive && b.state.isActive);
     const propagation = Date.now() - start;
     expect(propagation).toBeLessThan(2000);
     expect(a.state.replayRate).toBe(8); // ceil(15 / 2)
     expect(events).toEqual([expect.objectContaining({ type: 'Warning', reason: 'FailoverStarted' })]);
 
-    // The relays send mail to Gmail: the sum reaches status.
+    // The relays send mail to Gmail: the sum reaches the record (and so status).
     a.state.noteBackupCopy();
     a.state.noteBackupCopy();
     b.state.noteBackupCopy();
-    await waitUntil('3 copies counted', 5000, () => m.state('mail/corp')?.lastFailover?.messagesToBackup === 3);
-    expect(changes).toContain('mail/corp');
+    await waitUntil('3 copies counted', 5000, () => m.state(KEY)?.lastFailover?.messagesToBackup === 3);
 
     // The primary is back: relays replay; 4 messages still wait for it on relay a.
     let queued = 4;
     let replaying = true;
-    a.state.setQueueFacts(() => ({ replaying, queuedPrimary: queued, queuedBackup: 0 }));
-    const ended = m.observe(res, health(true));
+    a.state.setQueueFacts(() => ({ replaying, queuedPrimary: queued, queuedBackup: 0, backup: 'up' }));
+    const endedAt = Date.now();
+    const ended = reconcile(res, health(true));
     expect(ended.decision.active).toBe(false);
-    expect(ended.lastFailover?.end).toBeDefined();
+    expectRecent(ended.next.lastFailover?.end, endedAt);
     await waitUntil('relays inactive', 5000, () => !a.state.isActive && !b.state.isActive);
-    await waitUntil('remaining 4', 5000, () => m.state('mail/corp')?.lastFailover?.replayRemaining === 4);
-    expect(m.state('mail/corp')?.replaying).toBe(true);
+    await waitUntil('remaining 4', 5000, () => m.state(KEY)?.lastFailover?.replayRemaining === 4);
+    expect(m.tally(KEY)).toMatchObject({ queuedPrimary: 4, backup: { up: 1, unknown: 1, down: 0 } });
+    expect(m.state(KEY)?.replaying).toBe(true);
     for (let i = 0; i < 4; i++) a.state.noteReplayed();
     queued = 0;
     replaying = false;
-    await waitUntil('replay completed', 5000, () => m.state('mail/corp')?.replaying === false);
-    expect(m.state('mail/corp')?.lastFailover).toMatchObject({
+    await waitUntil('replay completed', 5000, () => m.state(KEY)?.replaying === false);
+    expect(m.state(KEY)?.lastFailover).toMatchObject({
       messagesToBackup: 3,
       messagesReplayed: 4,
       replayRemaining: 0,
@@ -167,13 +190,12 @@ describe('Continuity with real relay admin endpoints', () => {
 
   it('re-asserts the state on a relay that restarted (lost its state) and keeps the count going', async () => {
     const a = await relay();
-    const { m } = manager([a.url]);
-    const res = mc();
-    m.observe(res, health(false));
+    const { m, reconcile } = manager([a.url]);
+    reconcile(mc(), health(false));
     await waitUntil('relay active', 5000, () => a.state.isActive);
     a.state.noteBackupCopy();
     a.state.noteBackupCopy();
-    await waitUntil('2 counted', 5000, () => m.state('mail/corp')?.lastFailover?.messagesToBackup === 2);
+    await waitUntil('2 counted', 5000, () => m.state(KEY)?.lastFailover?.messagesToBackup === 2);
     // The relay process restarts: same address, a fresh state (inactive, counts at 0).
     await new Promise((r) => servers.shift()!.close(r));
     const fresh = new FailoverState({ active: false, replayMaxMessagesPerSecond: 20 });
@@ -188,20 +210,20 @@ describe('Continuity with real relay admin endpoints', () => {
     );
     await waitUntil('restarted relay told again', 5000, () => fresh.isActive);
     fresh.noteBackupCopy();
-    await waitUntil('count carried over', 5000, () => m.state('mail/corp')?.lastFailover?.messagesToBackup === 3);
+    await waitUntil('count carried over', 5000, () => m.state(KEY)?.lastFailover?.messagesToBackup === 3);
   });
 
   it('a wrong token is refused by the relay: the state does not change, and the manager keeps trying', async () => {
     const a = await relay();
-    const { m, errors } = manager([a.url], 'not-the-token');
-    m.observe(mc(), health(false));
+    const { reconcile, errors } = manager([a.url], 'not-the-token');
+    reconcile(mc(), health(false));
     await waitUntil('three refused syncs', 5000, () => errors.n >= 3);
     expect(a.state.isActive).toBe(false);
   });
 
   it('takes over the state written in status by a previous operator (no new FailoverStarted)', async () => {
     const a = await relay();
-    const { m, events } = manager([a.url]);
+    const { m, events, reconcile } = manager([a.url]);
     const res = mc(undefined, {
       conditions: [
         {
@@ -214,15 +236,16 @@ describe('Continuity with real relay admin endpoints', () => {
       ],
       lastFailover: { start: '2026-01-01T00:00:00Z', trigger: 'Automatic', messagesToBackup: 7 },
     });
-    const out = m.observe(res, undefined); // not probed yet after the restart
-    expect(out.lastFailover?.messagesToBackup).toBe(7);
+    const out = reconcile(res, undefined); // not probed yet after the restart
+    expect(out.next.lastFailover?.messagesToBackup).toBe(7);
     expect(out.decision.active).toBe(true);
     await waitUntil('relay told', 5000, () => a.state.isActive);
     // The relay kept its count across the operator's restart (7 so far), then makes one more copy.
     for (let i = 0; i < 8; i++) a.state.noteBackupCopy();
-    await waitUntil('count 8, not 7 + 8', 5000, () => m.state('mail/corp')?.lastFailover?.messagesToBackup === 8);
+    await waitUntil('count 8, not 7 + 8', 5000, () => m.state(KEY)?.lastFailover?.messagesToBackup === 8);
+    // Two more syncs (activeSyncMs 50) must not add the count again.
     await new Promise((r) => setTimeout(r, 200));
-    expect(m.state('mail/corp')?.lastFailover?.messagesToBackup).toBe(8);
+    expect(m.state(KEY)?.lastFailover?.messagesToBackup).toBe(8);
     expect(events).toEqual([]);
   });
 });

@@ -3,7 +3,7 @@
 import YAML from 'yaml';
 import type { MailContinuity } from '../../api/v1alpha1/mailcontinuity.js';
 import type { RelayConfigInput } from '../../api/relay/config.js';
-import type { KubeObject } from '../kube/client.js';
+import type { KubeObject } from '../kube/types.js';
 import { childNames, metadata, sha256 } from './common.js';
 
 export const CONFIG_DIR = '/etc/mail-continuity';

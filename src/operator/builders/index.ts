@@ -1,6 +1,6 @@
 // Every child of a MailContinuity, built by pure functions from the spec.
 import type { MailContinuity } from '../../api/v1alpha1/mailcontinuity.js';
-import type { KubeObject } from '../kube/client.js';
+import type { KubeObject } from '../kube/types.js';
 import { configHash, configMap } from './config.js';
 import { headlessService, podDisruptionBudget, service, serviceAccount } from './network.js';
 import { adminTokenSecret } from './secret.js';
@@ -12,8 +12,8 @@ export { adminTokenSecret, tokenOf } from './secret.js';
 
 export interface BuildOptions {
   defaultImage: string;
-  /** The admin token already in the cluster, kept as it is. */
-  adminToken?: string;
+  /** The relays' admin token: the one already in the cluster, else a new one the caller drew. */
+  adminToken: string;
 }
 
 /** In apply order: what a pod needs exists before the StatefulSet that starts it. */

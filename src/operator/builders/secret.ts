@@ -1,13 +1,13 @@
 // The Secret with the token the operator presents to each relay's admin
-// endpoint (failover state, replay rate). Generated once; never rotated by a
-// reconcile, so relays and operator keep agreeing.
-import { randomBytes } from 'node:crypto';
+// endpoint (failover state, replay rate). The reconciler draws the token once
+// and passes the one in the cluster from then on: never rotated by a
+// reconcile, so relays and operator keep agreeing. The builder draws no
+// randomness of its own.
 import type { MailContinuity } from '../../api/v1alpha1/mailcontinuity.js';
-import type { KubeObject } from '../kube/client.js';
+import type { KubeObject } from '../kube/types.js';
 import { childNames, metadata } from './common.js';
 
-export function adminTokenSecret(mc: MailContinuity, existingToken?: string): KubeObject {
-  const token = existingToken ?? randomBytes(32).toString('base64url');
+export function adminTokenSecret(mc: MailContinuity, token: string): KubeObject {
   return {
     apiVersion: 'v1',
     kind: 'Secret',

@@ -1,29 +1,23 @@
-// Continuity events of each MailContinuity: failover start and end, and the
-// replay that follows. The reconciler calls observe() with the resource and the
-// primary's reported health; observe() decides (decide.ts), records a
-// transition in status.lastFailover with an Event, and hands back the status
-// parts to write. Apart from the reconciles, a sync loop per resource tells
-// every relay replica the failover state (PUT /admin/failover with the admin
-// token: at once on a transition, so relays act within a second or two) and
-// reads back their numbers: messages sent to Gmail during the failover,
-// messages replayed, messages still waiting for the primary.
+// The continuity sync loop of each MailContinuity: the I/O half of the
+// failover phase. The reconcile decides (plan.ts) and hands the record over
+// with set(); a loop per resource tells every relay replica the failover state
+// (PUT /admin/failover with the admin token: at once on a new phase, so relays
+// act within a second or two) and sums what they answer: messages sent to
+// Gmail during the failover, messages replayed, messages still waiting for
+// the primary and for Gmail. When a sum changes, onChange asks for a
+// reconcile, which folds the numbers into status. Nothing here decides a
+// transition, records an Event or computes status.
 //
 // The sync loop runs every activeSyncMs (default 5 s) during a failover or a
 // replay and every idleSyncMs (default 30 s) otherwise — that one re-asserts
-// the state on relays that restarted. Status changes only when a number does,
-// so an idle resource causes no API writes.
-//
-// The state survives an operator restart or a leader handover: it is seeded
-// from the resource's own status (FailoverActive, lastFailover).
+// the state on relays that restarted. The sums change only when a relay's
+// numbers do, so an idle resource causes no API writes.
 import type { Logger } from 'pino';
 import type { FailoverSnapshot } from '../../api/relay/admin.js';
-import type { MailContinuity, MailContinuityStatus } from '../../api/v1alpha1/mailcontinuity.js';
-import type { EventRecorder } from '../events.js';
-import type { HealthState } from '../health/hysteresis.js';
-import { decideFailover, FAILOVER_ACTIVE, type FailoverDecision } from './decide.js';
+import type { MailContinuity } from '../../api/v1alpha1/mailcontinuity.js';
+import { canonical } from '../status.js';
+import type { FailoverRecord, RelayTally } from './plan.js';
 import type { RelayDirectory } from './relays.js';
-
-export type LastFailover = NonNullable<MailContinuityStatus['lastFailover']>;
 
 /** What a relay answers on /admin/failover; a relay of an older version may leave numbers out. */
 export type RelaySnapshot = Pick<FailoverSnapshot, 'active'> & Partial<FailoverSnapshot>;
@@ -32,16 +26,14 @@ export interface ContinuityOptions {
   directory: RelayDirectory;
   /** The relays' admin bearer token of a resource (from the operator's Secret), if known yet. */
   token: (mc: MailContinuity) => string | undefined;
-  recorder: Pick<EventRecorder, 'record'>;
   log: Logger;
-  /** Something in the status of key changed: reconcile it. */
+  /** The relays' numbers for key changed: reconcile it. */
   onChange: (key: string) => void;
   onFailoverState?: (namespace: string, name: string, active: boolean) => void;
   onPushError?: () => void;
   activeSyncMs?: number;
   idleSyncMs?: number;
   requestTimeoutMs?: number;
-  now?: () => Date;
 }
 
 interface Counter {
@@ -55,18 +47,16 @@ interface Entry {
   namespace: string;
   name: string;
   mc: MailContinuity;
-  active: boolean;
-  replaying: boolean;
-  lastFailover: LastFailover | undefined;
+  record: FailoverRecord;
   toBackup: Counter;
   replayed: Counter;
+  tally: RelayTally | undefined;
   timer: NodeJS.Timeout | undefined;
   syncing: Promise<void> | undefined;
   again: boolean;
   stopped: boolean;
 }
 
-const rfc3339 = (d: Date) => d.toISOString().replace(/\.\d{3}Z$/, 'Z');
 const newCounter = (): Counter => ({ last: new Map(), carried: 0 });
 
 /** Sum over relays of a per-relay counter that restarts at 0 when the relay does (or the phase does). */
@@ -83,81 +73,57 @@ function total(c: Counter, values: Map<string, number>): number {
 
 export class Continuity {
   private readonly entries = new Map<string, Entry>();
-  private readonly now: () => Date;
 
-  constructor(private readonly opts: ContinuityOptions) {
-    this.now = opts.now ?? (() => new Date());
+  constructor(private readonly opts: ContinuityOptions) {}
+
+  /** The record the reconcile last handed over (undefined: none yet, start from the stored status). */
+  record(key: string): FailoverRecord | undefined {
+    return this.entries.get(key)?.record;
+  }
+
+  /** The relays' numbers for key, as the last sync that any relay answered summed them (its phase says which). */
+  tally(key: string): RelayTally | undefined {
+    return this.entries.get(key)?.tally;
   }
 
   /**
-   * Decides the failover state of mc (its spec parsed, its status as stored)
-   * and returns the FailoverActive condition and status.lastFailover to write.
+   * Holds the record the reconcile decided for mc and starts its sync loop;
+   * a new phase (failover started or ended) restarts the counts and is pushed
+   * to the relays at once.
    */
-  observe(
-    mc: MailContinuity,
-    health: HealthState | undefined,
-  ): { decision: FailoverDecision; lastFailover?: LastFailover } {
+  set(mc: MailContinuity, record: FailoverRecord): void {
     const namespace = mc.metadata.namespace ?? 'default';
     const name = mc.metadata.name;
     const key = `${namespace}/${name}`;
-    let e = this.entries.get(key);
+    const e = this.entries.get(key);
     if (!e) {
-      const wasActive = mc.status?.conditions?.some((c) => c.type === FAILOVER_ACTIVE && c.status === 'True') ?? false;
-      const lf = mc.status?.lastFailover;
-      e = {
+      const created: Entry = {
         key,
         namespace,
         name,
         mc,
-        active: wasActive,
-        replaying: Boolean(lf?.end && (lf.replayRemaining ?? 0) > 0),
-        lastFailover: lf,
+        record,
         toBackup: newCounter(),
         replayed: newCounter(),
+        tally: undefined,
         timer: undefined,
         syncing: undefined,
         again: false,
         stopped: false,
       };
-      // After an operator restart the relays still hold their counts: status is only a floor
-      // (see the Math.max below), never added to them.
-      this.entries.set(key, e);
-      this.opts.onFailoverState?.(namespace, name, wasActive);
-      this.syncSoon(e, 0);
+      this.entries.set(key, created);
+      this.opts.onFailoverState?.(namespace, name, record.active);
+      this.syncSoon(created, 0);
+      return;
     }
+    const prev = e.record;
     e.mc = mc;
-    const decision = decideFailover(mc.spec, health, e.active);
-    if (decision.active !== e.active) this.transition(e, decision);
-    return { decision, ...(e.lastFailover ? { lastFailover: e.lastFailover } : {}) };
-  }
-
-  private transition(e: Entry, d: FailoverDecision): void {
-    const now = rfc3339(this.now());
-    e.active = d.active;
-    this.opts.onFailoverState?.(e.namespace, e.name, d.active);
-    if (d.active) {
-      e.replaying = false;
-      e.toBackup = newCounter();
-      e.lastFailover = { start: now, trigger: d.trigger!, messagesToBackup: 0 };
-      this.opts.log.warn({ key: e.key, trigger: d.trigger, reason: d.condition.reason }, 'failover started');
-      void this.opts.recorder.record(
-        e.mc,
-        'Warning',
-        'FailoverStarted',
-        `${d.trigger} failover: ${d.condition.message}`,
-      );
-    } else {
-      e.replaying = true;
-      e.replayed = newCounter();
-      e.lastFailover = { ...e.lastFailover, end: now, messagesReplayed: 0 };
-      this.opts.log.info({ key: e.key, reason: d.condition.reason }, 'failover ended, replay starts');
-      void this.opts.recorder.record(
-        e.mc,
-        'Normal',
-        'FailoverEnded',
-        `failover ended (${d.condition.message}); ${e.lastFailover.messagesToBackup ?? 0} messages went to Gmail during it; replaying missed mail to the primary`,
-      );
-    }
+    e.record = record;
+    if (record.phase === prev.phase) return;
+    if (record.active !== prev.active) this.opts.onFailoverState?.(namespace, name, record.active);
+    // A failover counts its own copies; the replay after it, its own messages.
+    if (record.active) e.toBackup = newCounter();
+    else e.replayed = newCounter();
     this.syncSoon(e, 0);
   }
 
@@ -183,12 +149,10 @@ export class Continuity {
     await Promise.all(syncing);
   }
 
-  /** The state of key as the sync loop last saw it (tests, metrics). */
-  state(key: string): { active: boolean; replaying: boolean; lastFailover?: LastFailover } | undefined {
-    const e = this.entries.get(key);
-    return (
-      e && { active: e.active, replaying: e.replaying, ...(e.lastFailover ? { lastFailover: e.lastFailover } : {}) }
-    );
+  /** The record of key as the reconcile last decided it (tests, metrics). */
+  state(key: string): { active: boolean; replaying: boolean; lastFailover?: FailoverRecord['lastFailover'] } | undefined {
+    const r = this.entries.get(key)?.record;
+    return r && { active: r.active, replaying: r.replaying, ...(r.lastFailover ? { lastFailover: r.lastFailover } : {}) };
   }
 
   private syncSoon(e: Entry, delayMs: number): void {
@@ -203,7 +167,7 @@ export class Continuity {
       e.syncing = this.sync(e).finally(() => {
         e.syncing = undefined;
         if (e.stopped) return;
-        const busy = e.active || e.replaying;
+        const busy = e.record.active || e.record.replaying;
         const next = e.again ? 0 : busy ? (this.opts.activeSyncMs ?? 5000) : (this.opts.idleSyncMs ?? 30_000);
         e.again = false;
         this.syncSoon(e, next);
@@ -218,62 +182,47 @@ export class Continuity {
     if (urls.length === 0 || !token) return;
     // The replay rate of the spec is for all replicas together.
     const share = Math.max(1, Math.ceil(e.mc.spec.recovery.maxMessagesPerSecond / urls.length));
-    const body = JSON.stringify({ active: e.active, maxMessagesPerSecond: share });
-    const active = e.active;
-    const answers = await Promise.all(
-      urls.map(async (url) => {
-        try {
-          const res = await fetch(`${url}/admin/failover`, {
-            method: 'PUT',
-            headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-            body,
-            signal: AbortSignal.timeout(this.opts.requestTimeoutMs ?? 3000),
-          });
-          if (!res.ok) throw new Error(`HTTP ${res.status}: ${(await res.text()).slice(0, 200)}`);
-          return [url, (await res.json()) as RelaySnapshot] as const;
-        } catch (err) {
-          this.opts.onPushError?.();
-          this.opts.log.warn(
-            { key: e.key, relay: url, err: (err as Error).message },
-            'could not tell a relay the failover state',
-          );
-          return undefined;
-        }
-      }),
-    );
-    if (e.stopped || active !== e.active) return; // a transition happened meanwhile: the next sync reports
+    const { phase, active } = e.record;
+    const body = JSON.stringify({ active, maxMessagesPerSecond: share });
+    const answers = await Promise.all(urls.map((url) => this.push(e, url, token, body)));
+    if (e.stopped || phase !== e.record.phase) return; // a new phase meanwhile: the next sync reports
     const got = answers.filter((a): a is readonly [string, RelaySnapshot] => a !== undefined);
     if (got.length === 0) return;
-    const before = JSON.stringify(e.lastFailover ?? null);
-    if ((e.active || e.replaying) && e.lastFailover) {
-      // During the replay too: copies made in the last seconds of the failover (the relays keep
-      // their count until the next failover).
-      const toBackup = total(e.toBackup, new Map(got.map(([u, s]) => [u, s.messagesToBackup ?? 0])));
-      e.lastFailover = {
-        ...e.lastFailover,
-        messagesToBackup: Math.max(toBackup, e.lastFailover.messagesToBackup ?? 0),
-      };
+    const sum = (f: (s: RelaySnapshot) => number | undefined) => got.reduce((n, [, s]) => n + (f(s) ?? 0), 0);
+    const tally: RelayTally = {
+      phase,
+      answered: got.length,
+      endpoints: urls.length,
+      messagesToBackup: total(e.toBackup, new Map(got.map(([u, s]) => [u, s.messagesToBackup ?? 0]))),
+      messagesReplayed: total(e.replayed, new Map(got.map(([u, s]) => [u, s.messagesReplayed ?? 0]))),
+      queuedPrimary: sum((s) => s.queuedPrimary),
+      queuedBackup: sum((s) => s.queuedBackup),
+      replaying: got.some(([, s]) => s.replaying),
+      backup: {
+        up: got.filter(([, s]) => s.backup === 'up').length,
+        down: got.filter(([, s]) => s.backup === 'down').length,
+        unknown: got.filter(([, s]) => s.backup !== 'up' && s.backup !== 'down').length,
+      },
+    };
+    const changed = canonical(tally) !== canonical(e.tally ?? null);
+    e.tally = tally;
+    if (changed) this.opts.onChange(e.key);
+  }
+
+  private async push(e: Entry, url: string, token: string, body: string) {
+    try {
+      const res = await fetch(`${url}/admin/failover`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body,
+        signal: AbortSignal.timeout(this.opts.requestTimeoutMs ?? 3000),
+      });
+      if (!res.ok) throw new Error(`HTTP ${res.status}: ${(await res.text()).slice(0, 200)}`);
+      return [url, (await res.json()) as RelaySnapshot] as const;
+    } catch (err) {
+      this.opts.onPushError?.();
+      this.opts.log.warn({ key: e.key, relay: url, err: (err as Error).message }, 'could not tell a relay the failover state');
+      return undefined;
     }
-    if (e.replaying && e.lastFailover) {
-      const replayed = total(e.replayed, new Map(got.map(([u, s]) => [u, s.messagesReplayed ?? 0])));
-      const remaining = got.reduce((n, [, s]) => n + (s.queuedPrimary ?? 0), 0);
-      const done = got.length === urls.length && got.every(([, s]) => !s.replaying) && remaining === 0;
-      e.lastFailover = {
-        ...e.lastFailover,
-        messagesReplayed: Math.max(replayed, e.lastFailover.messagesReplayed ?? 0),
-        replayRemaining: remaining,
-      };
-      if (done) {
-        e.replaying = false;
-        this.opts.log.info({ key: e.key, replayed: e.lastFailover.messagesReplayed }, 'replay completed');
-        void this.opts.recorder.record(
-          e.mc,
-          'Normal',
-          'ReplayCompleted',
-          `the primary has every message it missed: ${e.lastFailover.messagesReplayed ?? 0} replayed after the failover that started ${e.lastFailover.start ?? ''}`,
-        );
-      }
-    }
-    if (JSON.stringify(e.lastFailover ?? null) !== before) this.opts.onChange(e.key);
   }
 }

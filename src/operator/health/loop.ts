@@ -8,7 +8,7 @@
 //     the message holds no counters, so a stable primary never changes it),
 //   - otherwise at most every statusIntervalMs (default 30 s) so that
 //     status.primary (lastProbeTime, latency, counters) stays fresh.
-// reported(key) returns the state of the last onChange: the controller should
+// reported(key) returns the state of the last onChange: the reconcile should
 // build status from it (not from current(key)), so a reconcile triggered by
 // something else does not write fresher numbers each time.
 //
@@ -159,6 +159,16 @@ export class ProbeLoop {
   /** The state last given to onChange: what status should show. */
   reported(key: string): HealthState | undefined {
     return this.entries.get(key)?.reported;
+  }
+
+  /**
+   * reported(key), but only while it speaks of what primary says to probe: a
+   * new target starts from Unknown (as ensure() will), a new period or new
+   * thresholds keep the verdict. Reads only: the reconcile gathers with it.
+   */
+  reportedFor(key: string, primary: PrimarySpec): HealthState | undefined {
+    const e = this.entries.get(key);
+    return e && e.targetFingerprint === canonical(targetOf(primary)) ? e.reported : undefined;
   }
 
   private halt(e: Entry): void {

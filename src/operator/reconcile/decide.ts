@@ -1,0 +1,89 @@
+// The decide phase of a reconcile: a pure function of what was gathered.
+// It says which Events to record, what the failover record becomes, which
+// children to apply (only those missing or drifted from the cache: an idle
+// operator writes nothing), and the conditions the other parts of the
+// operator own (PrimaryHealthy, FailoverActive, BackupReachable).
+import type { Condition, MailContinuityStatus } from '../../api/v1alpha1/mailcontinuity.js';
+import { buildChildren } from '../builders/index.js';
+import { backupReachableCondition } from '../failover/backup.js';
+import { planFailover, type FailoverRecord, type PlannedEvent } from '../failover/plan.js';
+import { HealthTracker, primaryHealthyCondition, primaryStatus } from '../health/hysteresis.js';
+import { describeTarget } from '../health/loop.js';
+import { isSubset } from '../kube/subset.js';
+import type { KubeObject } from '../kube/types.js';
+import { describeSecretProblem, STALLED, type SecretProblem } from '../status.js';
+import { childKey, type Live } from './gather.js';
+import { secretProblems } from './secrets.js';
+
+export interface Plan {
+  /** The failover's Events (a transition, a completed replay). */
+  failoverEvents: PlannedEvent[];
+  /** The Event of a new stall (a Secret or key is missing, and was not before). */
+  stallEvent?: PlannedEvent;
+  failover: FailoverRecord;
+  secretProblems: SecretProblem[];
+  /** Children to apply, in apply order (none while stalled). */
+  apply: { child: KubeObject; reason: 'missing' | 'drift' }[];
+  /** Conditions owned by the health probes and the failover phase. */
+  conditions: Omit<Condition, 'lastTransitionTime'>[];
+  primary?: MailContinuityStatus['primary'];
+  /** status.relay numbers the relays reported (absent: no relay answered yet). */
+  relayQueues?: { queuedPrimary: number; queuedBackup: number };
+}
+
+export interface DecideOptions {
+  defaultImage: string;
+  now: Date;
+}
+
+export function decide(seen: Live, opts: DecideOptions): Plan {
+  const { mc, health } = seen;
+  const conditions: Plan['conditions'] = [];
+  if (seen.probing) {
+    // Not probed yet (a new resource, or a new target): Unknown, with the target named.
+    const shown =
+      health ??
+      new HealthTracker(
+        {
+          failureThreshold: mc.spec.primary.health.failureThreshold,
+          successThreshold: mc.spec.primary.health.successThreshold,
+        },
+        { target: describeTarget(mc.spec.primary) },
+      ).current;
+    conditions.push(primaryHealthyCondition(shown));
+  }
+  // Health and failover go on whatever else is wrong: the relay may be running.
+  const failover = planFailover(seen.failover, mc.spec, health, seen.tally, opts.now);
+  conditions.push(failover.decision.condition, backupReachableCondition(seen.tally));
+
+  const problems = secretProblems(seen.secretRefs, seen.secrets);
+  const wasStalled = mc.status?.conditions?.some((c) => c.type === STALLED && c.status === 'True');
+  const stallEvent: PlannedEvent | undefined =
+    problems.length > 0 && !wasStalled
+      ? {
+          type: 'Warning',
+          reason: problems[0]!.missingKey ? 'SecretKeyMissing' : 'SecretNotFound',
+          message: problems.map((p) => describeSecretProblem(p, mc.metadata.namespace)).join('; '),
+        }
+      : undefined;
+
+  const apply: Plan['apply'] = [];
+  if (problems.length === 0) {
+    for (const child of buildChildren(mc, { defaultImage: opts.defaultImage, adminToken: seen.adminToken })) {
+      const current = seen.current.get(childKey(child.kind, child.metadata.name));
+      if (!current || !isSubset(child, current)) apply.push({ child, reason: current ? 'drift' : 'missing' });
+    }
+  }
+
+  const t = seen.tally;
+  return {
+    failoverEvents: failover.events,
+    ...(stallEvent ? { stallEvent } : {}),
+    failover: failover.next,
+    secretProblems: problems,
+    apply,
+    conditions,
+    ...(health?.lastProbeTime ? { primary: primaryStatus(health) } : {}),
+    ...(t ? { relayQueues: { queuedPrimary: t.queuedPrimary, queuedBackup: t.queuedBackup } } : {}),
+  };
+}
