@@ -27,16 +27,19 @@ describe('WorkQueue', () => {
     expect(second).toBe('a');
   });
 
-  it('backs off exponentially per key and forgets on success', async () => {
-    const q = new WorkQueue({ baseDelayMs: 20, maxDelayMs: 1000 });
-    q.addRateLimited('a');
-    q.addRateLimited('a');
-    q.addRateLimited('a');
-    expect(q.retries('a')).toBe(3);
-    const t0 = Date.now();
-    expect(await q.get()).toBe('a'); // the earliest of the pending adds wins (~20 ms)
-    expect(Date.now() - t0).toBeGreaterThanOrEqual(10);
-    q.done('a');
+  it('backs off exponentially per key (retry n waits base × 2^n, ±20 %) and forgets on success', async () => {
+    const q = new WorkQueue({ baseDelayMs: 25, maxDelayMs: 10_000 });
+    const waited: number[] = [];
+    for (let n = 0; n < 4; n++) {
+      const t0 = Date.now();
+      q.addRateLimited('a');
+      expect(await q.get()).toBe('a');
+      waited.push(Date.now() - t0);
+      q.done('a');
+    }
+    expect(q.retries('a')).toBe(4);
+    // Each wait is at least the lower end of its window: 20, 40, 80, 160 ms (a timer never fires early).
+    waited.forEach((ms, n) => expect(ms).toBeGreaterThanOrEqual(Math.floor(25 * 2 ** n * 0.8) - 1));
     q.forget('a');
     expect(q.retries('a')).toBe(0);
   });
