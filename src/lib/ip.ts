@@ -104,3 +104,14 @@ export function isLoopbackHost(host: string): boolean {
   if (!ip) return false;
   return ip.family === 4 ? ip.bytes[0] === 127 : ip.bytes.every((b, i) => b === (i === 15 ? 1 : 0));
 }
+
+/** True when a URL points at this machine: 127.0.0.0/8, ::1 or localhost. */
+export function isLoopbackUrl(url: string): boolean {
+  let host: string;
+  try {
+    host = new URL(url).hostname.toLowerCase();
+  } catch {
+    return false;
+  }
+  return host.endsWith('.localhost') || isLoopbackHost(host.replace(/^\[(.*)\]$/, '$1'));
+}

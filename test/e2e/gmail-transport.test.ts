@@ -7,12 +7,12 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
 import pino from 'pino';
 import { RelayConfig } from '../../src/api/relay/config.js';
+import { isLoopbackUrl } from '../../src/lib/ip.js';
+import { mapAddress } from '../../src/relay/transports/address-map.js';
 import {
   checkBackupReachable,
   classifyGoogleError,
   createGmailTransport,
-  isLoopbackUrl,
-  mapAddress,
   retryAfterFrom,
   type GmailTransport,
   type GmailTransportDeps,

@@ -133,5 +133,3 @@ export function decideBackup(spec: PolicySpec, facts: MessageFacts, recipient: s
   if (rule) return { copy: false, reason: 'excluded', rule: rule.name };
   return { copy: true, reason: due };
 }
-
-// Address mapping for the backup lives in transports/gmail.ts (mapAddress), shared by both backup methods.

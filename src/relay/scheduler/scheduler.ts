@@ -6,13 +6,14 @@
 // are streamed from the spool file by the transports.
 import type { Logger } from 'pino';
 import { parseDuration } from '../../api/v1alpha1/formats.js';
+import { backoffMs } from '../../lib/backoff.js';
+import { TokenBucket } from '../../lib/token-bucket.js';
 import type { AuditLog } from '../audit.js';
 import type { RelayConfig } from '../../api/relay/config.js';
 import type { FailoverState } from '../control/failover-state.js';
 import type { RelayMetrics } from '../metrics.js';
 import { decideBackup, messageDeadlineMs, type MessageFacts } from '../policy/policy.js';
 import type { DestinationState, MessageState, Spool } from '../spool/spool.js';
-import { TokenBucket } from '../transports/gmail/transport.js';
 import type { Destination, RecipientOutcome, SpooledMessage, Transport } from '../types.js';
 
 const DESTINATIONS: readonly Destination[] = ['primary', 'backup'];
@@ -216,12 +217,6 @@ export function isSessionFailure(outcomes: readonly RecipientOutcome[]): boolean
         (!/^[245]\d\d\b/.test(o.detail) || /^421\b/.test(o.detail)),
     )
   );
-}
-
-/** Equal jitter: half the exponential delay fixed, half random. */
-export function backoffMs(attempts: number, minMs: number, maxMs: number, random: () => number): number {
-  const exp = Math.min(maxMs, minMs * 2 ** Math.max(0, Math.min(30, attempts - 1)));
-  return Math.round(exp / 2 + (random() * exp) / 2);
 }
 
 export class Scheduler {

@@ -34,6 +34,7 @@ import { mkdir, open, readdir, readFile, rename, rm, statfs, truncate, unlink, w
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { AppendFile } from '../../lib/append-file.js';
+import { forEachLimit } from '../../lib/for-each-limit.js';
 import type { Destination, SpooledMessage } from '../types.js';
 
 export type RecipientStatus = 'pending' | 'delivered' | 'failed' | 'excluded';
@@ -359,16 +360,6 @@ async function readTrailer(path: string): Promise<MessageState | undefined> {
   } finally {
     await fh?.close().catch(() => undefined);
   }
-}
-
-/** Runs f over items with at most `n` at a time. */
-async function forEachLimit<T>(items: readonly T[], n: number, f: (item: T) => Promise<void>): Promise<void> {
-  let i = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(n, items.length) }, async () => {
-      while (i < items.length) await f(items[i++]!);
-    }),
-  );
 }
 
 /** The queue: states from the trailers, progress from the journal; files without a valid trailer listed apart. */

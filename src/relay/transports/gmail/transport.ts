@@ -14,8 +14,13 @@ import { gmail as gmailApi, type gmail_v1 } from '@googleapis/gmail';
 import { JWT } from 'google-auth-library';
 import type { Logger } from 'pino';
 import type { RelayConfig } from '../../../api/relay/config.js';
+import { backoffMs } from '../../../lib/backoff.js';
+import { forEachLimit } from '../../../lib/for-each-limit.js';
+import { isLoopbackUrl } from '../../../lib/ip.js';
+import { TokenBucket } from '../../../lib/token-bucket.js';
 import { messageFileStream } from '../../spool/spool.js';
 import type { RecipientOutcome, SpooledMessage, Transport } from '../../types.js';
+import { mapAddress } from '../address-map.js';
 
 export const GOOGLE_TOKEN_URL = 'https://oauth2.googleapis.com/token';
 export const GMAIL_ROOT_URL = 'https://gmail.googleapis.com/';
@@ -35,83 +40,6 @@ const MAX_UNCERTAIN = 100_000;
 export const GMAIL_UNITS = { import: 25, list: 5, perUserPerMinute: 15_000 } as const;
 /** users.messages.import through the /upload endpoint takes messages up to 150 MB. */
 export const GMAIL_MAX_MESSAGE_BYTES = 150 * 1024 * 1024;
-
-export interface AddressRule {
-  from: string;
-  to: string;
-}
-
-/**
- * Rewrites an Exchange address to its Workspace mailbox. The first matching
- * rule wins: a domain rule ("@corp.example.com" -> "@corp.example.org") keeps
- * the local part; an address rule matches the whole address (the domain case-
- * insensitively). Without a match the address is returned unchanged.
- */
-export function mapAddress(addressMap: readonly AddressRule[], recipient: string): string {
-  const at = recipient.lastIndexOf('@');
-  if (at < 0) return recipient;
-  const local = recipient.slice(0, at);
-  const domain = recipient.slice(at + 1).toLowerCase();
-  for (const rule of addressMap) {
-    const ruleAt = rule.from.lastIndexOf('@');
-    const ruleLocal = rule.from.slice(0, ruleAt);
-    const ruleDomain = rule.from.slice(ruleAt + 1).toLowerCase();
-    if (ruleDomain !== domain) continue;
-    if (ruleLocal === '') return rule.to.startsWith('@') ? local + rule.to : rule.to;
-    if (ruleLocal === local) return rule.to;
-  }
-  return recipient;
-}
-
-/** True when a URL points at this machine: 127.0.0.0/8, ::1 or localhost. */
-export function isLoopbackUrl(url: string): boolean {
-  let host: string;
-  try {
-    host = new URL(url).hostname.toLowerCase();
-  } catch {
-    return false;
-  }
-  if (host === 'localhost' || host.endsWith('.localhost')) return true;
-  if (host === '[::1]') return true;
-  const v4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(host);
-  return v4 !== null && Number(v4[1]) === 127 && v4.slice(1).every((o) => Number(o) <= 255);
-}
-
-/** A token bucket in Gmail quota units: refills continuously, holds at most `capacity`. */
-export class TokenBucket {
-  private level: number;
-  private last: number;
-  constructor(
-    private readonly capacity: number,
-    private readonly unitsPerMinute: number,
-    private readonly now: () => number,
-  ) {
-    this.level = capacity;
-    this.last = now();
-  }
-
-  private refill(): void {
-    const t = this.now();
-    this.level = Math.min(this.capacity, this.level + ((t - this.last) * this.unitsPerMinute) / 60_000);
-    this.last = t;
-  }
-
-  /** Takes `units` and returns 0, or takes nothing and returns the milliseconds until they are there. */
-  take(units: number): number {
-    this.refill();
-    if (this.level >= units) {
-      this.level -= units;
-      return 0;
-    }
-    return Math.ceil(((units - this.level) * 60_000) / this.unitsPerMinute);
-  }
-
-  /** Charges `units` even when that leaves the bucket in debt (calls that must not wait). */
-  charge(units: number): void {
-    this.refill();
-    this.level -= units;
-  }
-}
 
 export interface GmailTransportDeps {
   log: Logger;
@@ -283,20 +211,6 @@ function readServiceAccount(file: string | undefined): ServiceAccountKey {
   return k as ServiceAccountKey;
 }
 
-/** Runs `fn` over `items` with at most `limit` at once, keeping the order of results. */
-async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
-}
-
 interface MailboxState {
   bucket: TokenBucket;
   /** Google said to wait (429): no calls before this time. */
@@ -398,10 +312,6 @@ export function createGmailTransport(config: RelayConfig, deps: GmailTransportDe
   /** The Workspace mailbox for a recipient, normalised (Gmail addresses are case-insensitive). */
   const mailboxOf = (recipient: string) => mapAddress(gmailSpec.addressMap, recipient).toLowerCase();
 
-  function backoffMs(state: MailboxState): number {
-    return Math.min(backoffMax, backoffBase * 2 ** Math.max(0, state.failures - 1));
-  }
-
   async function importInto(
     message: SpooledMessage,
     size: number,
@@ -442,7 +352,7 @@ export function createGmailTransport(config: RelayConfig, deps: GmailTransportDe
       } catch (err) {
         const f = classifyGoogleError(err, mailbox, now());
         state.failures++;
-        const retryAfterMs = f.retryAfterMs ?? backoffMs(state);
+        const retryAfterMs = f.retryAfterMs ?? backoffMs(state.failures, backoffBase, backoffMax);
         return { ok: false, kind: 'deferred', detail: `duplicate check: ${f.detail}`, retryAfterMs };
       }
     }
@@ -488,7 +398,7 @@ export function createGmailTransport(config: RelayConfig, deps: GmailTransportDe
         uncertain.add(attempt);
       }
       state.failures++;
-      const retryAfterMs = f.retryAfterMs ?? backoffMs(state);
+      const retryAfterMs = f.retryAfterMs ?? backoffMs(state.failures, backoffBase, backoffMax);
       if (f.rateLimited) state.pausedUntil = Math.max(state.pausedUntil, now() + retryAfterMs);
       log.warn({ spoolId: message.id, mailbox, detail: f.detail, retryAfterMs }, 'Gmail import deferred');
       return { ok: false, kind: 'deferred', detail: f.detail, retryAfterMs };
@@ -523,9 +433,9 @@ export function createGmailTransport(config: RelayConfig, deps: GmailTransportDe
       byMailbox.set(box, [...(byMailbox.get(box) ?? []), r]);
     }
     const boxes = [...byMailbox.keys()];
-    const results = await mapLimit(boxes, concurrency, async (box): Promise<ImportOutcome> => {
-      if (signal?.aborted) return { ok: false, kind: 'deferred', detail: 'delivery aborted' };
-      return importInto(message, size, box, signal);
+    const results = new Array<ImportOutcome>(boxes.length);
+    await forEachLimit(boxes, concurrency, async (box, i) => {
+      results[i] = signal?.aborted ? { ok: false, kind: 'deferred', detail: 'delivery aborted' } : await importInto(message, size, box, signal);
     });
     const outcomes = new Map<string, RecipientOutcome>();
     boxes.forEach((box, i) => {

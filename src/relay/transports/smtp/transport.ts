@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import type { RelayConfig } from '../../../api/relay/config.js';
 import { isLoopbackHost } from '../../../lib/ip.js';
 import type { Destination, RecipientOutcome, SpooledMessage, Transport } from '../../types.js';
-import { mapAddress, type AddressRule } from '../gmail/transport.js';
+import { mapAddress, type AddressRule } from '../address-map.js';
 import { SmtpPool, type SmtpClientOptions } from './client.js';
 
 export interface SmtpTransportOptions extends SmtpClientOptions {
