@@ -13,6 +13,7 @@
 import type { Logger } from 'pino';
 import { KIND, type MailContinuity } from '../api/v1alpha1/mailcontinuity.js';
 import { LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY } from './builders/common.js';
+import type { RelayGoogle } from './builders/index.js';
 import { EventRecorder } from './events.js';
 import { Continuity } from './failover/continuity.js';
 import { PodDirectory, StaticDirectory, type RelayDirectory } from './failover/relays.js';
@@ -31,6 +32,8 @@ export interface ControllerOptions {
   metrics: OperatorMetrics;
   fieldManager: string;
   defaultImage: string;
+  /** Only for tests and the demo: the relays' Google clients go to these loopback URLs (relay config `google`). */
+  relayGoogle?: RelayGoogle;
   /** Watch only this namespace (default: all). */
   namespace?: string;
   workers: number;
@@ -134,6 +137,7 @@ export class Controller {
       caches: { mailContinuities: this.mailContinuities, children: this.children },
       fieldManager: opts.fieldManager,
       defaultImage: opts.defaultImage,
+      relayGoogle: opts.relayGoogle,
       recorder: this.recorder,
       log,
       continuity: this.continuity,

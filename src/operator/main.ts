@@ -5,6 +5,8 @@ import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { parseDuration } from '../api/v1alpha1/formats.js';
+import type { RelayGoogle } from './builders/index.js';
+import { isLoopbackUrl } from '../lib/ip.js';
 import { Controller } from './controller.js';
 import { KubeClient } from './kube/client.js';
 import { LeaderElector } from './leader.js';
@@ -27,12 +29,29 @@ export const operatorUsage = `usage: mail-continuity operator [flags]
   --log-level LEVEL              debug, info, warn, error (default info)
   --local-relay NS/NAME=URL[,URL] relays of NS/NAME are local processes with these admin base URLs
                                  (no kubelet: the demo and tests); repeatable. Default: the relay Pods
+  --relay-google-root-url URL    only for tests and the demo: the relays' Gmail API clients use this
+  --relay-google-token-url URL   root URL and OAuth2 token URL (a Gmail emulator). The relay accepts
+                                 loopback URLs only (its own pod's), so credentials never go elsewhere
 `;
 
 function duration(flag: string, text: string): number {
   const ms = parseDuration(text);
   if (Number.isNaN(ms)) throw new Error(`--${flag}: "${text}" is not a duration such as "15s" or "2m"`);
   return ms;
+}
+
+/** The two test-only URLs as the relay config's `google` section; each must be a loopback URL. */
+function relayGoogle(rootUrl: string | undefined, tokenUrl: string | undefined): RelayGoogle | undefined {
+  if (rootUrl === undefined && tokenUrl === undefined) return undefined;
+  for (const [flag, url] of [
+    ['relay-google-root-url', rootUrl],
+    ['relay-google-token-url', tokenUrl],
+  ] as const) {
+    if (url !== undefined && !isLoopbackUrl(url)) {
+      throw new Error(`--${flag}: "${url}" is not a loopback URL (127.0.0.0/8, ::1, localhost); the relays would refuse it`);
+    }
+  }
+  return { ...(rootUrl ? { rootUrl } : {}), ...(tokenUrl ? { tokenUrl } : {}) };
 }
 
 export async function runOperator(argv: string[]): Promise<number> {
@@ -56,6 +75,8 @@ export async function runOperator(argv: string[]): Promise<number> {
       'resync-period': { type: 'string', default: '10m' },
       'log-level': { type: 'string', default: 'info' },
       'local-relay': { type: 'string', multiple: true },
+      'relay-google-root-url': { type: 'string' },
+      'relay-google-token-url': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -82,6 +103,7 @@ export async function runOperator(argv: string[]): Promise<number> {
     workers,
     resyncMs: duration('resync-period', values['resync-period']!),
     localRelays: values['local-relay'],
+    relayGoogle: relayGoogle(values['relay-google-root-url'], values['relay-google-token-url']),
   });
 
   const stop = new AbortController();

@@ -18,7 +18,10 @@ export const mounts = {
   admin: `${CONFIG_DIR}/admin`,
 };
 
-export function relayConfig(mc: MailContinuity): RelayConfigInput {
+/** The relay config's `google` section: loopback URLs of a Gmail emulator (the relay refuses any other). */
+export type RelayGoogle = NonNullable<RelayConfigInput['google']>;
+
+export function relayConfig(mc: MailContinuity, google?: RelayGoogle): RelayConfigInput {
   const spec = mc.spec;
   const gmailKey = spec.backup.gmail.serviceAccountSecretRef?.key;
   return {
@@ -35,11 +38,12 @@ export function relayConfig(mc: MailContinuity): RelayConfigInput {
         : {}),
       ...(gmailKey ? { gmailServiceAccount: `${mounts.gmail}/${gmailKey}` } : {}),
     },
+    ...(google ? { google } : {}),
   };
 }
 
-export function configMap(mc: MailContinuity): KubeObject & { data: Record<string, string> } {
-  const text = YAML.stringify(relayConfig(mc), { lineWidth: 0 });
+export function configMap(mc: MailContinuity, google?: RelayGoogle): KubeObject & { data: Record<string, string> } {
+  const text = YAML.stringify(relayConfig(mc, google), { lineWidth: 0 });
   return {
     apiVersion: 'v1',
     kind: 'ConfigMap',

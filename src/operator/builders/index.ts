@@ -1,24 +1,26 @@
 // Every child of a MailContinuity, built by pure functions from the spec.
 import type { MailContinuity } from '../../api/v1alpha1/mailcontinuity.js';
 import type { KubeObject } from '../kube/types.js';
-import { configHash, configMap } from './config.js';
+import { configHash, configMap, type RelayGoogle } from './config.js';
 import { headlessService, podDisruptionBudget, service, serviceAccount } from './network.js';
 import { adminTokenSecret } from './secret.js';
 import { statefulSet } from './statefulset.js';
 
 export * from './common.js';
-export { configMap, relayConfig, configHash } from './config.js';
+export { configMap, relayConfig, configHash, type RelayGoogle } from './config.js';
 export { adminTokenSecret, tokenOf } from './secret.js';
 
 export interface BuildOptions {
   defaultImage: string;
+  /** Only for tests and the demo: the relays' Google clients go to these loopback URLs (relay config `google`). */
+  relayGoogle?: RelayGoogle;
   /** The relays' admin token: the one already in the cluster, else a new one the caller drew. */
   adminToken: string;
 }
 
 /** In apply order: what a pod needs exists before the StatefulSet that starts it. */
 export function buildChildren(mc: MailContinuity, opts: BuildOptions): KubeObject[] {
-  const cm = configMap(mc);
+  const cm = configMap(mc, opts.relayGoogle);
   return [
     serviceAccount(mc),
     adminTokenSecret(mc, opts.adminToken),

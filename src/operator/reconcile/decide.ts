@@ -4,7 +4,7 @@
 // operator writes nothing), and the conditions the other parts of the
 // operator own (PrimaryHealthy, FailoverActive, BackupReachable).
 import type { Condition, MailContinuityStatus } from '../../api/v1alpha1/mailcontinuity.js';
-import { buildChildren } from '../builders/index.js';
+import { buildChildren, type RelayGoogle } from '../builders/index.js';
 import { backupReachableCondition } from '../failover/backup.js';
 import { planFailover, type FailoverRecord, type PlannedEvent } from '../failover/plan.js';
 import { HealthTracker, primaryHealthyCondition, primaryStatus } from '../health/hysteresis.js';
@@ -33,6 +33,8 @@ export interface Plan {
 
 export interface DecideOptions {
   defaultImage: string;
+  /** Only for tests and the demo: the relays' Google clients go to these loopback URLs (relay config `google`). */
+  relayGoogle?: RelayGoogle;
   now: Date;
 }
 
@@ -69,7 +71,7 @@ export function decide(seen: Live, opts: DecideOptions): Plan {
 
   const apply: Plan['apply'] = [];
   if (problems.length === 0) {
-    for (const child of buildChildren(mc, { defaultImage: opts.defaultImage, adminToken: seen.adminToken })) {
+    for (const child of buildChildren(mc, { defaultImage: opts.defaultImage, relayGoogle: opts.relayGoogle, adminToken: seen.adminToken })) {
       const current = seen.current.get(childKey(child.kind, child.metadata.name));
       if (!current || !isSubset(child, current)) apply.push({ child, reason: current ? 'drift' : 'missing' });
     }
