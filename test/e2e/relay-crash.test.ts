@@ -9,7 +9,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readSpoolDir } from '../../src/relay/spool/spool.js';
+import { readSpoolDir } from '../../src/relay/spool/read.js';
 import { freePort, startPostfix, waitForPort, type PostfixInstance } from '../harness/postfix.js';
 import { relayTestConfig, smtpSource, TEST_DOMAINS } from '../harness/smtp-tools.js';
 import { startTcpProxy } from '../harness/tcp-proxy.js';

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { startRelay, type Relay } from '../../src/relay/relay.js';
-import { readSpoolDir } from '../../src/relay/spool/spool.js';
+import { readSpoolDir } from '../../src/relay/spool/read.js';
 import { startPostfix, type PostfixInstance } from '../harness/postfix.js';
 import { RawSmtp, relayTestConfig } from '../harness/smtp-tools.js';
 

@@ -11,7 +11,8 @@ import { FailoverState } from '../../src/relay/control/failover-state.js';
 import { createMetrics, type RelayMetrics } from '../../src/relay/metrics.js';
 import { backoffMs } from '../../src/lib/backoff.js';
 import { isSessionFailure, Scheduler } from '../../src/relay/scheduler/scheduler.js';
-import { Spool, type MessageState } from '../../src/relay/spool/spool.js';
+import { Spool } from '../../src/relay/spool/spool.js';
+import type { MessageState } from '../../src/relay/spool/state.js';
 import type { Destination, RecipientOutcome, SpooledMessage, Transport } from '../../src/relay/types.js';
 import { relayTestConfig } from '../harness/smtp-tools.js';
 

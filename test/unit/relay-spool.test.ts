@@ -5,7 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { runQueue } from '../../src/relay/spool/queue-cli.js';
-import { readSpoolDir, Spool, type MessageState, type SpoolOptions } from '../../src/relay/spool/spool.js';
+import { readSpoolDir } from '../../src/relay/spool/read.js';
+import { Spool, type SpoolOptions } from '../../src/relay/spool/spool.js';
+import type { MessageState } from '../../src/relay/spool/state.js';
 
 const log = pino({ level: 'silent' });
 let dir: string;

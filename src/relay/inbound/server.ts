@@ -31,7 +31,9 @@ import type { RelayConfig } from '../../api/relay/config.js';
 import type { RelayMetrics } from '../metrics.js';
 import { compileCidrs, matchClient } from '../../lib/ip.js';
 import { checkRecipient, headerNamesOfInterest } from '../policy/policy.js';
-import { SpoolFullError, type MessageState, type MessageWriter, type Spool } from '../spool/spool.js';
+import type { Spool } from '../spool/spool.js';
+import { SpoolFullError, type MessageState } from '../spool/state.js';
+import type { MessageWriter } from '../spool/writer.js';
 import type { SpooledMessage } from '../types.js';
 
 export interface InboundDeps {

@@ -13,7 +13,8 @@ import type { RelayConfig } from '../../api/relay/config.js';
 import type { FailoverState } from '../control/failover-state.js';
 import type { RelayMetrics } from '../metrics.js';
 import { decideBackup, messageDeadlineMs, type MessageFacts } from '../policy/policy.js';
-import type { DestinationState, MessageState, Spool } from '../spool/spool.js';
+import type { Spool } from '../spool/spool.js';
+import type { DestinationState, MessageState } from '../spool/state.js';
 import type { Destination, RecipientOutcome, SpooledMessage, Transport } from '../types.js';
 
 const DESTINATIONS: readonly Destination[] = ['primary', 'backup'];

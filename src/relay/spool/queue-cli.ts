@@ -3,7 +3,8 @@
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { readSpoolDir, readSpoolMessage, type MessageState } from './spool.js';
+import { readSpoolDir, readSpoolMessage } from './read.js';
+import type { MessageState } from './state.js';
 
 function summary(s: MessageState): string {
   const parts: string[] = [];

@@ -18,7 +18,7 @@ import { backoffMs } from '../../../lib/backoff.js';
 import { forEachLimit } from '../../../lib/for-each-limit.js';
 import { isLoopbackUrl } from '../../../lib/ip.js';
 import { TokenBucket } from '../../../lib/token-bucket.js';
-import { messageFileStream } from '../../spool/spool.js';
+import { messageFileStream } from '../../spool/queue-file.js';
 import type { RecipientOutcome, SpooledMessage, Transport } from '../../types.js';
 import { mapAddress } from '../address-map.js';
 

@@ -30,7 +30,7 @@ import { connect as tlsConnect, TLSSocket } from 'node:tls';
 import { domainToASCII } from 'node:url';
 import type { Logger } from 'pino';
 import { isLoopbackHost } from '../../../lib/ip.js';
-import { messageFileStream } from '../../spool/spool.js';
+import { messageFileStream } from '../../spool/queue-file.js';
 import type { RecipientOutcome, SpooledMessage } from '../../types.js';
 
 export interface SmtpClientOptions {

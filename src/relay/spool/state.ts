@@ -1,0 +1,51 @@
+// What the spool records of a message: its envelope and, per destination and
+// recipient, how far delivery got. The trailer of a queue file holds it as it
+// was at the 250; the journal holds every later change.
+import type { Destination } from '../types.js';
+
+export type RecipientStatus = 'pending' | 'delivered' | 'failed' | 'excluded';
+
+export interface RecipientState {
+  status: RecipientStatus;
+  /** Last reply or reason. */
+  detail?: string;
+  /** Exclusion rule name, for status excluded. */
+  rule?: string;
+  /** Epoch ms of the final outcome. */
+  at?: number;
+}
+
+export interface DestinationState {
+  recipients: Record<string, RecipientState>;
+  attempts: number;
+  /** Epoch ms before which no attempt is made. */
+  nextAttemptAt: number;
+  lastError?: string;
+  /** Set (in memory, by load()) when an attempt's outcome is unknown: it was in flight at a crash. */
+  inFlightSince?: number;
+}
+
+export interface MessageState {
+  version: 2;
+  id: string;
+  mailFrom: string;
+  rcptTo: string[];
+  messageId?: string;
+  sha256: string;
+  size: number;
+  receivedAt: number;
+  client: { address: string; helo: string };
+  /** [lower-case name, value] of the headers exclusion rules look at. */
+  headers: Array<[string, string]>;
+  deliveries: Partial<Record<Destination, DestinationState>>;
+  dead?: { at: number; reason: string };
+}
+
+export class SpoolFullError extends Error {
+  constructor(
+    message: string,
+    readonly causeCode?: string,
+  ) {
+    super(message);
+  }
+}
