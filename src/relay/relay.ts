@@ -62,6 +62,8 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     backup: deps.transports?.backup ?? (await createBackupTransport(config, log)),
   };
   const scheduler = new Scheduler({ config, spool, transports, audit, metrics, failover, log: log.child({ part: 'scheduler' }) });
+  // The journal's compaction writes the queue as the scheduler holds it.
+  spool.journal.setLive(() => scheduler.states());
   const recovered = await spool.load();
   for (const state of recovered) scheduler.add(state, { recovered: true });
   if (recovered.length > 0) log.info({ messages: recovered.length }, 'resumed from the spool');

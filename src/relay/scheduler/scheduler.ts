@@ -4,190 +4,31 @@
 // records for 5xx, and a token bucket that paces the replay to the primary
 // after an outage. Only envelopes and delivery state live in memory; bodies
 // are streamed from the spool file by the transports.
+//
+// Parts: entry.ts (a message, frozen while it waits), queues.ts (ready FIFOs,
+// retry timers), destination-health.ts (suspension of a destination that does
+// not answer), backup.ts (backup copies due), records.ts (what an attempt
+// writes), recovery.ts (attempts in flight at a crash).
 import type { Logger } from 'pino';
+import type { RelayConfig } from '../../api/relay/config.js';
 import { parseDuration } from '../../api/v1alpha1/formats.js';
 import { backoffMs } from '../../lib/backoff.js';
 import { TokenBucket } from '../../lib/token-bucket.js';
+import { Tracked } from '../../lib/tracked.js';
 import type { AuditLog } from '../audit.js';
-import type { RelayConfig } from '../../api/relay/config.js';
 import type { FailoverState } from '../control/failover-state.js';
 import type { RelayMetrics } from '../metrics.js';
-import { decideBackup, messageDeadlineMs, type MessageFacts } from '../policy/policy.js';
+import { messageDeadlineMs } from '../policy/policy.js';
 import type { Spool } from '../spool/spool.js';
 import type { DestinationState, MessageState } from '../spool/state.js';
 import type { Destination, RecipientOutcome, SpooledMessage, Transport } from '../types.js';
-
-const DESTINATIONS: readonly Destination[] = ['primary', 'backup'];
-/** Attempts in a row that defer every recipient before a destination counts as down. */
-const SUSPEND_AFTER = 5;
-
-/** A set of destinations in one small number (a queue of 50,000 messages holds three per message). */
-class Destinations implements Iterable<Destination> {
-  private bits = 0;
-  has(d: Destination): boolean {
-    return (this.bits & bit(d)) !== 0;
-  }
-  add(d: Destination): void {
-    this.bits |= bit(d);
-  }
-  delete(d: Destination): void {
-    this.bits &= ~bit(d);
-  }
-  get size(): number {
-    return (this.bits & 1) + ((this.bits >> 1) & 1);
-  }
-  *[Symbol.iterator](): Iterator<Destination> {
-    for (const d of DESTINATIONS) if (this.has(d)) yield d;
-  }
-}
-const bit = (d: Destination) => (d === 'primary' ? 1 : 2);
-
-/**
- * One message in the queue. While it is being worked on its state is parsed
- * (`state`, `message`, `facts`); while it only waits (a retry later, a
- * destination that is down) it is frozen to its JSON text, which takes a
- * fraction of the memory of the objects: a backlog of 50,000 messages while
- * Exchange is down must fit in a small pod. Reading `state` thaws it.
- */
-class Entry {
-  readonly id: string;
-  readonly receivedAt: number;
-  readonly busy = new Destinations();
-  /** Destinations whose ready queue or timer heap holds this entry. */
-  readonly queued = new Destinations();
-  /** Destinations with pending recipients (for the queue depth gauge). */
-  pendingAt = new Destinations();
-  closing = false;
-  /** Recovery after a restart is checking the destinations: not frozen meanwhile. */
-  recovering = false;
-  /** FailoverOnly: some recipient has no backup decision yet (the sweep looks again). */
-  undecided = false;
-  private live: { state: MessageState; message: SpooledMessage; facts: MessageFacts } | undefined;
-  private frozen: string | undefined;
-
-  constructor(
-    state: MessageState,
-    message: SpooledMessage,
-    private readonly spool: Spool,
-  ) {
-    this.id = state.id;
-    this.receivedAt = state.receivedAt;
-    this.live = Entry.open(state, message);
-  }
-
-  private static open(state: MessageState, message: SpooledMessage): NonNullable<Entry['live']> {
-    return { state, message, facts: { mailFrom: state.mailFrom, headers: state.headers ?? [], receivedAt: state.receivedAt } };
-  }
-
-  private thaw(): NonNullable<Entry['live']> {
-    if (!this.live) {
-      const state = JSON.parse(this.frozen!) as MessageState;
-      this.frozen = undefined;
-      this.live = Entry.open(state, this.spool.toMessage(state));
-    }
-    return this.live;
-  }
-
-  get state(): MessageState {
-    return this.thaw().state;
-  }
-  get message(): SpooledMessage {
-    return this.thaw().message;
-  }
-  get facts(): MessageFacts {
-    return this.thaw().facts;
-  }
-  get isFrozen(): boolean {
-    return this.live === undefined;
-  }
-
-  /** The state without thawing (a parsed copy when frozen). */
-  peek(): MessageState {
-    return this.live ? this.live.state : (JSON.parse(this.frozen!) as MessageState);
-  }
-
-  /** Only an entry nobody is working on; its cached body is dropped too. */
-  freeze(): void {
-    if (!this.live || this.busy.size > 0 || this.recovering || this.closing) return;
-    this.spool.releaseBody(this.live.message);
-    this.frozen = JSON.stringify(this.live.state);
-    this.live = undefined;
-  }
-}
-
-/** A binary min-heap of timers. */
-class TimerHeap {
-  private items: Array<{ at: number; id: string; dest: Destination }> = [];
-  get size(): number {
-    return this.items.length;
-  }
-  peek(): { at: number; id: string; dest: Destination } | undefined {
-    return this.items[0];
-  }
-  push(item: { at: number; id: string; dest: Destination }): void {
-    const a = this.items;
-    a.push(item);
-    let i = a.length - 1;
-    while (i > 0) {
-      const p = (i - 1) >> 1;
-      if (a[p]!.at <= a[i]!.at) break;
-      [a[p], a[i]] = [a[i]!, a[p]!];
-      i = p;
-    }
-  }
-  pop(): { at: number; id: string; dest: Destination } | undefined {
-    const a = this.items;
-    const top = a[0];
-    const last = a.pop();
-    if (a.length > 0 && last) {
-      a[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < a.length && a[l]!.at < a[m]!.at) m = l;
-        if (r < a.length && a[r]!.at < a[m]!.at) m = r;
-        if (m === i) break;
-        [a[m], a[i]] = [a[i]!, a[m]!];
-        i = m;
-      }
-    }
-    return top;
-  }
-  /** Removes every item for which `f` is true. */
-  removeWhere(
-    f: (item: { at: number; id: string; dest: Destination }) => boolean,
-  ): Array<{ at: number; id: string; dest: Destination }> {
-    const removed = this.items.filter(f);
-    if (removed.length === 0) return removed;
-    const kept = this.items.filter((i) => !f(i));
-    this.items = [];
-    for (const k of kept) this.push(k);
-    return removed;
-  }
-}
-
-/** A FIFO with O(1) shift. */
-class Fifo {
-  private items: string[] = [];
-  private head = 0;
-  get length(): number {
-    return this.items.length - this.head;
-  }
-  push(id: string): void {
-    this.items.push(id);
-  }
-  shift(): string | undefined {
-    if (this.head >= this.items.length) return undefined;
-    const v = this.items[this.head++];
-    if (this.head > 1024 && this.head * 2 > this.items.length) {
-      this.items = this.items.slice(this.head);
-      this.head = 0;
-    }
-    return v;
-  }
-}
+import { decideBackupCopies } from './backup.js';
+import { DestinationHealth, isSessionFailure } from './destination-health.js';
+import { DESTINATIONS, Destinations } from './destinations.js';
+import { Entry } from './entry.js';
+import { ReadyQueue, RetryTimers } from './queues.js';
+import { expireRecipients, pendingDestinations, pendingRecipients, recordOutcomes } from './records.js';
+import { recoverAttempts } from './recovery.js';
 
 export interface SchedulerDeps {
   config: RelayConfig;
@@ -201,42 +42,16 @@ export interface SchedulerDeps {
   random?: () => number;
 }
 
-/**
- * Whether deferrals speak of the destination rather than of a recipient: no
- * SMTP reply at all (connection refused, timeout, TLS failure) or 421 (service
- * not available). A recipient's 450/452, or a pacing hint (retryAfterMs), does
- * not make a destination "down" (Postfix marks a destination dead only on
- * session-level trouble, too).
- */
-export function isSessionFailure(outcomes: readonly RecipientOutcome[]): boolean {
-  return (
-    outcomes.length > 0 &&
-    outcomes.every(
-      (o) =>
-        o.status === 'deferred' &&
-        o.retryAfterMs === undefined &&
-        (!/^[245]\d\d\b/.test(o.detail) || /^421\b/.test(o.detail)),
-    )
-  );
-}
+const perDestination = <T>(f: (d: Destination) => T): Record<Destination, T> => ({ primary: f('primary'), backup: f('backup') });
 
 export class Scheduler {
   private readonly entries = new Map<string, Entry>();
-  /** Ready to try: never-attempted messages (incoming) and retries (deferred), like qmgr's two queues. */
-  private readonly fresh: Record<Destination, Fifo> = { primary: new Fifo(), backup: new Fifo() };
-  private readonly retry: Record<Destination, Fifo> = { primary: new Fifo(), backup: new Fifo() };
-  private readonly turn: Record<Destination, number> = { primary: 0, backup: 0 };
-  /** Attempts in a row that deferred every recipient: a destination that is down. */
-  private readonly failStreak: Record<Destination, number> = { primary: 0, backup: 0 };
-  /** A delivery to the destination was attempted since start (its health is known). */
-  private readonly attempted: Record<Destination, boolean> = { primary: false, backup: false };
-  private readonly suspensions: Record<Destination, number> = { primary: 0, backup: 0 };
-  private readonly suspendedUntil: Record<Destination, number> = { primary: 0, backup: 0 };
-  private resumeTimers: Partial<Record<Destination, NodeJS.Timeout>> = {};
-  private readonly timers = new TimerHeap();
+  private readonly ready = perDestination(() => new ReadyQueue());
+  private readonly health: Record<Destination, DestinationHealth>;
+  private readonly timers: RetryTimers;
   private readonly inflight: Record<Destination, number> = { primary: 0, backup: 0 };
   private readonly depth: Record<Destination, number> = { primary: 0, backup: 0 };
-  private readonly running = new Set<Promise<void>>();
+  private readonly running = new Tracked();
   private readonly abort = new AbortController();
   private readonly concurrency: Record<Destination, number>;
   private readonly now: () => number;
@@ -244,19 +59,27 @@ export class Scheduler {
   private readonly retentionMs: number;
   private readonly deadlineMs: number;
   private replay: TokenBucket | null = null;
-  private wakeTimer: NodeJS.Timeout | undefined;
-  private wakeAt = Infinity;
   private sweepTimer: NodeJS.Timeout | undefined;
+  private pumpTimer: NodeJS.Timeout | undefined;
   private stopped = false;
   private readonly instance: string;
 
   constructor(private readonly d: SchedulerDeps) {
     this.now = d.now ?? Date.now;
     this.random = d.random ?? Math.random;
-    this.concurrency = { primary: d.config.tuning.primaryConcurrency, backup: d.config.tuning.backupConcurrency };
+    const t = d.config.tuning;
+    this.concurrency = { primary: t.primaryConcurrency, backup: t.backupConcurrency };
+    this.health = perDestination(
+      (dest) => new DestinationHealth(dest, { minBackoffMs: t.minBackoffMs, maxBackoffMs: t.maxBackoffMs, random: this.random, log: d.log, onResume: () => this.pump() }),
+    );
+    this.timers = new RetryTimers(this.now, (dest, id) => {
+      if (this.entries.has(id)) this.ready[dest].pushRetry(id);
+    }, () => this.pump());
     this.retentionMs = parseDuration(d.config.spec.relay.spool.retention);
     this.deadlineMs = messageDeadlineMs(d.config.spec);
     this.instance = d.config.instance;
+    // The failover state is an input: the scheduler reacts to its changes and
+    // publishes its own numbers for the admin snapshot.
     d.failover.on('change', (snap, wasActive) => {
       d.metrics.failoverActive.set({ instance: this.instance }, snap.active ? 1 : 0);
       if (snap.active) {
@@ -268,12 +91,11 @@ export class Scheduler {
       else if (this.replay) this.startReplay(snap.replayMaxMessagesPerSecond);
     });
     d.metrics.failoverActive.set({ instance: this.instance }, d.failover.isActive ? 1 : 0);
-    d.spool.journal.setLive(() => this.liveStates());
     d.failover.setQueueFacts(() => ({
       replaying: this.replay !== null,
       queuedPrimary: this.depth.primary,
       queuedBackup: this.depth.backup,
-      backup: !this.attempted.backup ? 'unknown' : this.isDown('backup') ? 'down' : 'up',
+      backup: this.health.backup.reachability,
     }));
   }
 
@@ -291,63 +113,13 @@ export class Scheduler {
    */
   backlog(): number {
     let n = this.inflight.primary + this.inflight.backup;
-    for (const dest of DESTINATIONS) if (!this.isDown(dest)) n += this.fresh[dest].length;
+    for (const dest of DESTINATIONS) if (!this.isDown(dest)) n += this.ready[dest].freshLength;
     return n;
   }
 
   /** A destination whose last attempts all deferred (Postfix: "delivery temporarily suspended"). */
   isDown(dest: Destination): boolean {
-    return this.failStreak[dest] >= SUSPEND_AFTER;
-  }
-
-  private pushReady(dest: Destination, id: string, attempts: number): void {
-    (attempts === 0 ? this.fresh : this.retry)[dest].push(id);
-  }
-
-  /** New mail first, but every fourth turn goes to a retry so deferred mail is not starved. */
-  private takeReady(dest: Destination): string | undefined {
-    const f = this.fresh[dest];
-    const r = this.retry[dest];
-    if (f.length > 0 && (r.length === 0 || this.turn[dest]++ % 4 !== 3)) return f.shift();
-    return r.shift() ?? f.shift();
-  }
-
-  private readyLength(dest: Destination): number {
-    return this.fresh[dest].length + this.retry[dest].length;
-  }
-
-  /** After an attempt: a destination that defers everything is suspended, with backoff, then probed with one delivery. */
-  private noteAttempt(dest: Destination, allDeferred: boolean, now: number): void {
-    this.attempted[dest] = true;
-    if (!allDeferred) {
-      if (this.isDown(dest)) this.d.log.info({ destination: dest }, 'destination answers again: deliveries resume');
-      this.failStreak[dest] = 0;
-      this.suspensions[dest] = 0;
-      this.suspendedUntil[dest] = 0;
-      return;
-    }
-    this.failStreak[dest]++;
-    if (this.failStreak[dest] < SUSPEND_AFTER || this.suspendedUntil[dest] > now) return;
-    this.suspensions[dest]++;
-    const t = this.d.config.tuning;
-    const delay = backoffMs(this.suspensions[dest], t.minBackoffMs, t.maxBackoffMs, this.random);
-    this.suspendedUntil[dest] = now + delay;
-    this.d.log.warn(
-      { destination: dest, deferredInARow: this.failStreak[dest], retryInMs: delay },
-      'destination not answering: delivery temporarily suspended',
-    );
-    clearTimeout(this.resumeTimers[dest]);
-    const timer = setTimeout(() => this.pump(), delay + 1);
-    timer.unref();
-    this.resumeTimers[dest] = timer;
-  }
-
-  /** Forget that a destination was down (the operator says it is healthy again). */
-  private resume(dest: Destination): void {
-    this.failStreak[dest] = 0;
-    this.suspensions[dest] = 0;
-    this.suspendedUntil[dest] = 0;
-    clearTimeout(this.resumeTimers[dest]);
+    return this.health[dest].isDown;
   }
 
   /** Messages with recipients still pending at `dest`. */
@@ -371,7 +143,7 @@ export class Scheduler {
 
   /** The primary is back: retry everything waiting for it now (like `postqueue -f`), paced. */
   private startReplay(rate: number): void {
-    this.resume('primary');
+    this.health.primary.resume();
     this.setReplayRate(rate);
     const moved = this.timers.removeWhere((t) => t.dest === 'primary');
     // Straight into the retry queue, still frozen: they are thawed one at a time as the pacing lets them go.
@@ -379,12 +151,9 @@ export class Scheduler {
       const e = this.entries.get(t.id);
       if (!e) continue;
       if (e.closing || e.busy.has('primary') || !e.pendingAt.has('primary')) e.queued.delete('primary');
-      else this.retry.primary.push(e.id);
+      else this.ready.primary.pushRetry(e.id);
     }
-    this.d.log.info(
-      { replay: moved.length, maxMessagesPerSecond: rate },
-      'failover ended: replaying deferred mail to the primary',
-    );
+    this.d.log.info({ replay: moved.length, maxMessagesPerSecond: rate }, 'failover ended: replaying deferred mail to the primary');
     this.pump();
   }
 
@@ -400,48 +169,19 @@ export class Scheduler {
   private async recover(entry: Entry): Promise<void> {
     entry.recovering = true;
     try {
-      await this.recoverAttempts(entry);
+      const dirty = await recoverAttempts(entry, {
+        transports: this.d.transports,
+        now: this.now,
+        log: this.d.log,
+        found: (e, dest, rcpts) => {
+          if (dest === 'backup') void this.auditCopy(e, rcpts);
+        },
+        possibleDuplicate: (dest) => this.d.metrics.possibleDuplicates.inc({ instance: this.instance, destination: dest }),
+      });
+      this.evaluate(entry, dirty);
     } finally {
       entry.recovering = false;
     }
-  }
-
-  private async recoverAttempts(entry: Entry): Promise<void> {
-    let dirty = false;
-    for (const dest of DESTINATIONS) {
-      const ds = entry.state.deliveries[dest];
-      if (!ds?.inFlightSince) continue;
-      delete ds.inFlightSince;
-      dirty = true;
-      const pending = Object.entries(ds.recipients)
-        .filter(([, r]) => r.status === 'pending')
-        .map(([r]) => r);
-      const t = this.d.transports[dest];
-      for (const rcpt of pending) {
-        let known = false;
-        if (t.alreadyDelivered) {
-          try {
-            known = await t.alreadyDelivered(entry.message, rcpt);
-          } catch {
-            known = false;
-          }
-        }
-        if (known) {
-          ds.recipients[rcpt] = { status: 'delivered', detail: 'found at destination after restart', at: this.now() };
-          if (dest === 'backup') void this.auditCopy(entry, [rcpt]);
-        } else {
-          this.d.metrics.possibleDuplicates.inc({ instance: this.instance, destination: dest });
-        }
-      }
-      const unknown = pending.filter((r) => ds.recipients[r]?.status === 'pending');
-      if (unknown.length > 0) {
-        this.d.log.warn(
-          { id: entry.state.id, messageId: entry.state.messageId, destination: dest, recipients: unknown },
-          'delivery was in flight when the relay stopped; retrying (the destination may receive it twice)',
-        );
-      }
-    }
-    this.evaluate(entry, dirty);
   }
 
   private auditCopy(entry: Entry, recipients: string[]): Promise<void> {
@@ -458,71 +198,30 @@ export class Scheduler {
     if (entry.closing) return;
     const st = entry.state;
     const now = this.now();
-    let dirty = dirtyIn;
-    const primary = st.deliveries.primary!;
-    // 1. backup decisions for recipients without one
-    const excluded = new Map<string, string[]>();
-    entry.undecided = false;
-    for (const rcpt of st.rcptTo) {
-      if (st.deliveries.backup?.recipients[rcpt]) continue;
-      const p = primary.recipients[rcpt];
-      const decision = decideBackup(this.d.config.spec, entry.facts, rcpt, {
-        failoverActive: this.d.failover.isActive,
-        now,
-        primaryDelivered: p !== undefined && p.status !== 'pending',
-      });
-      if (decision.reason === 'not-needed') entry.undecided = true;
-      if (decision.reason === 'not-needed' || decision.reason === 'primary-delivered') continue;
-      st.deliveries.backup ??= { recipients: {}, attempts: 0, nextAttemptAt: 0 };
-      dirty = true;
-      if (decision.copy) {
-        st.deliveries.backup.recipients[rcpt] = { status: 'pending', detail: decision.reason };
-      } else if (decision.reason === 'excluded') {
-        st.deliveries.backup.recipients[rcpt] = { status: 'excluded', rule: decision.rule, at: now };
-        excluded.set(decision.rule, [...(excluded.get(decision.rule) ?? []), rcpt]);
-      }
-    }
-    for (const [rule, rcpts] of excluded) {
+    const copies = decideBackupCopies(this.d.config.spec, st, entry.facts, this.d.failover.isActive, now);
+    entry.undecided = copies.undecided;
+    const dirty = dirtyIn || copies.dirty;
+    for (const [rule, rcpts] of copies.excluded) {
       this.d.metrics.auditRecords.inc({ instance: this.instance, action: 'excluded' });
       void this.d.audit.record(entry.message, rcpts, 'excluded', rule);
-      this.d.log.info(
-        { id: st.id, messageId: st.messageId, rule, recipients: rcpts },
-        'kept out of the backup by exclusion rule',
-      );
+      this.d.log.info({ id: st.id, messageId: st.messageId, rule, recipients: rcpts }, 'kept out of the backup by exclusion rule');
     }
-    // 2. pending work per destination
-    const pendingAt = new Destinations();
-    let failed = false;
-    for (const dest of DESTINATIONS) {
-      const ds = st.deliveries[dest];
-      if (!ds) continue;
-      for (const r of Object.values(ds.recipients)) {
-        if (r.status === 'pending') pendingAt.add(dest);
-        if (r.status === 'failed') failed = true;
-      }
-    }
+    const { pendingAt, failed } = pendingDestinations(st);
     this.setPending(entry, pendingAt);
     if (pendingAt.size === 0 && entry.busy.size === 0) {
       entry.closing = true;
       this.entries.delete(st.id);
       const done = failed
         ? this.d.spool.moveToDead(st, 'rejected by a destination (see deliveries)', now, entry.message).then(() => {
-            this.d.log.warn(
-              { id: st.id, messageId: st.messageId },
-              'message moved to dead/: a destination refused it for good',
-            );
+            this.d.log.warn({ id: st.id, messageId: st.messageId }, 'message moved to dead/: a destination refused it for good');
           })
         : this.d.spool.remove(st, entry.message);
-      this.track(
-        done.catch((e: unknown) =>
-          this.d.log.error({ id: st.id, err: (e as Error).message }, 'could not finish spool entry'),
-        ),
-      );
+      this.running.add(done.catch((e: unknown) => this.d.log.error({ id: st.id, err: (e as Error).message }, 'could not finish spool entry')));
       this.updateGauges();
       this.pump();
       return;
     }
-    if (dirty) this.track(this.d.spool.saveState(st).catch(() => undefined));
+    if (dirty) this.running.add(this.d.spool.saveState(st).catch(() => undefined));
     if (this.stopped) return;
     this.enqueue(entry);
     this.pump();
@@ -545,18 +244,17 @@ export class Scheduler {
       if (ds.nextAttemptAt <= now && !this.isDown(dest)) soon = true;
       if (entry.busy.has(dest) || entry.queued.has(dest)) continue;
       entry.queued.add(dest);
-      if (ds.nextAttemptAt <= now) this.pushReady(dest, entry.id, ds.attempts);
+      if (ds.nextAttemptAt <= now) this.ready[dest].push(entry.id, ds.attempts);
       else {
         this.timers.push({ at: ds.nextAttemptAt, id: entry.id, dest });
-        this.armWake();
       }
     }
     // Only waiting (a retry later, or a destination that is down): frozen, the body read from the file when its time comes.
     if (!soon) entry.freeze();
   }
 
-  /** The states of the messages in the queue (for the spool journal's compaction). */
-  private *liveStates(): Iterable<MessageState> {
+  /** The states of the messages in the queue (what the spool journal's compaction writes). */
+  *states(): Iterable<MessageState> {
     for (const e of this.entries.values()) yield e.peek();
   }
 
@@ -567,38 +265,13 @@ export class Scheduler {
     return n;
   }
 
-  private armWake(): void {
-    const next = this.timers.peek();
-    if (!next || this.stopped) return;
-    if (this.wakeTimer && next.at >= this.wakeAt) return;
-    clearTimeout(this.wakeTimer);
-    this.wakeAt = next.at;
-    this.wakeTimer = setTimeout(
-      () => {
-        this.wakeTimer = undefined;
-        this.wakeAt = Infinity;
-        const now = this.now();
-        for (let t = this.timers.peek(); t && t.at <= now; t = this.timers.peek()) {
-          this.timers.pop();
-          if (this.entries.has(t.id)) this.retry[t.dest].push(t.id);
-        }
-        this.pump();
-        this.armWake();
-      },
-      Math.max(0, next.at - this.now()),
-    );
-    this.wakeTimer.unref();
-  }
-
-  private pumpTimer: NodeJS.Timeout | undefined;
-
   private pump(): void {
     if (this.stopped) return;
     for (const dest of DESTINATIONS) {
-      if (this.suspendedUntil[dest] > this.now()) continue;
+      if (this.health[dest].isSuspended(this.now())) continue;
       // A destination that is down gets one probing delivery at a time.
       const window = this.isDown(dest) ? 1 : this.concurrency[dest];
-      while (this.inflight[dest] < window && this.readyLength(dest) > 0) {
+      while (this.inflight[dest] < window && this.ready[dest].length > 0) {
         if (dest === 'primary' && this.replay) {
           const wait = this.replay.take(1);
           if (wait > 0) {
@@ -612,12 +285,12 @@ export class Scheduler {
             break;
           }
         }
-        const id = this.takeReady(dest)!;
+        const id = this.ready[dest].take()!;
         const entry = this.entries.get(id);
         if (!entry || entry.closing) continue;
         entry.queued.delete(dest);
         if (entry.busy.has(dest) || !entry.pendingAt.has(dest)) continue;
-        this.track(this.deliver(entry, dest));
+        this.running.add(this.deliver(entry, dest));
       }
     }
     if (this.replay && !this.d.failover.isActive && this.depth.primary === 0 && this.inflight.primary === 0) {
@@ -626,21 +299,10 @@ export class Scheduler {
     }
   }
 
-  private track(p: Promise<unknown>): void {
-    const t = p.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.running.add(t);
-    void t.then(() => this.running.delete(t));
-  }
-
   private async deliver(entry: Entry, dest: Destination): Promise<void> {
     const st = entry.state;
     const ds = st.deliveries[dest] as DestinationState;
-    const recipients = Object.entries(ds.recipients)
-      .filter(([, r]) => r.status === 'pending')
-      .map(([r]) => r);
+    const recipients = pendingRecipients(ds);
     entry.busy.add(dest);
     this.inflight[dest]++;
     let outcomes: RecipientOutcome[];
@@ -650,49 +312,23 @@ export class Scheduler {
       });
       outcomes = await this.d.transports[dest].deliver(entry.message, recipients, this.abort.signal);
     } catch (e) {
-      outcomes = recipients.map((r) => ({
-        recipient: r,
-        status: 'deferred',
-        detail: `transport error: ${(e as Error).message}`,
-      }));
+      outcomes = recipients.map((r) => ({ recipient: r, status: 'deferred', detail: `transport error: ${(e as Error).message}` }));
     } finally {
       this.inflight[dest]--;
       entry.busy.delete(dest);
     }
     if (this.stopped && outcomes.every((o) => o.status === 'deferred')) return;
     const now = this.now();
-    const delivered: string[] = [];
-    let retryAfter = 0;
-    let deferred = 0;
-    const byOutcome = new Map(outcomes.map((o) => [o.recipient, o]));
-    for (const rcpt of recipients) {
-      const o = byOutcome.get(rcpt) ?? {
-        recipient: rcpt,
-        status: 'deferred' as const,
-        detail: 'no outcome from transport',
-      };
-      this.d.metrics.deliveries.inc({ instance: this.instance, destination: dest, outcome: o.status });
-      if (o.status === 'delivered') {
-        ds.recipients[rcpt] = { status: 'delivered', detail: o.detail, at: now };
-        delivered.push(rcpt);
-      } else if (o.status === 'failed') {
-        ds.recipients[rcpt] = { status: 'failed', detail: o.detail, at: now };
-        this.d.metrics.deadLettered.inc({ instance: this.instance, reason: 'rejected' });
-        this.d.log.warn(
-          { id: st.id, messageId: st.messageId, destination: dest, recipient: rcpt, detail: o.detail },
-          'recipient refused for good (dead-letter record)',
-        );
-      } else {
-        deferred++;
-        ds.recipients[rcpt] = { status: 'pending', detail: o.detail };
-        ds.lastError = o.detail;
-        if (o.retryAfterMs) retryAfter = Math.max(retryAfter, o.retryAfterMs);
-      }
+    const rec = recordOutcomes(ds, recipients, outcomes, now);
+    for (const outcome of rec.statuses) this.d.metrics.deliveries.inc({ instance: this.instance, destination: dest, outcome });
+    for (const { recipient, detail } of rec.failed) {
+      this.d.metrics.deadLettered.inc({ instance: this.instance, reason: 'rejected' });
+      this.d.log.warn({ id: st.id, messageId: st.messageId, destination: dest, recipient, detail }, 'recipient refused for good (dead-letter record)');
     }
-    if (delivered.length > 0) {
+    if (rec.delivered.length > 0) {
       this.d.metrics.latency.observe({ instance: this.instance, destination: dest }, (now - st.receivedAt) / 1000);
       if (dest === 'backup') {
-        void this.auditCopy(entry, delivered);
+        void this.auditCopy(entry, rec.delivered);
         this.d.failover.noteBackupCopy();
       } else if (this.replay) {
         this.d.failover.noteReplayed();
@@ -700,15 +336,12 @@ export class Scheduler {
     }
     ds.attempts++;
     this.d.spool.journal.finished(st.id, dest);
-    this.noteAttempt(dest, delivered.length === 0 && deferred === recipients.length && isSessionFailure(outcomes), now);
-    if (deferred > 0) {
+    this.health[dest].noteAttempt(rec.delivered.length === 0 && rec.deferred === recipients.length && isSessionFailure(outcomes), now);
+    if (rec.deferred > 0) {
       const t = this.d.config.tuning;
-      const delay = Math.max(backoffMs(ds.attempts, t.minBackoffMs, t.maxBackoffMs, this.random), retryAfter);
+      const delay = Math.max(backoffMs(ds.attempts, t.minBackoffMs, t.maxBackoffMs, this.random), rec.retryAfter);
       ds.nextAttemptAt = now + delay;
-      this.d.log.info(
-        { id: st.id, destination: dest, deferred, attempts: ds.attempts, retryInMs: delay, detail: ds.lastError },
-        'delivery deferred',
-      );
+      this.d.log.info({ id: st.id, destination: dest, deferred: rec.deferred, attempts: ds.attempts, retryInMs: delay, detail: ds.lastError }, 'delivery deferred');
     }
     this.evaluate(entry, true);
   }
@@ -740,35 +373,16 @@ export class Scheduler {
     entry.closing = true;
     this.entries.delete(st.id);
     this.setPending(entry, new Destinations());
-    const left: Record<string, string[]> = {};
-    for (const dest of DESTINATIONS) {
-      const ds = st.deliveries[dest];
-      if (!ds) continue;
-      for (const [rcpt, r] of Object.entries(ds.recipients)) {
-        if (r.status !== 'pending') continue;
-        ds.recipients[rcpt] = {
-          status: 'failed',
-          detail: `retention ${this.d.config.spec.relay.spool.retention} expired; last error: ${r.detail ?? ds.lastError ?? 'none'}`,
-          at: now,
-        };
-        (left[dest] ??= []).push(rcpt);
-      }
-    }
+    const left = expireRecipients(st, this.d.config.spec.relay.spool.retention, now);
     this.d.metrics.deadLettered.inc({ instance: this.instance, reason: 'retention' });
-    this.d.log.warn(
-      { id: st.id, messageId: st.messageId, undelivered: left },
-      'message older than spool retention moved to dead/',
-    );
-    this.track(
-      this.d.spool
-        .moveToDead(st, 'retention expired', now, entry.message)
-        .catch((e: unknown) => this.d.log.error({ id: st.id, err: (e as Error).message }, 'could not move to dead/')),
+    this.d.log.warn({ id: st.id, messageId: st.messageId, undelivered: left }, 'message older than spool retention moved to dead/');
+    this.running.add(
+      this.d.spool.moveToDead(st, 'retention expired', now, entry.message).catch((e: unknown) => this.d.log.error({ id: st.id, err: (e as Error).message }, 'could not move to dead/')),
     );
   }
 
   private updateGauges(): void {
-    for (const dest of DESTINATIONS)
-      this.d.metrics.queueDepth.set({ instance: this.instance, destination: dest }, this.depth[dest]);
+    for (const dest of DESTINATIONS) this.d.metrics.queueDepth.set({ instance: this.instance, destination: dest }, this.depth[dest]);
     this.d.metrics.spoolBytes.set({ instance: this.instance }, this.d.spool.bytes);
     this.d.metrics.commitBatches.set({ instance: this.instance }, this.d.spool.dirSyncBatches);
   }
@@ -777,20 +391,12 @@ export class Scheduler {
   async stop(timeoutMs = 10_000): Promise<void> {
     this.stopped = true;
     clearInterval(this.sweepTimer);
-    clearTimeout(this.wakeTimer);
+    this.timers.stop();
     clearTimeout(this.pumpTimer);
-    for (const dest of DESTINATIONS) clearTimeout(this.resumeTimers[dest]);
+    for (const dest of DESTINATIONS) this.health[dest].stop();
     this.abort.abort();
-    const deadline = Date.now() + timeoutMs;
     // Finishing deliveries start state writes of their own: wait until nothing is left (bounded).
-    while (this.running.size > 0 && Date.now() < deadline) {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        Promise.all([...this.running]),
-        new Promise((r) => (timer = setTimeout(r, deadline - Date.now()))),
-      ]);
-      clearTimeout(timer);
-    }
+    await this.running.settled(timeoutMs);
   }
 
   /** For tests and the metrics: a copy of the in-memory state of one message. */
