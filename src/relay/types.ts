@@ -4,17 +4,10 @@
 /** The two destinations of a message. */
 export type Destination = 'primary' | 'backup';
 
-/**
- * A message as the spool holds it: raw RFC 5322 with CRLF line ends, `size` bytes.
- * Transports take `body` when it is set (the spool keeps recent messages in
- * memory, within a budget) and otherwise read bytes [0, size) of `path`.
- */
-export interface SpooledMessage {
+/** What the spool and every part after it know of a message's envelope. */
+export interface Envelope {
   /** Spool id: sortable by arrival time. */
   id: string;
-  path: string;
-  /** The message bytes while they are cached in memory; may be dropped at any time. */
-  body?: Buffer;
   mailFrom: string;
   rcptTo: string[];
   /** Message-ID header without angle brackets, if the message had one. */
@@ -23,6 +16,17 @@ export interface SpooledMessage {
   size: number;
   /** Epoch milliseconds when the relay answered 250. */
   receivedAt: number;
+}
+
+/**
+ * A message as the spool holds it: raw RFC 5322 with CRLF line ends, `size` bytes.
+ * Transports take `body` when it is set (the spool keeps recent messages in
+ * memory, within a budget) and otherwise read bytes [0, size) of `path`.
+ */
+export interface SpooledMessage extends Envelope {
+  path: string;
+  /** The message bytes while they are cached in memory; may be dropped at any time. */
+  body?: Buffer;
 }
 
 export type RecipientOutcome =

@@ -1,7 +1,7 @@
 // What the spool records of a message: its envelope and, per destination and
 // recipient, how far delivery got. The trailer of a queue file holds it as it
 // was at the 250; the journal holds every later change.
-import type { Destination } from '../types.js';
+import type { Destination, Envelope } from '../types.js';
 
 export type RecipientStatus = 'pending' | 'delivered' | 'failed' | 'excluded';
 
@@ -25,15 +25,8 @@ export interface DestinationState {
   inFlightSince?: number;
 }
 
-export interface MessageState {
+export interface MessageState extends Envelope {
   version: 2;
-  id: string;
-  mailFrom: string;
-  rcptTo: string[];
-  messageId?: string;
-  sha256: string;
-  size: number;
-  receivedAt: number;
   client: { address: string; helo: string };
   /** [lower-case name, value] of the headers exclusion rules look at. */
   headers: Array<[string, string]>;
