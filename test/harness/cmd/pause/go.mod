@@ -1,0 +1,3 @@
+module mail-continuity.local/pause
+
+go 1.24
