@@ -1,5 +1,6 @@
-// Two operator processes against one apiserver: exactly one leads (holds the
-// Lease and reconciles); kill -9 the leader and the other takes over.
+// Operator processes against one apiserver: of two, exactly one leads (holds
+// the Lease and reconciles); kill -9 the leader and the other takes over. A
+// leader that cannot renew its Lease for renewDeadline steps down and exits.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { API_VERSION } from '../../src/api/v1alpha1/mailcontinuity.js';
@@ -13,7 +14,7 @@ let cp: ControlPlane;
 let client: KubeClient;
 const operators: { proc: ChildProcess; port: number; identity: () => string | undefined; output: string[] }[] = [];
 
-async function startOperator() {
+async function startOperator(extraArgs: string[] = []) {
   const port = await freePort();
   const output: string[] = [];
   // node itself (not npx), so that SIGKILL kills the operator and not a wrapper.
@@ -30,6 +31,7 @@ async function startOperator() {
       '--renew-deadline=3s',
       '--retry-period=500ms',
       '--log-level=info',
+      ...extraArgs,
     ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
@@ -80,9 +82,9 @@ describe('leader election', () => {
       const l = await client.get<any>(LEASES, 'default', 'mail-continuity-operator').catch(() => undefined);
       return l?.spec?.holderIdentity ? l : undefined;
     });
+    expect([a.identity(), b.identity()]).toContain(lease.spec.holderIdentity);
     const leader = [a, b].find((o) => o.identity() === lease.spec.holderIdentity)!;
     const standby = leader === a ? b : a;
-    expect(leader).toBeDefined();
     await waitFor('leader metric', async () => (await leaderMetric(leader.port)) === 1);
     expect(await leaderMetric(standby.port)).toBe(0);
 
@@ -103,5 +105,40 @@ describe('leader election', () => {
     await createMc('second');
     await waitFor('second reconciled by the new leader', () => client.get(STATEFULSETS, 'default', 'second-relay').catch(() => undefined), 30_000);
     expect(standby.output.join('')).toContain('applying child');
+  });
+
+  it('steps down and exits once it could not renew the Lease for renewDeadline (3 s), not before', async () => {
+    // A Lease of its own: this operator is the only candidate and leads at once.
+    const op = await startOperator(['--leader-election-id=step-down']);
+    const exited = new Promise<{ code: number | null; at: number }>((resolve) =>
+      op.proc.once('exit', (code) => resolve({ code, at: Date.now() })),
+    );
+    await waitFor('the Lease held by the operator', async () => {
+      const l = await client.get<any>(LEASES, 'default', 'step-down').catch(() => undefined);
+      return l?.spec?.holderIdentity === op.identity();
+    });
+    await waitFor('leader metric', async () => (await leaderMetric(op.port)) === 1);
+
+    // Someone else takes the Lease for a minute: every renewal from now on fails.
+    const lease = await client.get<any>(LEASES, 'default', 'step-down');
+    const takenAt = Date.now();
+    await client.replace(LEASES, {
+      ...lease,
+      spec: {
+        ...lease.spec,
+        holderIdentity: 'someone-else',
+        leaseDurationSeconds: 60,
+        renewTime: new Date(takenAt).toISOString().replace(/Z$/, '000Z'),
+      },
+    });
+    // Its last good renewal was at most one retryPeriod (0.5 s) before the Lease was taken.
+    const { code, at } = await Promise.race([
+      exited,
+      new Promise<never>((_, reject) => setTimeout(() => reject(new Error('the operator did not step down')), 20_000)),
+    ]);
+    expect(code).toBe(1);
+    expect(at - takenAt).toBeGreaterThanOrEqual(3000 - 500);
+    expect(op.output.join('')).toContain('lost the leader Lease: stepping down');
+    expect((await client.get<any>(LEASES, 'default', 'step-down')).spec.holderIdentity).toBe('someone-else');
   });
 });
