@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export NODE_NO_WARNINGS := 1
 TSX := npx tsx
 
-.PHONY: all install generate build lint typecheck test test-unit demo bench clean help
+.PHONY: all install generate build lint typecheck test test-unit demo bench image clean help
 
 all: build
 
@@ -13,6 +13,7 @@ help:
 	@echo "make generate  write crds/, the chart's CRD, deploy/install.yaml, argocd-cm.yaml"
 	@echo "make build     compile TypeScript into dist/"
 	@echo "make bench     run the side-by-side benchmarks in bench/"
+	@echo "make image     build the image from the Dockerfile on this machine (buildah, no registry)"
 
 install:
 	@scripts/install.sh
@@ -44,6 +45,11 @@ bench: build
 	@node --import tsx bench/relay-vs-postfix.ts --backlog 50000
 	@node --import tsx bench/operator-scale.ts --count 500 --idle 600s
 	@node --import tsx bench/failover.ts --outages 10 --messages 10000 --rate 200
+
+# The image from the Dockerfile with buildah and local stand-ins of its base images, cached by a
+# hash of its inputs; prints "NAME ARCHIVE" per image (scripts/build-image.sh). Production: docker build.
+image: install
+	@scripts/build-image.sh
 
 clean:
 	rm -rf dist .test-results
