@@ -148,7 +148,13 @@ describe('an Exchange outage and its recovery', () => {
     await waitFor('ReplayCompleted event', () => stack.events().some((e) => e.reason === 'ReplayCompleted'), 30_000);
     const lf = stack.get().status?.lastFailover;
     expect(lf).toMatchObject({ replayRemaining: 0 });
-    expect(lf?.end).toBeDefined();
+    // RFC 3339 times (whole seconds): the start after Exchange stopped, the end after it came back.
+    expect(lf?.end).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$/);
+    const endMs = Date.parse(lf!.end!);
+    expect(endMs).toBeGreaterThanOrEqual(Math.floor(t1 / 1000) * 1000);
+    expect(endMs).toBeLessThanOrEqual(Date.now());
+    expect(Date.parse(lf!.start!)).toBeGreaterThanOrEqual(Math.floor(t0 / 1000) * 1000);
+    expect(endMs).toBeGreaterThan(Date.parse(lf!.start!));
     expect(lf?.messagesReplayed).toBeGreaterThanOrEqual(queued);
     expect(stack.events().map((e) => e.reason)).toEqual(
       expect.arrayContaining(['FailoverStarted', 'FailoverEnded', 'ReplayCompleted']),
