@@ -16,8 +16,8 @@
 #   stderr: one "[image] HH:MM:SS ..." line per step.
 # The archives are docker-archive tarballs that keep their names:
 #   ctr --address SOCKET -n k8s.io images import ARCHIVE
-# The pause image carries the name containerd's CRI plugin uses for sandboxes by
-# default (sandbox_image), so nothing is ever pulled.
+# The pause image is named as the current upstream one; containerd 1.6's own
+# default is pause:3.6, so the node's config must name it as sandbox_image.
 #
 # The Dockerfile's base images are replaced by stand-ins assembled from this
 # machine's files (the production build pulls the real ones):

@@ -1,8 +1,8 @@
 // pause is the pod sandbox's process, like registry.k8s.io/pause: it holds the
 // pod's namespaces, reaps the zombies it inherits as PID 1 and exits 0 on
 // SIGTERM or SIGINT. Built static (CGO_ENABLED=0) by scripts/build-image.sh
-// into a one-file image named registry.k8s.io/pause:3.10, the name containerd's
-// CRI plugin uses for sandboxes by default, since nothing can be pulled here.
+// into a one-file image named registry.k8s.io/pause:3.10, which the cluster's
+// containerd names as its sandbox_image: nothing can be pulled here.
 package main
 
 import (
