@@ -1,5 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
-import { NewlineNormaliser, parseHeaders } from '../../src/relay/inbound/server.js';
+import { parseHeaders } from '../../src/relay/inbound/headers.js';
+import { NewlineNormaliser } from '../../src/relay/inbound/newlines.js';
 
 function normalise(chunks: string[]): { out: string; bare: number } {
   const n = new NewlineNormaliser();

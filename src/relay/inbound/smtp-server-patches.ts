@@ -1,0 +1,126 @@
+// ───────────────────────────────────────────────────────────────────────────
+// PATCHES OF smtp-server's PRIVATE INTERNALS (smtp-server 3.x). Every use of a
+// member smtp-server does not document is in this file and nowhere else, and
+// test/unit/relay-smtp-server-patches.test.ts checks each one against a real
+// SMTPServer: when an upgrade moves one, that test fails, not production.
+//
+//   server.connections (Set)        connected clients; `add` is hooked to see each new one
+//   server.server                   the net.Server, for the port actually bound
+//   connection._socket 'close'      the client went away (per-address count, DATA abort)
+//   connection.send(code, data, ctx) the SIZE refusal's text, a goodbye at shutdown
+//   connection._parser._write       the line-length guard (sees the plaintext, also after STARTTLS)
+//   connection.init / _setListeners / connectionReady   the greeting without smtp-server's 100 ms pause
+//   connection.close()              drop a client
+// ───────────────────────────────────────────────────────────────────────────
+import type { AddressInfo } from 'node:net';
+import type { SMTPServer } from 'smtp-server';
+
+/** The members of smtp-server's SMTPConnection these patches use. */
+export interface PatchedConnection {
+  id: string;
+  remoteAddress: string;
+  _socket: NodeJS.EventEmitter;
+  _parser: { _write: (chunk: Buffer, enc: string, next: (err?: Error) => void) => void };
+  send: (code: number, data?: string | string[], context?: unknown) => void;
+  close: () => void;
+  init: () => void;
+  connectionReady: () => void;
+  _setListeners: (cb: () => void) => void;
+}
+
+const connectionsOf = (server: SMTPServer) => (server as unknown as { connections: Set<PatchedConnection> }).connections;
+
+/** Calls `hook` with every connection as smtp-server creates it (before its greeting). */
+export function onNewConnection(server: SMTPServer, hook: (c: PatchedConnection) => void): void {
+  const connections = connectionsOf(server);
+  const add = connections.add.bind(connections);
+  connections.add = (c: PatchedConnection) => {
+    hook(c);
+    return add(c);
+  };
+}
+
+/** Calls `onClose` once when the client's socket closes. */
+export function onSocketClose(c: PatchedConnection, onClose: () => void): void {
+  c._socket.once('close', onClose);
+}
+
+/** smtp-server's own send, before any patch: for replies the patches make themselves. */
+export function originalSend(c: PatchedConnection): PatchedConnection['send'] {
+  return c.send.bind(c);
+}
+
+/**
+ * smtp-server refuses an oversized `MAIL FROM SIZE=` with "552 Error: message exceeds fixed
+ * maximum message size N"; the relay answers with its enhanced code and text instead.
+ */
+export function rewriteSizeRefusal(c: PatchedConnection, text: string, onRefused: () => void): void {
+  const send = c.send.bind(c);
+  c.send = (code, data, context) => {
+    if (code === 552 && typeof data === 'string' && data.startsWith('Error: message exceeds fixed maximum')) {
+      onRefused();
+      return send(552, text, context);
+    }
+    return send(code, data, context);
+  };
+}
+
+/**
+ * Drops the connection (after `onTooLong`, which answers) once a line, in commands or data,
+ * is longer than `max` bytes; nothing more is parsed from it.
+ */
+export function guardLineLength(c: PatchedConnection, max: number, onTooLong: () => void): void {
+  const parser = c._parser;
+  const write = parser._write.bind(parser);
+  let run = 0;
+  let dead = false;
+  parser._write = (chunk, enc, next) => {
+    if (dead) return next();
+    let i = chunk.indexOf(10);
+    if (i === -1) run += chunk.length;
+    else {
+      if (run + i > max) run = Infinity;
+      let prev = i;
+      for (i = chunk.indexOf(10, prev + 1); i !== -1; prev = i, i = chunk.indexOf(10, i + 1)) if (i - prev - 1 > max) run = Infinity;
+      if (run !== Infinity) run = chunk.length - prev - 1;
+    }
+    if (run > max) {
+      dead = true;
+      onTooLong();
+      c.close();
+      return next();
+    }
+    return write(chunk, enc, next);
+  };
+}
+
+/**
+ * Greets at once instead of after smtp-server's 100 ms pause (which also answers 421 to a
+ * client that talks first); keeps its maxClients check.
+ */
+export function greetWithoutDelay(server: SMTPServer, c: PatchedConnection, maxClients: number, tooMany: () => void): void {
+  const connections = connectionsOf(server);
+  c.init = () =>
+    c._setListeners(() => {
+      if (connections.size > maxClients) return tooMany();
+      c.connectionReady();
+    });
+}
+
+/** Connected clients. */
+export function connectedClients(server: SMTPServer): number {
+  return connectionsOf(server).size;
+}
+
+/** Says `text` with 421 to every connected client and drops it. */
+export function sendAllAway(server: SMTPServer, text: string): void {
+  for (const c of [...connectionsOf(server)]) {
+    c.send(421, text, false);
+    c.close();
+  }
+}
+
+/** The port the server listens on (after listen). */
+export function listeningPort(server: SMTPServer): number {
+  return ((server as unknown as { server: { address(): AddressInfo } }).server.address()).port;
+}

@@ -1,0 +1,161 @@
+// One test per patch in src/relay/inbound/smtp-server-patches.ts, each on a
+// real SMTPServer: the private member exists with the shape the patch assumes,
+// and the patch's effect is seen by a client. When an upgrade of smtp-server
+// moves one of them, this file fails.
+import { afterEach, describe, expect, it } from '@jest/globals';
+import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
+import * as patch from '../../src/relay/inbound/smtp-server-patches.js';
+import { RawSmtp } from '../harness/smtp-tools.js';
+import { waitUntil } from '../harness/wait.js';
+
+const servers: SMTPServer[] = [];
+const clients: RawSmtp[] = [];
+
+afterEach(async () => {
+  for (const c of clients.splice(0)) c.write('QUIT\r\n');
+  await Promise.all(servers.splice(0).map((s) => new Promise<void>((r) => s.close(() => r()))));
+});
+
+/** A real SMTPServer on a loopback port; `hook` sees every connection as smtp-server creates it. */
+async function start(hook: (c: patch.PatchedConnection, server: SMTPServer) => void, opts: SMTPServerOptions = {}): Promise<{ server: SMTPServer; port: number }> {
+  const server = new SMTPServer({
+    authOptional: true,
+    disabledCommands: ['AUTH', 'STARTTLS'],
+    logger: false,
+    disableReverseLookup: true,
+    // Answered at once, as the relay's own onConnect does (smtp-server's default waits a turn).
+    onConnect: (_session, cb) => cb(),
+    ...opts,
+  });
+  servers.push(server);
+  patch.onNewConnection(server, (c) => hook(c, server));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  return { server, port: patch.listeningPort(server) };
+}
+
+async function connect(port: number, greet = true): Promise<RawSmtp> {
+  const c = await RawSmtp.open(port);
+  clients.push(c);
+  if (greet) expect(await c.reply()).toMatch(/^220 /);
+  return c;
+}
+
+describe('smtp-server patches', () => {
+  it('onNewConnection: server.connections is a Set whose add sees each connection before its greeting', async () => {
+    const seen: patch.PatchedConnection[] = [];
+    const { server, port } = await start((c) => seen.push(c));
+    expect((server as unknown as { connections: unknown }).connections).toBeInstanceOf(Set);
+    await connect(port);
+    expect(seen).toHaveLength(1);
+    expect(seen[0]).toMatchObject({ id: expect.any(String), remoteAddress: '127.0.0.1' });
+    expect(patch.connectedClients(server)).toBe(1);
+  });
+
+  it('onSocketClose: connection._socket emits close once when the client goes away', async () => {
+    let closed = 0;
+    const { server, port } = await start((c) => {
+      expect(typeof c._socket.once).toBe('function');
+      patch.onSocketClose(c, () => closed++);
+    });
+    const c = await connect(port);
+    clients.pop();
+    c.write('QUIT\r\n');
+    await c.reply();
+    await waitUntil('the close hook', 5000, () => closed === 1);
+    expect(patch.connectedClients(server)).toBe(0);
+  });
+
+  it('rewriteSizeRefusal: connection.send(code, data, context) carries the SIZE refusal, now with its enhanced code', async () => {
+    let refused = 0;
+    const { port } = await start(
+      (c) => {
+        expect(c.send.length).toBe(3);
+        patch.rewriteSizeRefusal(c, '5.3.4 Message too big', () => refused++);
+      },
+      { size: 1000 },
+    );
+    const c = await connect(port);
+    c.write('EHLO client.example\r\n');
+    await c.reply();
+    c.write('MAIL FROM:<a@example.net> SIZE=5000\r\n');
+    expect(await c.reply()).toBe('552 5.3.4 Message too big');
+    expect(refused).toBe(1);
+    c.write('MAIL FROM:<a@example.net> SIZE=500\r\n');
+    expect(await c.reply()).toMatch(/^250 /);
+  });
+
+  it("guardLineLength: connection._parser._write(chunk, encoding, next) sees every byte; a long line drops the client", async () => {
+    let tooLong = 0;
+    const { port } = await start((c) => {
+      expect(typeof c._parser._write).toBe('function');
+      expect(c._parser._write.length).toBe(3);
+      const send = patch.originalSend(c);
+      patch.guardLineLength(c, 100, () => {
+        tooLong++;
+        send(500, '5.5.2 Line too long', false);
+      });
+    });
+    const c = await connect(port);
+    c.write(`NOOP ${'x'.repeat(90)}\r\n`);
+    expect(await c.reply()).toMatch(/^250 /);
+    c.write(`NOOP ${'x'.repeat(50)}`);
+    c.write(`${'x'.repeat(60)}\r\n`);
+    expect(await c.reply()).toBe('500 5.5.2 Line too long');
+    expect(await c.reply()).toBe('');
+    expect(c.closed).toBe(true);
+    expect(tooLong).toBe(1);
+  });
+
+  it('greetWithoutDelay: connection.init, _setListeners(callback) and connectionReady greet a client that talks first', async () => {
+    const { port } = await start((c, server) => {
+      expect(c.init.length).toBe(0);
+      expect(c._setListeners.length).toBe(1);
+      expect(typeof c.connectionReady).toBe('function');
+      patch.greetWithoutDelay(server, c, 10, () => undefined);
+    });
+    const c = await connect(port, false);
+    c.write('EHLO client.example\r\n'); // before the greeting: smtp-server's own init answers 421
+    expect(await c.reply()).toMatch(/^220 /);
+    expect(await c.reply()).toMatch(/^250[- ]/);
+  });
+
+  it("greetWithoutDelay keeps smtp-server's maxClients check", async () => {
+    let tooMany = 0;
+    const { port } = await start((c, server) => {
+      const send = patch.originalSend(c);
+      patch.greetWithoutDelay(server, c, 1, () => {
+        tooMany++;
+        send(421, 'Too many connected clients', false);
+      });
+    });
+    await connect(port);
+    const second = await connect(port, false);
+    expect(await second.reply()).toBe('421 Too many connected clients');
+    expect(tooMany).toBe(1);
+  });
+
+  it('without greetWithoutDelay, a client that talks first is refused (what the patch removes)', async () => {
+    const { port } = await start(() => undefined);
+    const c = await connect(port, false);
+    c.write('EHLO client.example\r\n');
+    expect(await c.reply()).toMatch(/^421 /);
+  });
+
+  it('sendAllAway: connection.send and close() end every connected client with a 421', async () => {
+    const { server, port } = await start(() => undefined);
+    const a = await connect(port);
+    const b = await connect(port);
+    patch.sendAllAway(server, '4.3.2 shutting down');
+    for (const c of [a, b]) {
+      expect(await c.reply()).toBe('421 4.3.2 shutting down');
+      expect(await c.reply()).toBe('');
+    }
+    expect(patch.connectedClients(server)).toBe(0);
+  });
+
+  it('listeningPort: server.server is the net.Server with the bound port', async () => {
+    const { server, port } = await start(() => undefined);
+    expect(port).toBeGreaterThan(0);
+    expect((server as unknown as { server: { address(): { port: number } } }).server.address().port).toBe(port);
+  });
+});
