@@ -9,11 +9,10 @@ import pino from 'pino';
 import { RelayConfig } from '../../src/api/relay/config.js';
 import { isLoopbackUrl } from '../../src/lib/ip.js';
 import { mapAddress } from '../../src/relay/transports/address-map.js';
+import { classifyGoogleError, retryAfterFrom } from '../../src/relay/transports/gmail/google-errors.js';
 import {
   checkBackupReachable,
-  classifyGoogleError,
   createGmailTransport,
-  retryAfterFrom,
   type GmailTransport,
   type GmailTransportDeps,
 } from '../../src/relay/transports/gmail/transport.js';
