@@ -21,14 +21,14 @@ mkdir -p "$out.tmp"
 cd "$here"
 step "downloading Go modules for kubernetes $kube, etcd and helm $helmv (cached in $GOMODCACHE)"
 go mod download
-step "compiling kubebin (etcd, kube-apiserver, kube-controller-manager, kubectl): the first build takes about 10 minutes on 2 cores"
+step "compiling kubebin (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy, kubectl): the first build takes about 10 minutes on 2 cores"
 minor=$(echo "$kube" | cut -d. -f2)
 kv=k8s.io/component-base/version
 go build -trimpath -ldflags="-s -w -X $kv.gitVersion=$kube -X $kv.gitMajor=1 -X $kv.gitMinor=$minor -X $kv.gitTreeState=clean" \
   -o "$out.tmp/kubebin" ./cmd/kubebin
 step "compiling helm $helmv"
 go build -trimpath -ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$helmv" -o "$out.tmp/helm" helm.sh/helm/v3/cmd/helm
-for n in etcd kube-apiserver kube-controller-manager kubectl; do ln -sf kubebin "$out.tmp/$n"; done
+for n in etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl; do ln -sf kubebin "$out.tmp/$n"; done
 rm -rf "$out"; mv "$out.tmp" "$out"
 ln -sfn "$out" "$cache/bin/current"
 # Older builds are of no use any more.
