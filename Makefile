@@ -37,7 +37,7 @@ test-unit: install
 	@NODE_OPTIONS=--experimental-vm-modules npx jest --selectProjects unit
 
 demo: install
-	@$(TSX) test/harness/demo.ts
+	@$(TSX) test/harness/demo.ts $(DEMO_ARGS)
 
 # Side by side, one run each; results go into bench/RESULTS.md by hand (they are noisy: read them).
 # The relay runs as built (dist/), as in the image.

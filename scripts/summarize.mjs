@@ -2,7 +2,7 @@
 // "N passed, N failed" (with ", N skipped" when any were skipped).
 import { existsSync, readFileSync } from 'node:fs';
 
-const suites = ['unit', 'integration', 'e2e'];
+const suites = ['unit', 'integration', 'e2e', 'cluster'];
 let passed = 0;
 let failed = 0;
 let skipped = 0;

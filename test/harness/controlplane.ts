@@ -7,18 +7,27 @@
 //   cp.kubeconfig                           // a kubeconfig file (static admin token)
 //   await cp.restartApiServer();            // for "apiserver restarted mid-run" tests
 //   await cp.stop();                        // always: kills everything, removes the temp dir
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { createWriteStream, existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { Agent, request } from 'node:https';
 import { createServer } from 'node:net';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { startDaemon, waitForDaemon as waitFor, type Daemon } from './process.js';
 
 export interface ControlPlaneOptions {
   /** Also run kube-controller-manager (garbage collector, namespace controller). */
   controllerManager?: boolean;
+  /**
+   * For a cluster with a node (test/harness/cluster): the apiserver listens on
+   * this address (reachable from pods) instead of 127.0.0.1, admits pods with
+   * the ServiceAccount plugin (projected tokens), and kube-controller-manager
+   * runs every controller (Deployments, StatefulSets, EndpointSlices, node
+   * lifecycle, PV binding) and publishes the root CA to every namespace.
+   */
+  cluster?: { address: string };
   /** Print the processes' output to the console instead of only to log files. */
   verbose?: boolean;
 }
@@ -26,11 +35,15 @@ export interface ControlPlaneOptions {
 export interface ControlPlane {
   dir: string;
   server: string;
+  /** The apiserver's serving CA (PEM). */
+  ca: Buffer;
   token: string;
   kubeconfig: string;
   /** Run kubectl against this control plane; throws with stderr on a non-zero exit. */
   kubectl(args: string[], input?: string): string;
   restartApiServer(): Promise<void>;
+  /** Stops kube-controller-manager (a cluster stops it first, so nothing recreates the pods it removes). */
+  stopControllerManager(): Promise<void>;
   stopApiServer(): Promise<void>;
   startApiServer(): Promise<void>;
   stop(): Promise<void>;
@@ -79,34 +92,6 @@ function canListen(port: number): Promise<boolean> {
   });
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Processes still running when the test process exits are killed, even after a crash. */
-const live = new Set<ChildProcess>();
-process.once('exit', () => {
-  for (const p of live) p.kill('SIGKILL');
-});
-
-function run(name: string, bin: string, args: string[], logDir: string, verbose: boolean): ChildProcess {
-  const log = createWriteStream(join(logDir, `${name}.log`), { flags: 'a' });
-  const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  live.add(child);
-  child.stdout!.pipe(log, { end: false });
-  child.stderr!.pipe(log, { end: false });
-  if (verbose) child.stderr!.on('data', (d: Buffer) => process.stderr.write(`[${name}] ${d}`));
-  child.once('exit', () => live.delete(child));
-  return child;
-}
-
-async function kill(child: ChildProcess | undefined): Promise<void> {
-  if (!child || child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-  await exited;
-  clearTimeout(timer);
-}
-
 function get(url: string, token: string, ca: Buffer | undefined): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const req = request(
@@ -124,29 +109,14 @@ function get(url: string, token: string, ca: Buffer | undefined): Promise<{ stat
   });
 }
 
-async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: number, died?: () => string | undefined) {
-  const deadline = Date.now() + timeoutMs;
-  let lastError = '';
-  while (Date.now() < deadline) {
-    const reason = died?.();
-    if (reason) throw new Error(`${what}: ${reason}`);
-    try {
-      if (await check()) return;
-    } catch (err) {
-      lastError = (err as Error).message;
-    }
-    await sleep(200);
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? ` (last error: ${lastError})` : ''}`);
-}
-
 export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise<ControlPlane> {
   const bins = binDir();
   const verbose = !!opts.verbose || process.env.MC_HARNESS_VERBOSE === '1';
   const dir = await mkdtemp(join(tmpdir(), 'mc-controlplane-'));
   const token = randomBytes(24).toString('hex');
   const [etcdClient, etcdPeer, apiPort, kcmPort] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
-  const server = `https://127.0.0.1:${apiPort}`;
+  const address = opts.cluster?.address ?? '127.0.0.1';
+  const server = `https://${address}:${apiPort}`;
 
   // Service account signing key; a static token for the admin (system:masters).
   const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -156,17 +126,13 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
   await writeFile(saPub, publicKey.export({ type: 'spki', format: 'pem' }));
   await writeFile(join(dir, 'tokens.csv'), `${token},admin,admin,"system:masters"\n`);
 
-  let etcd: ChildProcess | undefined;
-  let apiserver: ChildProcess | undefined;
-  let kcm: ChildProcess | undefined;
+  let etcd: Daemon | undefined;
+  let apiserver: Daemon | undefined;
+  let kcm: Daemon | undefined;
   let ca: Buffer | undefined;
-  const exitReason = (p: ChildProcess | undefined, name: string) => () =>
-    p && (p.exitCode !== null || p.signalCode !== null)
-      ? `${name} exited (${p.exitCode ?? p.signalCode}); see ${join(dir, name + '.log')}:\n${tail(join(dir, name + '.log'))}`
-      : undefined;
 
   const startEtcd = async () => {
-    etcd = run(
+    etcd = startDaemon(
       'etcd',
       join(bins, 'etcd'),
       [
@@ -181,7 +147,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
         '--log-level=warn',
       ],
       dir,
-      verbose,
+      { verbose },
     );
     await waitFor(
       'etcd /health',
@@ -190,18 +156,18 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
         return res.ok && ((await res.json()) as { health?: string }).health === 'true';
       },
       30_000,
-      exitReason(etcd, 'etcd'),
+      etcd.died,
     );
   };
 
   const startApiServer = async () => {
-    apiserver = run(
+    apiserver = startDaemon(
       'kube-apiserver',
       join(bins, 'kube-apiserver'),
       [
         `--etcd-servers=http://127.0.0.1:${etcdClient}`,
-        `--bind-address=127.0.0.1`,
-        `--advertise-address=127.0.0.1`,
+        `--bind-address=${address}`,
+        `--advertise-address=${address}`,
         `--secure-port=${apiPort}`,
         `--cert-dir=${join(dir, 'certs')}`,
         `--token-auth-file=${join(dir, 'tokens.csv')}`,
@@ -212,12 +178,14 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
         '--service-cluster-ip-range=10.96.0.0/16',
         '--allow-privileged=true',
         '--enable-priority-and-fairness=false',
-        '--disable-admission-plugins=ServiceAccount',
+        // Without a node no pod runs, and the ServiceAccount plugin would refuse pods whose
+        // ServiceAccount the (absent) controller has not created yet.
+        opts.cluster ? '--enable-admission-plugins=ServiceAccount' : '--disable-admission-plugins=ServiceAccount',
         '--watch-cache=true',
         '--v=0',
       ],
       dir,
-      verbose,
+      { verbose },
     );
     // The serving certificate is generated (self-signed, with its CA) into --cert-dir at start.
     const crt = join(dir, 'certs', 'apiserver.crt');
@@ -230,7 +198,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
         return res.status === 200;
       },
       90_000,
-      exitReason(apiserver, 'kube-apiserver'),
+      apiserver.died,
     );
   };
 
@@ -260,14 +228,22 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
       ].join('\n'),
     );
     if (opts.controllerManager) {
-      kcm = run(
+      kcm = startDaemon(
         'kube-controller-manager',
         join(bins, 'kube-controller-manager'),
         [
           `--kubeconfig=${kubeconfig}`,
           `--authentication-kubeconfig=${kubeconfig}`,
           `--authorization-kubeconfig=${kubeconfig}`,
-          '--controllers=garbagecollector,namespace',
+          ...(opts.cluster
+            ? [
+                '--controllers=*',
+                `--root-ca-file=${join(dir, 'certs', 'apiserver.crt')}`,
+                `--service-account-private-key-file=${saKey}`,
+                // One node, no cloud: a node that stops reporting is not worth waiting 40 s for.
+                '--node-monitor-grace-period=20s',
+              ]
+            : ['--controllers=garbagecollector,namespace']),
           '--leader-elect=false',
           '--bind-address=127.0.0.1',
           `--secure-port=${kcmPort}`,
@@ -276,13 +252,13 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
           '--v=0',
         ],
         dir,
-        verbose,
+        { verbose },
       );
     }
   } catch (err) {
-    await kill(kcm);
-    await kill(apiserver);
-    await kill(etcd);
+    await kcm?.stop();
+    await apiserver?.stop();
+    await etcd?.stop();
     await rm(dir, { recursive: true, force: true });
     throw err;
   }
@@ -290,6 +266,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
   const cp: ControlPlane = {
     dir,
     server,
+    ca: ca!,
     token,
     kubeconfig,
     kubectl(args, input) {
@@ -303,26 +280,19 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
       }
       return res.stdout;
     },
-    stopApiServer: () => kill(apiserver),
+    stopApiServer: async () => apiserver?.stop(),
+    stopControllerManager: async () => kcm?.stop(),
     startApiServer,
     async restartApiServer() {
-      await kill(apiserver);
+      await apiserver?.stop();
       await startApiServer();
     },
     async stop() {
-      await kill(kcm);
-      await kill(apiserver);
-      await kill(etcd);
+      await kcm?.stop();
+      await apiserver?.stop();
+      await etcd?.stop();
       if (process.env.MC_HARNESS_KEEP !== '1') await rm(dir, { recursive: true, force: true });
     },
   };
   return cp;
-}
-
-function tail(file: string, lines = 20): string {
-  try {
-    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
-  } catch {
-    return '(no log)';
-  }
 }

@@ -3,10 +3,30 @@
 // excluded by policy), Exchange back and the replay, then the final table.
 // Every number in the table is counted from what Exchange (Postfix's
 // Maildirs), Gmail (the emulator's mailboxes) and the relay's audit log hold.
-import { readFile } from 'node:fs/promises';
+import type { GmailEmulator } from './gmail-emulator.js';
+import type { PostfixInstance } from './postfix.js';
 import { swaks } from './smtp-tools.js';
-import type { Stack } from './stack.js';
 import { waitFor } from './wait.js';
+
+/** Where the timeline runs: the product in the one-node cluster, or the local stack (relay as a process). */
+export interface DemoTarget {
+  namespace: string;
+  name: string;
+  kubectl(args: string[]): string;
+  postfix: PostfixInstance;
+  gmail: GmailEmulator;
+  /** Where senders connect: the relay Service (cluster) or the relay process. */
+  smtp: { host: string; port: number };
+  get(): { status?: { lastFailover?: unknown } };
+  condition(type: string): { status: string; message: string } | undefined;
+  events(): { reason: string }[];
+  /** The first relay's audit log lines. */
+  auditLog(): Promise<string[]>;
+  /** Printed after the first `kubectl get mc`. */
+  note?: string;
+  /** `kubectl get pods,pvc,svc` of the MailContinuity's namespace, shown as the outage starts. */
+  workloads?(): string;
+}
 
 export interface DemoTable {
   sent: number;
@@ -23,13 +43,12 @@ export const DEMO_USER = 'alice@corp.example.com';
 const CONFIDENTIAL = 'Company-Confidential';
 
 export async function runTimeline(
-  stack: Stack,
+  stack: DemoTarget,
   say: (text: string) => void,
   show: (text: string) => void,
   startedAt = Date.now(),
 ): Promise<DemoTable> {
   const ns = stack.namespace;
-  const relay = stack.relays[0]!;
   const phases: DemoTable['phases'] = [];
   let phaseStart = startedAt;
   const endPhase = (name: string) => {
@@ -37,23 +56,27 @@ export async function runTimeline(
     phaseStart = Date.now();
   };
   const sent: string[] = [];
+  let accepted = 0;
   const send = async (subject: string, headers: string[] = []) => {
     const id = `demo-${sent.length + 1}@partner.example.net`;
     const r = await swaks({
-      port: relay.smtpPort,
+      host: stack.smtp.host,
+      port: stack.smtp.port,
       to: DEMO_USER,
       headers: [`Message-ID: <${id}>`, `Subject: ${subject}`, ...headers],
     });
     if (r.code !== 0) throw new Error(`swaks failed: ${r.replies.join(' | ')}`);
     sent.push(id);
+    // The sender's own count: the reply to the end of DATA.
+    if (/^250 /.test(r.replies.at(-2) ?? '')) accepted++;
     show(`  swaks -> relay: ${r.replies.at(-2) ?? ''}  (Message-ID <${id}>, "${subject}")`);
     return id;
   };
   const gmailIds = () => stack.gmail.messages(DEMO_USER).map((m) => m.rfc822MessageId ?? '');
-  const getMc = () => show(stack.cp.kubectl(['-n', ns, 'get', 'mc', stack.name]).trimEnd());
+  const getMc = () => show(stack.kubectl(['-n', ns, 'get', 'mc', stack.name]).trimEnd());
   const events = () =>
     show(
-      stack.cp
+      stack
         .kubectl([
           '-n',
           ns,
@@ -72,7 +95,7 @@ export async function runTimeline(
   say('waiting for the operator to probe Exchange (PrimaryHealthy)');
   await waitFor('PrimaryHealthy=True', () => condition('PrimaryHealthy')?.status === 'True', 60_000);
   getMc();
-  show('  (READY stays False: no kubelet runs the relay Pods here, so the StatefulSet never reports ready replicas)');
+  if (stack.note) show(stack.note);
   endPhase('start-up until Exchange is probed healthy');
 
   say('Exchange is up: 3 messages go to Exchange only (FailoverOnly)');
@@ -86,6 +109,10 @@ export async function runTimeline(
   show(`  at Exchange: ${(await stack.postfix.messages()).length}, at Gmail: ${gmailIds().length}`);
   endPhase('mail while Exchange is up');
 
+  if (stack.workloads) {
+    say(`what runs in the cluster (kubectl -n ${ns} get pods,pvc,svc):`);
+    show(stack.workloads().trimEnd());
+  }
   say('stopping Exchange (postfix stop)');
   await stack.postfix.stop();
   await waitFor('FailoverActive=True', () => condition('FailoverActive')?.status === 'True', 60_000, 100);
@@ -101,7 +128,7 @@ export async function runTimeline(
   const secret = await send('board minutes', [`Sensitivity: ${CONFIDENTIAL}`]);
   await waitFor('the outage mail in Gmail', () => during.every((id) => gmailIds().includes(id)), 60_000);
   show(`  at Gmail (${DEMO_USER}): ${gmailIds().length} messages: ${gmailIds().join(', ')}`);
-  const audit = (await readFile(relay.auditFile, 'utf8')).trim().split('\n');
+  const audit = await stack.auditLog();
   say('the audit log (every copy to Google and every exclusion, one JSON line each):');
   for (const line of audit) {
     const r = JSON.parse(line) as {
@@ -131,10 +158,9 @@ export async function runTimeline(
   const counts = await stack.postfix.countByMessageId();
   const g = gmailIds();
   const excluded = audit.filter((l) => l.includes('"excluded"')).length;
-  const accepted = stack.accepted();
   const table: DemoTable = {
     sent: sent.length,
-    accepted: accepted.length,
+    accepted,
     atExchange: sent.filter((id) => counts.has(id)).length,
     atGmail: new Set(g).size,
     excluded,

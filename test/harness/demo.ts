@@ -1,18 +1,25 @@
-// `make demo`: the whole product on one machine, through an Exchange outage
-// and back. A real control plane (etcd + kube-apiserver built from Go modules),
-// the CRD, the operator, examples/demo.yaml, Postfix as Exchange, the Gmail
-// emulator, and the relay — as a local process started from the config the
-// operator rendered, because there is no kubelet here to run its Pod.
+// `make demo`: the whole product through an Exchange outage and back, in a
+// real one-node Kubernetes cluster built on this machine (etcd, kube-apiserver,
+// kube-controller-manager, kube-scheduler, kubelet + containerd, kube-proxy):
+// the image built from the Dockerfile, the chart installed with helm,
+// examples/demo.yaml applied with kubectl, the relay StatefulSet's pods on
+// their PVCs, mail sent to the relay Service. Postfix stands in for Exchange
+// and a strict emulator for Gmail (the one part that cannot run here).
+//
+// `make demo DEMO_ARGS=--local` runs the same timeline without a node: the
+// relay as a local process from the config the operator rendered.
 // Ctrl-C at any point stops everything it started.
 import { readFileSync } from 'node:fs';
 import YAML from 'yaml';
-import { DEMO_USER, formatTable, runTimeline } from './demo-timeline.js';
-import { startStack, type Stack } from './stack.js';
+import { installProduct } from './cluster/product.js';
+import { DEMO_USER, formatTable, runTimeline, type DemoTarget } from './demo-timeline.js';
+import { startStack } from './stack.js';
 
 const t0 = Date.now();
 const stamp = () => `[demo +${((Date.now() - t0) / 1000).toFixed(1).padStart(5)}s]`;
 const say = (text: string) => console.log(`\n${stamp()} ${text}`);
 const show = (text: string) => console.log(text);
+const local = process.argv.includes('--local');
 
 async function main() {
   let stop: (() => Promise<void>) | undefined;
@@ -25,21 +32,33 @@ async function main() {
     spec: Record<string, unknown>;
   };
   say('examples/demo.yaml: FailoverOnly, one exclusion rule (Sensitivity: Company-Confidential)');
-  console.log('  Note: no kubelet runs here, so the relay runs as a local process from the config the operator');
-  console.log('  rendered into its ConfigMap; Postfix on loopback stands in for Exchange, an emulator for Gmail.');
-  let stack: Stack | undefined;
+  show(
+    local
+      ? '  --local: no node; the relay runs as a local process from the config the operator rendered.'
+      : '  In a one-node cluster built here. Postfix on the node stands in for Exchange, an emulator for Gmail.',
+  );
+  const common = {
+    name: manifest.metadata.name,
+    namespace: 'mail',
+    spec: manifest.spec,
+    domains: ['corp.example.com'],
+    gmailUsers: [DEMO_USER],
+    progress: say,
+    registerStop: (s: () => Promise<void>) => (stop = s),
+  };
   try {
-    stack = await startStack({
-      name: manifest.metadata.name,
-      namespace: 'mail',
-      spec: manifest.spec,
-      relays: 1,
-      domains: ['corp.example.com'],
-      gmailUsers: [DEMO_USER],
-      progress: say,
-      registerStop: (s) => (stop = s),
-    });
-    const table = await runTimeline(stack, say, show, t0);
+    let target: DemoTarget;
+    if (local) {
+      target = await startStack({ ...common, relays: 1 });
+    } else {
+      const p = await installProduct(common);
+      target = {
+        ...p,
+        workloads: () => p.kubectl(['-n', 'mail', 'get', 'pods,pvc,svc', '-o', 'wide']),
+      };
+      show(p.kubectl(['-n', 'mail-continuity-system', 'get', 'pods']).trimEnd());
+    }
+    const table = await runTimeline(target, say, show, t0);
     say('final table');
     console.log(formatTable(table));
     const ok = table.lost === 0 && table.duplicated === 0 && table.atExchange === table.sent;
@@ -50,8 +69,8 @@ async function main() {
     );
     if (!ok) process.exitCode = 1;
     console.log(`
-Try it on a real cluster:
-  helm install mail-continuity charts/mail-continuity-operator -n mail-continuity-system --create-namespace
+On your cluster (see README, Install):
+  helm install mail-continuity-operator charts/mail-continuity-operator -n mail-continuity-system --create-namespace
   kubectl create secret generic gmail-service-account --from-file=credentials.json=sa-key.json
   kubectl apply -f examples/failover-only.yaml      # edit domains, primary.host and acceptFrom first
   kubectl get mc -w`);

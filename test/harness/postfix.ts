@@ -24,6 +24,10 @@ export interface PostfixOptions {
   recipients?: string[];
   /** smtpd port (default: a free one). */
   port?: number;
+  /** Address smtpd listens on (default 127.0.0.1; a cluster's node address for pods to reach it). */
+  host?: string;
+  /** Client networks besides loopback that may relay (mynetworks): the pod network in a cluster. */
+  clientNetworks?: string[];
   /** message_size_limit (default 50 MB). */
   messageSizeLimit?: number;
   /**
@@ -50,7 +54,7 @@ export interface DeliveredMessage {
 }
 
 export interface PostfixInstance {
-  readonly host: '127.0.0.1';
+  readonly host: string;
   readonly port: number;
   readonly dir: string;
   readonly running: boolean;
@@ -71,11 +75,11 @@ export interface PostfixInstance {
 }
 
 /** Resolves when a TCP connect to host:port succeeds (up) or is refused (down), per `want`. */
-export async function waitForPort(port: number, want: 'up' | 'down', timeoutMs: number): Promise<void> {
+export async function waitForPort(port: number, want: 'up' | 'down', timeoutMs: number, host = '127.0.0.1'): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const up = await new Promise<boolean>((resolve) => {
-      const s = connect({ host: '127.0.0.1', port });
+      const s = connect({ host, port });
       s.once('connect', () => {
         s.destroy();
         resolve(true);
@@ -88,8 +92,8 @@ export async function waitForPort(port: number, want: 'up' | 'down', timeoutMs: 
   }
 }
 
-const MASTER_CF = (port: number) => `
-127.0.0.1:${port} inet n - n - - smtpd
+const MASTER_CF = (host: string, port: number) => `
+${host}:${port} inet n - n - - smtpd
 pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
 qmgr      unix  n       -       n       300     1       qmgr
@@ -117,6 +121,7 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 export async function startPostfix(opts: PostfixOptions): Promise<PostfixInstance> {
   const dir = await mkdtemp(join(tmpdir(), 'postfix-exchange-'));
   const port = opts.port ?? (await freePort());
+  const host = opts.host ?? '127.0.0.1';
   await chmod(dir, 0o755); // postfix and the delivery uid must traverse it
   const conf = join(dir, 'conf');
   const mail = join(dir, 'mail');
@@ -141,11 +146,11 @@ export async function startPostfix(opts: PostfixOptions): Promise<PostfixInstanc
     'setgid_group = postdrop',
     `maillog_file = ${join(dir, 'maillog')}`,
     `maillog_file_prefixes = ${dir}`,
-    'inet_interfaces = 127.0.0.1',
+    `inet_interfaces = ${host}`,
     'inet_protocols = ipv4',
     'myhostname = exchange.test',
     'mydestination =',
-    'mynetworks = 127.0.0.0/8',
+    `mynetworks = ${['127.0.0.0/8', ...(opts.clientNetworks ?? [])].join(' ')}`,
     'smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination',
     `smtpd_recipient_restrictions = check_recipient_access texthash:${join(conf, 'rcpt_access')}, permit_mynetworks, reject`,
     ...(opts.relayhost
@@ -175,7 +180,7 @@ export async function startPostfix(opts: PostfixOptions): Promise<PostfixInstanc
     ...(opts.extraMainCf ?? []),
   ];
   await writeFile(join(conf, 'main.cf'), `${main.join('\n')}\n`);
-  await writeFile(join(conf, 'master.cf'), MASTER_CF(port));
+  await writeFile(join(conf, 'master.cf'), MASTER_CF(host, port));
 
   let running = false;
   const postfix = async (cmd: string) => {
@@ -189,7 +194,7 @@ export async function startPostfix(opts: PostfixOptions): Promise<PostfixInstanc
   };
 
   const inst: PostfixInstance = {
-    host: '127.0.0.1',
+    host,
     port,
     dir,
     get running() {
@@ -232,13 +237,13 @@ export async function startPostfix(opts: PostfixOptions): Promise<PostfixInstanc
       if (!running) return;
       await postfix('stop');
       running = false;
-      await waitForPort(port, 'down', 30_000);
+      await waitForPort(port, 'down', 30_000, host);
     },
     async start() {
       if (running) return;
       await postfix('start');
       running = true;
-      await waitForPort(port, 'up', 30_000);
+      await waitForPort(port, 'up', 30_000, host);
     },
     async destroy() {
       if (running) await postfix('stop').catch(() => undefined);

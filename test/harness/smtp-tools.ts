@@ -20,6 +20,8 @@ export interface SwaksResult {
 
 export interface SwaksOptions {
   port: number;
+  /** Server address (default 127.0.0.1). */
+  host?: string;
   from?: string;
   to: string | string[];
   headers?: string[];
@@ -32,7 +34,7 @@ export interface SwaksOptions {
 
 export function swaks(o: SwaksOptions): Promise<SwaksResult> {
   const args = [
-    '--server', `127.0.0.1:${o.port}`,
+    '--server', `${o.host ?? '127.0.0.1'}:${o.port}`,
     '--from', o.from ?? 'sender@partner.example.net',
     '--to', Array.isArray(o.to) ? o.to.join(',') : o.to,
     '--helo', 'mx.partner.example.net',

@@ -8,7 +8,7 @@
 // URLs put in, and the operator learns their admin URLs from --local-relay
 // instead of from Pod IPs. Everything else is the real thing.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import YAML from 'yaml';
@@ -94,6 +94,13 @@ export interface RelayProcess {
 
 export interface Stack {
   cp: ControlPlane;
+  kubectl(args: string[], input?: string): string;
+  /** The first relay's SMTP listener. */
+  smtp: { host: string; port: number };
+  /** The first relay's audit log lines. */
+  auditLog(): Promise<string[]>;
+  /** What the demo says about this stack after `kubectl get mc`. */
+  note: string;
   postfix: PostfixInstance;
   /** The proxy the primary points at, with options.primaryProxy. */
   proxy: TcpProxy | undefined;
@@ -331,6 +338,11 @@ export async function startStack(o: StackOptions): Promise<Stack> {
       ) as MailContinuityObject;
     return {
       cp,
+      kubectl: kube.kubectl,
+      smtp: { host: '127.0.0.1', port: relays[0]!.smtpPort },
+      auditLog: async () =>
+        (await readFile(relays[0]!.auditFile, 'utf8').catch(() => '')).split('\n').filter(Boolean),
+      note: '  (READY stays False: no kubelet runs the relay Pods in this stack, so the StatefulSet never reports ready replicas)',
       postfix,
       proxy,
       gmail,

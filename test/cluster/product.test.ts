@@ -1,0 +1,174 @@
+// The product as users run it, in a real one-node cluster (kubelet, containerd,
+// kube-proxy, the image built from the Dockerfile, the chart installed with
+// helm): the outage timeline of `make demo`, a relay pod force-deleted while
+// mail streams in, a rolling update, the operator leader killed, and helm
+// uninstall. Nothing is mocked; Postfix stands in for Exchange and a strict
+// emulator for Gmail. The tests run in order on one installation.
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { readFileSync } from 'node:fs';
+import YAML from 'yaml';
+import { installProduct, OPERATOR_NAMESPACE, RELEASE, type InstalledProduct } from '../harness/cluster/product.js';
+import { streamMail, type SendResult } from '../harness/cluster/mail-stream.js';
+import { DEMO_USER, formatTable, runTimeline } from '../harness/demo-timeline.js';
+import { waitFor } from '../harness/wait.js';
+
+const demo = YAML.parse(readFileSync('examples/demo.yaml', 'utf8')) as {
+  metadata: { name: string };
+  spec: Record<string, Record<string, unknown>>;
+};
+const REPLICAS = 2;
+/** examples/demo.yaml's spec with two relays, and `change` applied. */
+const specWith = (change: Record<string, unknown> = {}): Record<string, unknown> => ({
+  ...demo.spec,
+  relay: { ...demo.spec.relay, replicas: REPLICAS },
+  ...change,
+});
+let p: InstalledProduct;
+
+beforeAll(async () => {
+  p = await installProduct({
+    name: demo.metadata.name,
+    namespace: 'mail',
+    spec: specWith(),
+    domains: ['corp.example.com'],
+    gmailUsers: [DEMO_USER],
+    progress: (l) => process.stderr.write(`[cluster] ${l}\n`),
+  });
+}, 1_200_000);
+
+afterAll(async () => {
+  await p?.stop();
+}, 180_000);
+
+/** Every accepted message of `results` is at Exchange (at least once); returns how many were accepted. */
+async function allAcceptedArrive(results: SendResult[]): Promise<number> {
+  const accepted = results.filter((r) => r.accepted).map((r) => r.id);
+  await p.postfix.waitFor(
+    (m) => accepted.every((id) => m.some((x) => x.messageId === id)),
+    120_000,
+    `${accepted.length} accepted messages at Exchange`,
+  );
+  return accepted.length;
+}
+
+/** What a sender saw that was neither 250 nor temporary (4xx) nor a refused/dropped connection. */
+const bounced = (results: SendResult[]) => results.filter((r) => !r.accepted && /^5/.test(r.reply));
+
+describe('installed with helm, a MailContinuity applied with kubectl', () => {
+  it('runs the operator with one leader and the relays as restricted pods on Bound PVCs', () => {
+    const pods = JSON.parse(p.kubectl(['-n', OPERATOR_NAMESPACE, 'get', 'pods', '-o', 'json'])) as {
+      items: { metadata: { name: string }; status: { phase: string } }[];
+    };
+    expect(pods.items.map((i) => i.status.phase)).toEqual(['Running', 'Running']);
+    expect(pods.items.map((i) => i.metadata.name)).toContain(p.leader());
+
+    const relays = p.relayPods();
+    expect(relays.map((r) => [r.name, r.phase, r.ready])).toEqual([
+      ['corp-relay-0', 'Running', true],
+      ['corp-relay-1', 'Running', true],
+    ]);
+    const sts = JSON.parse(p.kubectl(['-n', 'mail', 'get', 'pod', 'corp-relay-0', '-o', 'json'])) as {
+      spec: { containers: { image: string; securityContext: Record<string, unknown> }[]; securityContext: Record<string, unknown> };
+    };
+    expect(sts.spec.containers[0]!.image).toBe(p.image);
+    expect(sts.spec.containers[0]!.securityContext).toMatchObject({ readOnlyRootFilesystem: true, runAsNonRoot: true });
+    expect(sts.spec.securityContext).toMatchObject({ runAsUser: 65532 });
+    const pvcs = p.kubectl(['-n', 'mail', 'get', 'pvc', '-o', 'jsonpath={range .items[*]}{.metadata.name}={.status.phase} {end}']);
+    expect(pvcs.trim().split(' ').sort()).toEqual(['spool-corp-relay-0=Bound', 'spool-corp-relay-1=Bound']);
+    expect(p.condition('Ready')?.status).toBe('True');
+  });
+
+  it('goes through the demo outage timeline: every message at Exchange once, outage mail at Gmail, the confidential one excluded', async () => {
+    const lines: string[] = [];
+    const table = await runTimeline(
+      { ...p, note: '' },
+      (l) => lines.push(l),
+      (l) => lines.push(l),
+    );
+    console.log(formatTable(table));
+    expect({ ...table, phases: undefined }).toEqual({
+      sent: 7,
+      accepted: 7,
+      atExchange: 7,
+      atGmail: 3,
+      excluded: 1,
+      lost: 0,
+      duplicated: 0,
+      phases: undefined,
+    });
+  });
+});
+
+describe('relay pods come and go', () => {
+  it('a relay pod force-deleted while mail streams in comes back on the same PVC, and every 250 arrives', async () => {
+    const pvcBefore = p.kubectl(['-n', 'mail', 'get', 'pvc', 'spool-corp-relay-0', '-o', 'jsonpath={.spec.volumeName}']);
+    const before = p.relayPods().find((r) => r.name === 'corp-relay-0')!;
+    const stream = streamMail({ smtp: p.smtp, to: DEMO_USER, prefix: 'kill' });
+    await waitFor('some mail accepted before the kill', () => stream.results.filter((r) => r.accepted).length >= 5, 60_000);
+    p.kubectl(['-n', 'mail', 'delete', 'pod', 'corp-relay-0', '--grace-period=0', '--force']);
+    await waitFor(
+      'corp-relay-0 back (a new pod) and Ready',
+      () => p.relayPods().find((r) => r.name === 'corp-relay-0' && r.uid !== before.uid && r.ready),
+      180_000,
+      500,
+    );
+    await waitFor('more mail accepted after the pod came back', () => stream.results.filter((r) => r.accepted).length >= 25, 60_000);
+    const results = await stream.stop();
+    const pvcAfter = p.kubectl(['-n', 'mail', 'get', 'pvc', 'spool-corp-relay-0', '-o', 'jsonpath={.spec.volumeName}']);
+    expect(pvcAfter).toBe(pvcBefore);
+    expect(bounced(results)).toEqual([]);
+    expect(await allAcceptedArrive(results)).toBeGreaterThanOrEqual(25);
+  });
+
+  it('a spec change rolls the relay pods one at a time, and no accepted message is lost', async () => {
+    const before = new Map(p.relayPods().map((r) => [r.name, r.uid]));
+    const stream = streamMail({ smtp: p.smtp, to: DEMO_USER, prefix: 'roll' });
+    p.apply(specWith({ policy: { ...demo.spec.policy, maxMessageBytes: 20 * 1024 * 1024 } }));
+    let mostDown = 0;
+    await waitFor(
+      'both relay pods replaced and Ready',
+      () => {
+        const pods = p.relayPods();
+        mostDown = Math.max(mostDown, REPLICAS - pods.filter((r) => r.ready && !r.deleting).length);
+        return pods.length === REPLICAS && pods.every((r) => r.ready && !r.deleting && before.get(r.name) !== r.uid);
+      },
+      300_000,
+      250,
+    );
+    const results = await stream.stop();
+    expect(mostDown).toBe(1);
+    expect(bounced(results)).toEqual([]);
+    expect(await allAcceptedArrive(results)).toBeGreaterThan(0);
+  });
+});
+
+describe('the operator', () => {
+  it('killed: the standby takes the Lease and carries on; the relays deliver meanwhile', async () => {
+    const leader = p.leader()!;
+    const stream = streamMail({ smtp: p.smtp, to: DEMO_USER, prefix: 'leader' });
+    p.kubectl(['-n', OPERATOR_NAMESPACE, 'delete', 'pod', leader, '--grace-period=0', '--force']);
+    const next = await waitFor('a new leader', () => (p.leader() !== leader ? p.leader() : undefined), 120_000, 500);
+    expect(next).not.toBe(leader);
+    // The new leader reconciles: a spec change reaches the relay ConfigMap.
+    p.apply(specWith({ recovery: { maxMessagesPerSecond: 25 } }));
+    await waitFor(
+      'the new leader to render the change',
+      () => p.kubectl(['-n', 'mail', 'get', 'configmap', 'corp-relay-config', '-o', 'jsonpath={.data.relay\\.yaml}']).includes('maxMessagesPerSecond: 25'),
+      120_000,
+      500,
+    );
+    const results = await stream.stop();
+    expect(bounced(results)).toEqual([]);
+    expect(await allAcceptedArrive(results)).toBeGreaterThan(0);
+  });
+
+  it('helm uninstall keeps the CRD, the MailContinuity and the spool PVCs', () => {
+    p.helm(['uninstall', RELEASE, '--namespace', OPERATOR_NAMESPACE, '--wait']);
+    expect(p.kubectl(['get', 'crd', 'mailcontinuities.mailcontinuity.io', '-o', 'name']).trim()).toBe(
+      'customresourcedefinition.apiextensions.k8s.io/mailcontinuities.mailcontinuity.io',
+    );
+    expect(p.kubectl(['-n', 'mail', 'get', 'mailcontinuity', 'corp', '-o', 'name']).trim()).toBe('mailcontinuity.mailcontinuity.io/corp');
+    const pvcs = p.kubectl(['-n', 'mail', 'get', 'pvc', '-o', 'name']).trim().split('\n').sort();
+    expect(pvcs).toEqual(['persistentvolumeclaim/spool-corp-relay-0', 'persistentvolumeclaim/spool-corp-relay-1']);
+  });
+});
