@@ -1,4 +1,4 @@
-// The relay's SMTP client (transports/smtp-client.ts through createSmtpTransport)
+// The relay's SMTP client (transports/smtp/: connection, pool, data writer through createSmtpTransport)
 // against real servers: Postfix for byte-exact delivery and per-recipient
 // replies, smtp-sink for load, and a small scripted SMTP server (below) for
 // what real servers are not easily made to do: record how commands arrive

@@ -1,4 +1,4 @@
-// SMTP delivery through the relay's own connection pool (smtp-client.ts): to
+// SMTP delivery through the relay's own connection pool (pool.ts): to
 // the primary (Exchange) and, for backup method SmtpRelay, to
 // smtp-relay.gmail.com with the address map applied. Per-recipient outcomes:
 // 2xx delivered, 4xx and connection trouble deferred, 5xx failed.
@@ -8,7 +8,7 @@ import type { RelayConfig } from '../../../api/relay/config.js';
 import { isLoopbackHost } from '../../../lib/ip.js';
 import type { Destination, RecipientOutcome, SpooledMessage, Transport } from '../../types.js';
 import { mapAddress, type AddressRule } from '../address-map.js';
-import { SmtpPool, type SmtpClientOptions } from './client.js';
+import { SmtpPool, type SmtpClientOptions } from './pool.js';
 
 export interface SmtpTransportOptions extends SmtpClientOptions {
   destination: Destination;
