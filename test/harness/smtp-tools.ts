@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { MailContinuitySpecInput } from '../../src/api/v1alpha1/mailcontinuity.js';
 import { RelayConfig, type RelayConfigInput } from '../../src/api/relay/config.js';
+import { SmtpReplyReader } from '../../src/lib/smtp-reply.js';
 import { freePort, waitForPort } from './postfix.js';
 
 export interface SwaksResult {
@@ -252,26 +253,17 @@ export function relayTestConfig(o: RelayTestConfigOptions): RelayConfig {
 
 /** A raw SMTP client for malformed input: write anything, read replies with timeouts. */
 export class RawSmtp {
-  private buf = '';
-  private waiters: Array<() => void> = [];
+  /** Whatever a server under test sends is read, however long (the relay's limits are not the tests'). */
+  private readonly replies = new SmtpReplyReader({ encoding: 'latin1', maxLine: 1 << 20, maxReply: 1 << 20 });
   closed = false;
 
   private constructor(private readonly socket: Socket) {
-    socket.on('data', (c: Buffer) => {
-      this.buf += c.toString('latin1');
-      this.wake();
-    });
+    socket.on('data', (c: Buffer) => this.replies.push(c));
     socket.on('close', () => {
       this.closed = true;
-      this.wake();
+      this.replies.fail(new Error('the server closed the connection'));
     });
     socket.on('error', () => undefined);
-  }
-
-  private wake(): void {
-    const w = this.waiters;
-    this.waiters = [];
-    for (const f of w) f();
   }
 
   static async open(port: number, timeoutMs = 10_000, localAddress?: string): Promise<RawSmtp> {
@@ -293,23 +285,17 @@ export class RawSmtp {
    * Returns the reply text; throws on timeout; returns '' when the server closed.
    */
   async reply(timeoutMs = 10_000): Promise<string> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const m = /^(?:\d{3}-[^\n]*\n)*\d{3}(?: [^\n]*)?\r?\n/.exec(this.buf);
-      if (m) {
-        this.buf = this.buf.slice(m[0].length);
-        return m[0].trimEnd();
-      }
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no SMTP reply within ${timeoutMs} ms`)), timeoutMs);
+    });
+    try {
+      return (await Promise.race([this.replies.next(), timeout])).lines.join('\r\n');
+    } catch (e) {
       if (this.closed) return '';
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no SMTP reply within ${timeoutMs} ms (buffer: ${JSON.stringify(this.buf.slice(0, 200))})`);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
-        this.waiters.push(() => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
+      throw e;
+    } finally {
+      clearTimeout(timer);
     }
   }
 
