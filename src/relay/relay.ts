@@ -77,6 +77,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     http = await startHttp(config.http.host, config.http.port, {
       registry: metrics.registry,
       failover,
+      facts: () => scheduler.facts(),
       adminToken,
       log: log.child({ part: 'http' }),
       ready: () => (stopping ? { ready: false, reason: 'stopping' } : { ready: true }),

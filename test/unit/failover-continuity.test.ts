@@ -11,7 +11,7 @@ import { decideFailover } from '../../src/operator/failover/decide.js';
 import { planFailover, seedRecord, type PlannedEvent } from '../../src/operator/failover/plan.js';
 import { StaticDirectory } from '../../src/operator/failover/relays.js';
 import { HealthTracker, type HealthState } from '../../src/operator/health/hysteresis.js';
-import { FailoverState } from '../../src/relay/control/failover-state.js';
+import { FailoverState, type DeliveryFacts } from '../../src/relay/control/failover-state.js';
 import { httpPort, startHttp } from '../../src/relay/control/http.js';
 import { validSpec } from '../fixtures/mailcontinuity.js';
 import { waitUntil } from '../harness/wait.js';
@@ -95,17 +95,22 @@ describe('Continuity with real relay admin endpoints', () => {
     await Promise.all(servers.splice(0).map((s) => new Promise((r) => s.close(r))));
   });
 
-  async function relay(): Promise<{ url: string; state: FailoverState }> {
+  /** The numbers a relay's scheduler publishes, set by hand here (a fresh relay starts at 0). */
+  const noFacts = (): DeliveryFacts => ({ messagesToBackup: 0, messagesReplayed: 0, replaying: false, queuedPrimary: 0, queuedBackup: 0, backup: 'unknown' });
+
+  async function relay(): Promise<{ url: string; state: FailoverState; facts: DeliveryFacts }> {
     const state = new FailoverState({ active: false, replayMaxMessagesPerSecond: 20 });
+    const facts = noFacts();
     const server = await startHttp('127.0.0.1', 0, {
       registry: new Registry(),
       failover: state,
+      facts: () => facts,
       adminToken: TOKEN,
       ready: () => ({ ready: true }),
       log,
     });
     servers.push(server);
-    return { url: `http://127.0.0.1:${httpPort(server)}`, state };
+    return { url: `http://127.0.0.1:${httpPort(server)}`, state, facts };
   }
 
   /**
@@ -158,15 +163,12 @@ describe('Continuity with real relay admin endpoints', () => {
     expect(events).toEqual([expect.objectContaining({ type: 'Warning', reason: 'FailoverStarted' })]);
 
     // The relays send mail to Gmail: the sum reaches the record (and so status).
-    a.state.noteBackupCopy();
-    a.state.noteBackupCopy();
-    b.state.noteBackupCopy();
+    a.facts.messagesToBackup += 2;
+    b.facts.messagesToBackup += 1;
     await waitUntil('3 copies counted', 5000, () => m.state(KEY)?.lastFailover?.messagesToBackup === 3);
 
     // The primary is back: relays replay; 4 messages still wait for it on relay a.
-    let queued = 4;
-    let replaying = true;
-    a.state.setQueueFacts(() => ({ replaying, queuedPrimary: queued, queuedBackup: 0, backup: 'up' }));
+    Object.assign(a.facts, { replaying: true, queuedPrimary: 4, backup: 'up' });
     const endedAt = Date.now();
     const ended = reconcile(res, health(true));
     expect(ended.decision.active).toBe(false);
@@ -175,9 +177,7 @@ describe('Continuity with real relay admin endpoints', () => {
     await waitUntil('remaining 4', 5000, () => m.state(KEY)?.lastFailover?.replayRemaining === 4);
     expect(m.tally(KEY)).toMatchObject({ queuedPrimary: 4, backup: { up: 1, unknown: 1, down: 0 } });
     expect(m.state(KEY)?.replaying).toBe(true);
-    for (let i = 0; i < 4; i++) a.state.noteReplayed();
-    queued = 0;
-    replaying = false;
+    Object.assign(a.facts, { messagesReplayed: 4, queuedPrimary: 0, replaying: false });
     await waitUntil('replay completed', 5000, () => m.state(KEY)?.replaying === false);
     expect(m.state(KEY)?.lastFailover).toMatchObject({
       messagesToBackup: 3,
@@ -193,23 +193,24 @@ describe('Continuity with real relay admin endpoints', () => {
     const { m, reconcile } = manager([a.url]);
     reconcile(mc(), health(false));
     await waitUntil('relay active', 5000, () => a.state.isActive);
-    a.state.noteBackupCopy();
-    a.state.noteBackupCopy();
+    a.facts.messagesToBackup = 2;
     await waitUntil('2 counted', 5000, () => m.state(KEY)?.lastFailover?.messagesToBackup === 2);
     // The relay process restarts: same address, a fresh state (inactive, counts at 0).
     await new Promise((r) => servers.shift()!.close(r));
     const fresh = new FailoverState({ active: false, replayMaxMessagesPerSecond: 20 });
+    const freshFacts = noFacts();
     servers.push(
       await startHttp('127.0.0.1', Number(new URL(a.url).port), {
         registry: new Registry(),
         failover: fresh,
+        facts: () => freshFacts,
         adminToken: TOKEN,
         ready: () => ({ ready: true }),
         log,
       }),
     );
     await waitUntil('restarted relay told again', 5000, () => fresh.isActive);
-    fresh.noteBackupCopy();
+    freshFacts.messagesToBackup = 1;
     await waitUntil('count carried over', 5000, () => m.state(KEY)?.lastFailover?.messagesToBackup === 3);
   });
 
@@ -241,7 +242,7 @@ describe('Continuity with real relay admin endpoints', () => {
     expect(out.decision.active).toBe(true);
     await waitUntil('relay told', 5000, () => a.state.isActive);
     // The relay kept its count across the operator's restart (7 so far), then makes one more copy.
-    for (let i = 0; i < 8; i++) a.state.noteBackupCopy();
+    a.facts.messagesToBackup = 8;
     await waitUntil('count 8, not 7 + 8', 5000, () => m.state(KEY)?.lastFailover?.messagesToBackup === 8);
     // Two more syncs (activeSyncMs 50) must not add the count again.
     await new Promise((r) => setTimeout(r, 200));

@@ -212,12 +212,13 @@ describe('scheduler', () => {
     await until('six at the primary', () => parts.primary.calls.length === 6, 20_000);
     // A bucket of 2 at 2/s: never the full concurrency of 10 at once.
     expect(parts.primary.calls[5]!.at - t0).toBeGreaterThanOrEqual(1500);
-    expect(parts.failover.snapshot()).toMatchObject({ active: true, messagesReplayed: 6, replaying: true });
+    expect(parts.failover.isActive).toBe(true);
+    expect(parts.scheduler.facts()).toMatchObject({ messagesReplayed: 6, replaying: true });
     // The count belongs to this failover: its end does not reset it, a new one does.
     parts.failover.set({ active: false });
-    expect(parts.failover.snapshot().messagesReplayed).toBe(6);
+    expect(parts.scheduler.facts().messagesReplayed).toBe(6);
     parts.failover.set({ active: true });
-    expect(parts.failover.snapshot().messagesReplayed).toBe(0);
+    expect(parts.scheduler.facts().messagesReplayed).toBe(0);
   }, 30_000);
 
   it('DualDelivery with an exclusion: the excluded recipient never reaches the backup and is audited once', async () => {

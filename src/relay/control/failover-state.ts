@@ -5,24 +5,26 @@
 // to deliver (spec.failover.messageDeadline is its own fallback).
 import { timingSafeEqual, createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import type { BackupHealth, FailoverSnapshot, FailoverUpdate } from '../../api/relay/admin.js';
+import type { FailoverSnapshot, FailoverUpdate } from '../../api/relay/admin.js';
 
-/** Live numbers the scheduler provides for the snapshot. */
-export interface QueueFacts {
-  replaying: boolean;
-  queuedPrimary: number;
-  queuedBackup: number;
-  /** Unknown when not told. */
-  backup?: BackupHealth;
+/** What the failover state itself holds of the admin snapshot. */
+export type FailoverStateSnapshot = Pick<FailoverSnapshot, 'active' | 'since' | 'replayMaxMessagesPerSecond'>;
+
+/**
+ * The rest of the snapshot: numbers the scheduler publishes of its own deliveries
+ * (copies to the backup and the replay of the failover that last started, its queues).
+ */
+export type DeliveryFacts = Omit<FailoverSnapshot, keyof FailoverStateSnapshot>;
+
+/** The admin snapshot: the state, and the scheduler's numbers read at the same moment. */
+export function failoverSnapshot(state: FailoverState, facts: () => DeliveryFacts): FailoverSnapshot {
+  return { ...state.snapshot(), ...facts() };
 }
 
-export class FailoverState extends EventEmitter<{ change: [FailoverSnapshot, boolean] }> {
+export class FailoverState extends EventEmitter<{ change: [FailoverStateSnapshot, boolean] }> {
   private active: boolean;
   private since: Date | null = null;
   private rate: number;
-  private toBackup = 0;
-  private replayed = 0;
-  private facts: () => QueueFacts = () => ({ replaying: false, queuedPrimary: 0, queuedBackup: 0 });
 
   constructor(initial: { active: boolean; replayMaxMessagesPerSecond: number }) {
     super();
@@ -38,48 +40,20 @@ export class FailoverState extends EventEmitter<{ change: [FailoverSnapshot, boo
     return this.rate;
   }
 
-  /** The scheduler tells how to read its queues. */
-  setQueueFacts(f: () => QueueFacts): void {
-    this.facts = f;
+  snapshot(): FailoverStateSnapshot {
+    return { active: this.active, since: this.since?.toISOString() ?? null, replayMaxMessagesPerSecond: this.rate };
   }
 
-  /** A message was delivered to the backup (counted while failover is active). */
-  noteBackupCopy(): void {
-    if (this.active) this.toBackup++;
-  }
-
-  /** A message was delivered to the primary during a replay. */
-  noteReplayed(): void {
-    this.replayed++;
-  }
-
-  snapshot(): FailoverSnapshot {
-    return {
-      active: this.active,
-      since: this.since?.toISOString() ?? null,
-      replayMaxMessagesPerSecond: this.rate,
-      messagesToBackup: this.toBackup,
-      messagesReplayed: this.replayed,
-      backup: 'unknown',
-      ...this.facts(),
-    };
-  }
-
-  /** Applies an update; emits 'change' (snapshot, wasActive) when anything changed. */
-  set(update: FailoverUpdate, now = new Date()): FailoverSnapshot {
+  /**
+   * Applies an update; emits 'change' (snapshot, wasActive) when anything changed (the
+   * scheduler starts counting a new failover's copies and replay when it becomes active).
+   */
+  set(update: FailoverUpdate, now = new Date()): FailoverStateSnapshot {
     const wasActive = this.active;
     const changed =
       update.active !== this.active ||
       (update.maxMessagesPerSecond !== undefined && update.maxMessagesPerSecond !== this.rate);
-    if (update.active !== this.active) {
-      this.since = now;
-      // A new failover counts its own copies and its own replay (the primary may take
-      // mail again, paced, before the failover ends).
-      if (update.active) {
-        this.toBackup = 0;
-        this.replayed = 0;
-      }
-    }
+    if (update.active !== this.active) this.since = now;
     this.active = update.active;
     if (update.maxMessagesPerSecond !== undefined) this.rate = update.maxMessagesPerSecond;
     const snap = this.snapshot();

@@ -5,11 +5,13 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { ADMIN_FAILOVER_PATH, FailoverUpdate } from '../../api/relay/admin.js';
-import { bearerMatches, type FailoverState } from './failover-state.js';
+import { bearerMatches, failoverSnapshot, type DeliveryFacts, type FailoverState } from './failover-state.js';
 
 export interface HttpDeps {
   registry: Registry;
   failover: FailoverState;
+  /** The scheduler's own numbers for the snapshot. */
+  facts: () => DeliveryFacts;
   /** The admin bearer token; undefined disables /admin (always 401). */
   adminToken: string | undefined;
   ready: () => { ready: boolean; reason?: string };
@@ -57,7 +59,7 @@ export async function startHttp(host: string, port: number, deps: HttpDeps): Pro
           res.setHeader('www-authenticate', 'Bearer');
           return send(res, 401, { error: 'unauthorized' });
         }
-        if (req.method === 'GET') return send(res, 200, deps.failover.snapshot());
+        if (req.method === 'GET') return send(res, 200, failoverSnapshot(deps.failover, deps.facts));
         if (req.method !== 'PUT') return send(res, 405, { error: 'use GET or PUT' });
         let parsed: FailoverUpdate;
         try {
@@ -67,7 +69,8 @@ export async function startHttp(host: string, port: number, deps: HttpDeps): Pro
         } catch (e) {
           return send(res, 400, { error: `body must be JSON {"active": true|false}: ${(e as Error).message}` });
         }
-        const snap = deps.failover.set(parsed);
+        deps.failover.set(parsed);
+        const snap = failoverSnapshot(deps.failover, deps.facts);
         deps.log.info({ failover: snap }, 'failover state set through /admin/failover');
         return send(res, 200, snap);
       }

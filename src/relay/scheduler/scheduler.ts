@@ -8,15 +8,18 @@
 // Parts: entry.ts (a message, frozen while it waits), queues.ts (ready FIFOs,
 // retry timers), destination-health.ts (suspension of a destination that does
 // not answer), backup.ts (backup copies due), records.ts (what an attempt
-// writes), recovery.ts (attempts in flight at a crash).
+// writes), recovery.ts (attempts in flight at a crash), replay.ts (the paced
+// replay after a failover, and its counts).
+//
+// Data flows one way: the failover state is an input (its 'change' event); the
+// scheduler publishes its own numbers (facts()) for the admin snapshot.
 import type { Logger } from 'pino';
 import type { RelayConfig } from '../../api/relay/config.js';
 import { parseDuration } from '../../api/v1alpha1/formats.js';
 import { backoffMs } from '../../lib/backoff.js';
-import { TokenBucket } from '../../lib/token-bucket.js';
 import { Tracked } from '../../lib/tracked.js';
 import type { AuditLog } from '../audit.js';
-import type { FailoverState } from '../control/failover-state.js';
+import type { DeliveryFacts, FailoverState } from '../control/failover-state.js';
 import type { RelayMetrics } from '../metrics.js';
 import { messageDeadlineMs } from '../policy/policy.js';
 import type { Spool } from '../spool/spool.js';
@@ -29,6 +32,7 @@ import { Entry } from './entry.js';
 import { ReadyQueue, RetryTimers } from './queues.js';
 import { expireRecipients, pendingDestinations, pendingRecipients, recordOutcomes } from './records.js';
 import { recoverAttempts } from './recovery.js';
+import { Replay } from './replay.js';
 
 export interface SchedulerDeps {
   config: RelayConfig;
@@ -58,9 +62,8 @@ export class Scheduler {
   private readonly random: () => number;
   private readonly retentionMs: number;
   private readonly deadlineMs: number;
-  private replay: TokenBucket | null = null;
+  private readonly replay: Replay;
   private sweepTimer: NodeJS.Timeout | undefined;
-  private pumpTimer: NodeJS.Timeout | undefined;
   private stopped = false;
   private readonly instance: string;
 
@@ -78,25 +81,32 @@ export class Scheduler {
     this.retentionMs = parseDuration(d.config.spec.relay.spool.retention);
     this.deadlineMs = messageDeadlineMs(d.config.spec);
     this.instance = d.config.instance;
-    // The failover state is an input: the scheduler reacts to its changes and
-    // publishes its own numbers for the admin snapshot.
+    this.replay = new Replay(this.now, () => this.pump());
+    // The failover state is an input: the scheduler reacts to its changes.
     d.failover.on('change', (snap, wasActive) => {
       d.metrics.failoverActive.set({ instance: this.instance }, snap.active ? 1 : 0);
       if (snap.active) {
+        if (!wasActive) this.replay.newFailover();
         this.sweep();
         // Paced from the start: when the primary answers again before the operator ends
         // the failover, the relay must not flood it at full concurrency.
         this.setReplayRate(snap.replayMaxMessagesPerSecond);
       } else if (wasActive) this.startReplay(snap.replayMaxMessagesPerSecond);
-      else if (this.replay) this.startReplay(snap.replayMaxMessagesPerSecond);
+      else if (this.replay.active) this.startReplay(snap.replayMaxMessagesPerSecond);
     });
     d.metrics.failoverActive.set({ instance: this.instance }, d.failover.isActive ? 1 : 0);
-    d.failover.setQueueFacts(() => ({
-      replaying: this.replay !== null,
+  }
+
+  /** The scheduler's own numbers, for the admin snapshot (the operator sums them over the relays). */
+  facts(): DeliveryFacts {
+    return {
+      messagesToBackup: this.replay.toBackup,
+      messagesReplayed: this.replay.replayed,
+      replaying: this.replay.active,
       queuedPrimary: this.depth.primary,
       queuedBackup: this.depth.backup,
       backup: this.health.backup.reachability,
-    }));
+    };
   }
 
   start(): void {
@@ -133,12 +143,12 @@ export class Scheduler {
 
   /** Paces primary deliveries at `perSecond` until the primary queue is empty (null: no pacing). */
   setReplayRate(perSecond: number | null): void {
-    this.replay = perSecond === null ? null : new TokenBucket(Math.max(1, perSecond), perSecond * 60, this.now);
+    this.replay.setRate(perSecond);
     this.pump();
   }
 
   get replayActive(): boolean {
-    return this.replay !== null;
+    return this.replay.active;
   }
 
   /** The primary is back: retry everything waiting for it now (like `postqueue -f`), paced. */
@@ -272,19 +282,7 @@ export class Scheduler {
       // A destination that is down gets one probing delivery at a time.
       const window = this.isDown(dest) ? 1 : this.concurrency[dest];
       while (this.inflight[dest] < window && this.ready[dest].length > 0) {
-        if (dest === 'primary' && this.replay) {
-          const wait = this.replay.take(1);
-          if (wait > 0) {
-            if (!this.pumpTimer) {
-              this.pumpTimer = setTimeout(() => {
-                this.pumpTimer = undefined;
-                this.pump();
-              }, wait);
-              this.pumpTimer.unref();
-            }
-            break;
-          }
-        }
+        if (dest === 'primary' && !this.replay.admit()) break;
         const id = this.ready[dest].take()!;
         const entry = this.entries.get(id);
         if (!entry || entry.closing) continue;
@@ -293,8 +291,8 @@ export class Scheduler {
         this.running.add(this.deliver(entry, dest));
       }
     }
-    if (this.replay && !this.d.failover.isActive && this.depth.primary === 0 && this.inflight.primary === 0) {
-      this.replay = null;
+    if (this.replay.active && !this.d.failover.isActive && this.depth.primary === 0 && this.inflight.primary === 0) {
+      this.replay.setRate(null);
       this.d.log.info('replay to the primary finished');
     }
   }
@@ -329,9 +327,9 @@ export class Scheduler {
       this.d.metrics.latency.observe({ instance: this.instance, destination: dest }, (now - st.receivedAt) / 1000);
       if (dest === 'backup') {
         void this.auditCopy(entry, rec.delivered);
-        this.d.failover.noteBackupCopy();
-      } else if (this.replay) {
-        this.d.failover.noteReplayed();
+        if (this.d.failover.isActive) this.replay.toBackup++;
+      } else if (this.replay.active) {
+        this.replay.replayed++;
       }
     }
     ds.attempts++;
@@ -392,7 +390,7 @@ export class Scheduler {
     this.stopped = true;
     clearInterval(this.sweepTimer);
     this.timers.stop();
-    clearTimeout(this.pumpTimer);
+    this.replay.stop();
     for (const dest of DESTINATIONS) this.health[dest].stop();
     this.abort.abort();
     // Finishing deliveries start state writes of their own: wait until nothing is left (bounded).
