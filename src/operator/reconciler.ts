@@ -16,6 +16,8 @@
 //                        until it appears: the Secret informer re-enqueues it;
 //              children  server-side apply of the missing and drifted children
 //                        only (an idle operator writes nothing);
+//              scale     the relays a scale-down removes are told to drain (the
+//                        sync loop pushes it), the drain's Events recorded;
 //              status    computed in one place (status.ts), written only when
 //                        it changed.
 // Reads come from the caches, never from the API; nothing here calls back into
@@ -53,7 +55,7 @@ export interface ReconcilerDeps {
   recorder: Pick<EventRecorder, 'record'>;
   log: Logger;
   /** The continuity sync loops (failover record, relays' numbers). */
-  continuity: Pick<Continuity, 'record' | 'tally' | 'set' | 'remove'>;
+  continuity: Pick<Continuity, 'record' | 'tally' | 'relays' | 'scaleDown' | 'drain' | 'set' | 'remove'>;
   /** The primaries' probe loops; absent: not probed (PrimaryHealthy is not reported). */
   probes?: Probes;
   now?: () => Date;
@@ -106,6 +108,7 @@ export class Reconciler {
     let applyError: string | undefined;
     try {
       writes += await this.childrenPhase(seen, plan);
+      await this.scalePhase(seen, plan);
     } catch (err) {
       applyError = (err as Error).message;
     }
@@ -138,6 +141,14 @@ export class Reconciler {
     return plan.apply.length;
   }
 
+  /** The relays to drain handed to the sync loop (which tells them), the drain's Events recorded. */
+  private async scalePhase(seen: Live, plan: Plan): Promise<void> {
+    const { scale } = plan;
+    this.deps.continuity.drain(seen.key, scale.drain, scale.next);
+    for (const e of scale.events) this.deps.log.info({ key: seen.key, reason: e.reason }, e.message);
+    await this.recordEvents(seen.mc, scale.events);
+  }
+
   private statusPhase(seen: Live, plan: Plan, now: Date, applyError?: string): Promise<number> {
     const sts = seen.current.get(childKey('StatefulSet', childNames(seen.mc).statefulSet)) as
       | { metadata: { generation?: number }; status?: Record<string, number> }
@@ -152,6 +163,7 @@ export class Reconciler {
         primary: plan.primary,
         lastFailover: plan.failover.lastFailover,
         relayQueues: plan.relayQueues,
+        draining: plan.scale.draining,
       },
       now,
     );

@@ -1,7 +1,8 @@
 // The status of a MailContinuity, computed in one place from gathered inputs
 // (kstatus semantics, as Flux does):
 //   Stalled=True      a human must act (a referenced Secret is missing);
-//   Reconciling=True  work in flight (children being applied, relay pods not ready);
+//   Reconciling=True  work in flight (children being applied, relays draining
+//                     before a scale-down, relay pods not ready);
 //   Ready=True        last, when the relay is applied and all replicas are ready.
 // Abnormal-true conditions (Stalled, Reconciling) are removed when they no
 // longer hold. Conditions keep their lastTransitionTime while their status does
@@ -40,6 +41,8 @@ export interface StatusInputs {
   primary?: MailContinuityStatus['primary'];
   /** status.lastFailover from the failover phase (kept as stored when undefined). */
   lastFailover?: MailContinuityStatus['lastFailover'];
+  /** Relays draining before a scale-down (reconcile/scale-down.ts): what they still hold. */
+  draining?: { message: string };
   /** Queue depths summed over the relays that answered the last sync (kept as stored when undefined). */
   relayQueues?: { queuedPrimary: number; queuedBackup: number };
   now: Date;
@@ -80,6 +83,13 @@ export function desiredConditions(inputs: StatusInputs): NewCondition[] {
     return [
       { type: RECONCILING, status: 'True', reason: 'ProgressingWithRetry', message },
       { type: READY, status: 'False', reason: 'ApplyFailed', message },
+    ];
+  }
+  if (inputs.draining) {
+    const { message } = inputs.draining;
+    return [
+      { type: RECONCILING, status: 'True', reason: 'DrainingRelays', message },
+      { type: READY, status: 'False', reason: 'DrainingRelays', message },
     ];
   }
   const rolledOut =

@@ -34,6 +34,8 @@ function live(overrides: Partial<Live> = {}, status?: MailContinuity['status']):
     health: undefined,
     failover: seedRecord(status),
     tally: undefined,
+    relays: undefined,
+    scaleDown: undefined,
     ...overrides,
   };
 }
@@ -50,7 +52,7 @@ describe('decide', () => {
       'missing StatefulSet/corp-relay',
       'missing PodDisruptionBudget/corp-relay',
     ]);
-    // The cluster holds them as applied, with fields the apiserver adds; someone scaled the StatefulSet.
+    // The cluster holds them as applied, with fields the apiserver adds; someone edited the StatefulSet.
     const current = new Map<string, KubeObject>(
       buildChildren(seen.mc, { defaultImage: opts.defaultImage, adminToken: 'tok' }).map((c) => [
         childKey(c.kind, c.metadata.name),
@@ -58,7 +60,7 @@ describe('decide', () => {
       ]),
     );
     const sts = current.get('StatefulSet/corp-relay')!;
-    current.set('StatefulSet/corp-relay', { ...sts, spec: { ...(sts.spec as object), replicas: 7 } });
+    current.set('StatefulSet/corp-relay', { ...sts, spec: { ...(sts.spec as object), podManagementPolicy: 'OrderedReady' } });
     expect(decide(live({ current }), opts).apply.map((a) => `${a.reason} ${a.child.kind}`)).toEqual([
       'drift StatefulSet',
     ]);

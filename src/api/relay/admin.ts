@@ -1,6 +1,10 @@
 // The relay's admin API, the other half of the operator<->relay contract
 // (config.ts is the first): the operator PUTs a FailoverUpdate to each relay
 // replica's /admin/failover (bearer token) and reads back a FailoverSnapshot.
+// The same call carries the drain instruction of a scale-down: a replica whose
+// pod is about to be removed is told `draining: true`; it then takes no new
+// mail, answers /readyz 503, and keeps delivering what its spool holds until
+// the operator sees it empty and lowers the StatefulSet's replicas.
 import { z } from 'zod';
 
 export const ADMIN_FAILOVER_PATH = '/admin/failover';
@@ -10,6 +14,12 @@ export const FailoverUpdate = z
   .object({
     active: z.boolean(),
     maxMessagesPerSecond: z.number().int().min(1).max(10000).optional(),
+    /**
+     * True: this replica is being removed (spec.relay.replicas was lowered): stop
+     * taking mail, deliver what the spool holds. False: take mail again (the
+     * scale-down was cancelled). Absent: unchanged (relays start not draining).
+     */
+    draining: z.boolean().optional(),
   })
   .strict();
 export type FailoverUpdate = z.infer<typeof FailoverUpdate>;
@@ -33,6 +43,13 @@ export interface FailoverSnapshot {
   queuedBackup: number;
   /** The backup as this relay's deliveries see it (see BackupHealth). */
   backup: BackupHealth;
+  /** Told to drain (FailoverUpdate.draining); absent from a relay that predates draining. */
+  draining?: boolean;
+  /**
+   * SMTP sessions still open: a session that passed MAIL before the drain began may
+   * still be sending a message that will be queued when it ends.
+   */
+  smtpSessions?: number;
 }
 
 /**

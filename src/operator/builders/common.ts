@@ -8,9 +8,14 @@ export const LABEL_MANAGED_BY = 'app.kubernetes.io/managed-by';
 export const LABEL_INSTANCE = 'mailcontinuity.io/name';
 export const ANNOTATION_CONFIG_HASH = 'mailcontinuity.io/config-hash';
 
+const relayBase = (mcName: string) => `${mcName}-relay`;
+
+/** The relay Pod of `ordinal` (the StatefulSet names its Pods `<statefulSet>-<ordinal>`). */
+export const relayPodName = (mcName: string, ordinal: number) => `${relayBase(mcName)}-${ordinal}`;
+
 /** Names of the children of one MailContinuity. */
 export function childNames(mc: MailContinuity) {
-  const base = `${mc.metadata.name}-relay`;
+  const base = relayBase(mc.metadata.name);
   return {
     statefulSet: base,
     service: base,

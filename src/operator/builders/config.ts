@@ -24,8 +24,11 @@ export type RelayGoogle = NonNullable<RelayConfigInput['google']>;
 export function relayConfig(mc: MailContinuity, google?: RelayGoogle): RelayConfigInput {
   const spec = mc.spec;
   const gmailKey = spec.backup.gmail.serviceAccountSecretRef?.key;
+  // Without relay.replicas (no relay reads it): scaling must not change the
+  // config hash, which would roll every relay (the draining ones too).
+  const { replicas: _replicas, ...relay } = spec.relay;
   return {
-    spec,
+    spec: { ...spec, relay } as MailContinuity['spec'],
     listen: { host: '0.0.0.0', hostname: `${childNames(mc).service}.${mc.metadata.namespace}` },
     http: { host: '0.0.0.0', port: HTTP_PORT },
     paths: {

@@ -16,6 +16,8 @@ export interface BuildOptions {
   relayGoogle?: RelayGoogle;
   /** The relays' admin token: the one already in the cluster, else a new one the caller drew. */
   adminToken: string;
+  /** The relay StatefulSet's replicas when not spec.relay.replicas (relays draining before a scale-down). */
+  relayReplicas?: number;
 }
 
 /** In apply order: what a pod needs exists before the StatefulSet that starts it. */
@@ -27,7 +29,7 @@ export function buildChildren(mc: MailContinuity, opts: BuildOptions): KubeObjec
     cm,
     headlessService(mc),
     service(mc),
-    statefulSet(mc, { defaultImage: opts.defaultImage, configHash: configHash(cm) }),
+    statefulSet(mc, { defaultImage: opts.defaultImage, configHash: configHash(cm), replicas: opts.relayReplicas }),
     podDisruptionBudget(mc),
   ];
 }

@@ -10,6 +10,8 @@ export interface StatefulSetOptions {
   /** Image when spec.relay.image is empty: the operator's own image. */
   defaultImage: string;
   configHash: string;
+  /** Replicas while relays drain before a scale-down (reconcile/scale-down.ts); default spec.relay.replicas. */
+  replicas?: number;
 }
 
 const RUN_AS = 65532;
@@ -69,7 +71,7 @@ export function statefulSet(mc: MailContinuity, opts: StatefulSetOptions): KubeO
     kind: 'StatefulSet',
     metadata: metadata(mc, names.statefulSet),
     spec: {
-      replicas: spec.relay.replicas,
+      replicas: opts.replicas ?? spec.relay.replicas,
       serviceName: names.headlessService,
       podManagementPolicy: 'Parallel',
       updateStrategy: { type: 'RollingUpdate' },

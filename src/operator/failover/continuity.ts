@@ -8,6 +8,13 @@
 // reconcile, which folds the numbers into status. Nothing here decides a
 // transition, records an Event or computes status.
 //
+// The same call tells the replicas a scale-down removes to drain
+// (`draining: true`, the set the reconcile decided in reconcile/scale-down.ts),
+// and a replica that said it drains but is no longer in that set to take mail
+// again (`draining: false`; the field is left out otherwise, for relays that
+// predate it). Each replica's answer is kept by Pod name (relays()) for the
+// reconcile to judge the drain; a change there also asks for a reconcile.
+//
 // The sync loop runs every activeSyncMs (default 5 s) during a failover or a
 // replay and every idleSyncMs (default 30 s) otherwise — that one re-asserts
 // the state on relays that restarted. The sums change only when a relay's
@@ -15,9 +22,10 @@
 import type { Logger } from 'pino';
 import type { FailoverSnapshot } from '../../api/relay/admin.js';
 import type { MailContinuity } from '../../api/v1alpha1/mailcontinuity.js';
+import type { RelayReport, ScaleDown } from '../reconcile/scale-down.js';
 import { canonical } from '../status.js';
 import type { FailoverRecord, RelayTally } from './plan.js';
-import type { RelayDirectory } from './relays.js';
+import type { RelayDirectory, RelayEndpoint } from './relays.js';
 
 /** What a relay answers on /admin/failover; a relay of an older version may leave numbers out. */
 export type RelaySnapshot = Pick<FailoverSnapshot, 'active'> & Partial<FailoverSnapshot>;
@@ -51,6 +59,10 @@ interface Entry {
   toBackup: Counter;
   replayed: Counter;
   tally: RelayTally | undefined;
+  /** Pods told to drain, the scale-down the reconcile remembers, each relay's last answer. */
+  drain: Set<string>;
+  scale: ScaleDown | undefined;
+  reports: RelayReport[] | undefined;
   timer: NodeJS.Timeout | undefined;
   syncing: Promise<void> | undefined;
   again: boolean;
@@ -106,6 +118,9 @@ export class Continuity {
         toBackup: newCounter(),
         replayed: newCounter(),
         tally: undefined,
+        drain: new Set(),
+        scale: undefined,
+        reports: undefined,
         timer: undefined,
         syncing: undefined,
         again: false,
@@ -124,6 +139,27 @@ export class Continuity {
     // A failover counts its own copies; the replay after it, its own messages.
     if (record.active) e.toBackup = newCounter();
     else e.replayed = newCounter();
+    this.syncSoon(e, 0);
+  }
+
+  /** Each relay's answer to the last sync of key, by Pod (undefined: no sync yet). */
+  relays(key: string): RelayReport[] | undefined {
+    return this.entries.get(key)?.reports;
+  }
+
+  /** The scale-down the reconcile last decided for key. */
+  scaleDown(key: string): ScaleDown | undefined {
+    return this.entries.get(key)?.scale;
+  }
+
+  /** The Pods of key to drain and the scale-down under way; a new set is pushed at once. */
+  drain(key: string, pods: string[], scale: ScaleDown | undefined): void {
+    const e = this.entries.get(key);
+    if (!e) return;
+    e.scale = scale;
+    const next = new Set(pods);
+    if (next.size === e.drain.size && pods.every((p) => e.drain.has(p))) return;
+    e.drain = next;
     this.syncSoon(e, 0);
   }
 
@@ -167,7 +203,7 @@ export class Continuity {
       e.syncing = this.sync(e).finally(() => {
         e.syncing = undefined;
         if (e.stopped) return;
-        const busy = e.record.active || e.record.replaying;
+        const busy = e.record.active || e.record.replaying || e.drain.size > 0;
         const next = e.again ? 0 : busy ? (this.opts.activeSyncMs ?? 5000) : (this.opts.idleSyncMs ?? 30_000);
         e.again = false;
         this.syncSoon(e, next);
@@ -177,22 +213,35 @@ export class Continuity {
   }
 
   private async sync(e: Entry): Promise<void> {
-    const urls = this.opts.directory.endpoints(e.namespace, e.name);
+    const relays = this.opts.directory.endpoints(e.namespace, e.name);
     const token = this.opts.token(e.mc);
-    if (urls.length === 0 || !token) return;
+    if (!token) return;
+    if (relays.length === 0) return this.report(e, []);
     // The replay rate of the spec is for all replicas together.
-    const share = Math.max(1, Math.ceil(e.mc.spec.recovery.maxMessagesPerSecond / urls.length));
+    const share = Math.max(1, Math.ceil(e.mc.spec.recovery.maxMessagesPerSecond / relays.length));
     const { phase, active } = e.record;
-    const body = JSON.stringify({ active, maxMessagesPerSecond: share });
-    const answers = await Promise.all(urls.map((url) => this.push(e, url, token, body)));
-    if (e.stopped || phase !== e.record.phase) return; // a new phase meanwhile: the next sync reports
+    const said = new Map((e.reports ?? []).map((r) => [r.pod, r.draining]));
+    const bodyOf = ({ pod }: RelayEndpoint) => {
+      const draining = e.drain.has(pod) ? true : said.get(pod) ? false : undefined;
+      return JSON.stringify({ active, maxMessagesPerSecond: share, ...(draining !== undefined ? { draining } : {}) });
+    };
+    const answers = await Promise.all(relays.map((r) => this.push(e, r.url, token, bodyOf(r))));
+    if (e.stopped) return;
+    this.report(
+      e,
+      relays.map(({ pod }, i) => {
+        const s = answers[i]?.[1];
+        return s ? { pod, answered: true, draining: s.draining, queuedPrimary: s.queuedPrimary, queuedBackup: s.queuedBackup, smtpSessions: s.smtpSessions } : { pod, answered: false };
+      }),
+    );
+    if (phase !== e.record.phase) return; // a new phase meanwhile: the next sync reports
     const got = answers.filter((a): a is readonly [string, RelaySnapshot] => a !== undefined);
     if (got.length === 0) return;
     const sum = (f: (s: RelaySnapshot) => number | undefined) => got.reduce((n, [, s]) => n + (f(s) ?? 0), 0);
     const tally: RelayTally = {
       phase,
       answered: got.length,
-      endpoints: urls.length,
+      endpoints: relays.length,
       messagesToBackup: total(e.toBackup, new Map(got.map(([u, s]) => [u, s.messagesToBackup ?? 0]))),
       messagesReplayed: total(e.replayed, new Map(got.map(([u, s]) => [u, s.messagesReplayed ?? 0]))),
       queuedPrimary: sum((s) => s.queuedPrimary),
@@ -207,6 +256,15 @@ export class Continuity {
     const changed = canonical(tally) !== canonical(e.tally ?? null);
     e.tally = tally;
     if (changed) this.opts.onChange(e.key);
+  }
+
+  /** Keeps each relay's answer; asks for a reconcile when what a drain is judged on changed. */
+  private report(e: Entry, reports: RelayReport[]): void {
+    const judged = (rs: RelayReport[] | undefined) =>
+      canonical((rs ?? []).map((r) => (e.drain.has(r.pod) || r.draining ? r : { pod: r.pod, answered: r.answered })));
+    const changed = judged(reports) !== judged(e.reports);
+    e.reports = reports;
+    if (changed && (e.drain.size > 0 || reports.some((r) => r.draining))) this.opts.onChange(e.key);
   }
 
   private async push(e: Entry, url: string, token: string, body: string) {

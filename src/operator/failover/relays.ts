@@ -2,15 +2,22 @@
 //
 // In a cluster: the relay Pods (by the StatefulSet's labels) that have an IP,
 // on the relay's HTTP port. Without a kubelet (the demo, tests) the relays are
-// local processes that no Pod describes: `--local-relay ns/name=URL` names them.
+// local processes that no Pod describes: `--local-relay ns/name=URL` names them,
+// the i-th URL standing for the Pod of ordinal i.
 import { HTTP_PORT } from '../builders/config.js';
-import { LABEL_INSTANCE, MANAGED_BY, LABEL_MANAGED_BY } from '../builders/common.js';
+import { LABEL_INSTANCE, MANAGED_BY, LABEL_MANAGED_BY, relayPodName } from '../builders/common.js';
 import type { KubeObject } from '../kube/types.js';
 import type { Informer } from '../kube/informer.js';
 
+/** One relay replica: its Pod's name (`<name>-relay-<ordinal>`) and admin base URL (http://ip:port). */
+export interface RelayEndpoint {
+  pod: string;
+  url: string;
+}
+
 export interface RelayDirectory {
-  /** Base URLs (http://ip:port) of the relays of namespace/name. */
-  endpoints(namespace: string, name: string): string[];
+  /** The relays of namespace/name, by Pod name. */
+  endpoints(namespace: string, name: string): RelayEndpoint[];
 }
 
 interface PodLike extends KubeObject {
@@ -20,7 +27,7 @@ interface PodLike extends KubeObject {
 export class PodDirectory implements RelayDirectory {
   constructor(private readonly pods: Informer<KubeObject>) {}
 
-  endpoints(namespace: string, name: string): string[] {
+  endpoints(namespace: string, name: string): RelayEndpoint[] {
     return (this.pods.list(namespace) as PodLike[])
       .filter(
         (p) =>
@@ -32,9 +39,9 @@ export class PodDirectory implements RelayDirectory {
       )
       .map((p) => {
         const ip = p.status!.podIP!;
-        return `http://${ip.includes(':') ? `[${ip}]` : ip}:${HTTP_PORT}`;
+        return { pod: p.metadata.name, url: `http://${ip.includes(':') ? `[${ip}]` : ip}:${HTTP_PORT}` };
       })
-      .sort();
+      .sort((a, b) => a.pod.localeCompare(b.pod));
   }
 }
 
@@ -55,7 +62,7 @@ export class StaticDirectory implements RelayDirectory {
     }
   }
 
-  endpoints(namespace: string, name: string): string[] {
-    return this.map.get(`${namespace}/${name}`) ?? [];
+  endpoints(namespace: string, name: string): RelayEndpoint[] {
+    return (this.map.get(`${namespace}/${name}`) ?? []).map((url, i) => ({ pod: relayPodName(name, i), url }));
   }
 }

@@ -2,17 +2,19 @@
 // It says which Events to record, what the failover record becomes, which
 // children to apply (only those missing or drifted from the cache: an idle
 // operator writes nothing), and the conditions the other parts of the
-// operator own (PrimaryHealthy, FailoverActive, BackupReachable).
+// operator own (PrimaryHealthy, FailoverActive, BackupReachable), and how
+// many relay replicas the StatefulSet gets (scale-down.ts: relays drain first).
 import type { Condition, MailContinuityStatus } from '../../api/v1alpha1/mailcontinuity.js';
-import { buildChildren, type RelayGoogle } from '../builders/index.js';
+import { buildChildren, childNames, type RelayGoogle } from '../builders/index.js';
 import { backupReachableCondition } from '../failover/backup.js';
 import { planFailover, type FailoverRecord, type PlannedEvent } from '../failover/plan.js';
 import { HealthTracker, primaryHealthyCondition, primaryStatus } from '../health/hysteresis.js';
 import { describeTarget } from '../health/loop.js';
 import { isSubset } from '../kube/subset.js';
 import type { KubeObject } from '../kube/types.js';
-import { describeSecretProblem, STALLED, type SecretProblem } from '../status.js';
+import { describeSecretProblem, RECONCILING, STALLED, type SecretProblem } from '../status.js';
 import { childKey, type Live } from './gather.js';
+import { decideScale, DRAINING_RELAYS, type ScalePlan } from './scale-down.js';
 import { secretProblems } from './secrets.js';
 
 export interface Plan {
@@ -29,6 +31,8 @@ export interface Plan {
   primary?: MailContinuityStatus['primary'];
   /** status.relay numbers the relays reported (absent: no relay answered yet). */
   relayQueues?: { queuedPrimary: number; queuedBackup: number };
+  /** The StatefulSet's replicas, the relays to drain, the drain's Events and condition. */
+  scale: ScalePlan;
 }
 
 export interface DecideOptions {
@@ -69,9 +73,20 @@ export function decide(seen: Live, opts: DecideOptions): Plan {
         }
       : undefined;
 
+  const sts = seen.current.get(childKey('StatefulSet', childNames(mc).statefulSet)) as { spec?: { replicas?: number } } | undefined;
+  const scale = decideScale({
+    name: mc.metadata.name,
+    desired: mc.spec.relay.replicas,
+    current: sts?.spec?.replicas,
+    reports: seen.relays,
+    prev: seen.scaleDown,
+    statusDraining: mc.status?.conditions?.some((c) => c.type === RECONCILING && c.status === 'True' && c.reason === DRAINING_RELAYS) ?? false,
+  });
+
   const apply: Plan['apply'] = [];
   if (problems.length === 0) {
-    for (const child of buildChildren(mc, { defaultImage: opts.defaultImage, relayGoogle: opts.relayGoogle, adminToken: seen.adminToken })) {
+    const built = buildChildren(mc, { defaultImage: opts.defaultImage, relayGoogle: opts.relayGoogle, adminToken: seen.adminToken, relayReplicas: scale.replicas });
+    for (const child of built) {
       const current = seen.current.get(childKey(child.kind, child.metadata.name));
       if (!current || !isSubset(child, current)) apply.push({ child, reason: current ? 'drift' : 'missing' });
     }
@@ -87,5 +102,6 @@ export function decide(seen: Live, opts: DecideOptions): Plan {
     conditions,
     ...(health?.lastProbeTime ? { primary: primaryStatus(health) } : {}),
     ...(t ? { relayQueues: { queuedPrimary: t.queuedPrimary, queuedBackup: t.queuedBackup } } : {}),
+    scale,
   };
 }

@@ -10,6 +10,7 @@ import type { HealthState } from '../health/hysteresis.js';
 import type { PrimarySpec } from '../health/probe.js';
 import type { Informer } from '../kube/informer.js';
 import type { KubeObject } from '../kube/types.js';
+import type { RelayReport, ScaleDown } from './scale-down.js';
 import { referencedSecrets, type SecretData, type SecretRef } from './secrets.js';
 
 export interface Caches {
@@ -23,10 +24,12 @@ export interface HealthSource {
   reportedFor(key: string, primary: PrimarySpec): HealthState | undefined;
 }
 
-/** The failover record and relay numbers the continuity sync loop holds. */
+/** The failover record, relay numbers and scale-down the continuity sync loop holds. */
 export interface FailoverSource {
   record(key: string): FailoverRecord | undefined;
   tally(key: string): RelayTally | undefined;
+  relays(key: string): RelayReport[] | undefined;
+  scaleDown(key: string): ScaleDown | undefined;
 }
 
 export interface GatherSources {
@@ -53,6 +56,10 @@ export interface Live {
   health: HealthState | undefined;
   failover: FailoverRecord;
   tally: RelayTally | undefined;
+  /** Each relay's answer to the last sync, by Pod (undefined: no sync yet). */
+  relays: RelayReport[] | undefined;
+  /** The scale-down the previous reconciles decided (undefined: none, or the operator restarted). */
+  scaleDown: ScaleDown | undefined;
 }
 
 export type Observed =
@@ -105,5 +112,7 @@ export function gather(src: GatherSources, namespace: string, name: string): Obs
     health: src.health?.reportedFor(key, mc.spec.primary),
     failover: src.failover.record(key) ?? seedRecord(mc.status),
     tally: src.failover.tally(key),
+    relays: src.failover.relays(key),
+    scaleDown: src.failover.scaleDown(key),
   };
 }
