@@ -73,7 +73,9 @@ export async function startContainerd(
     execFileSync('ctr', ['--address', socket, '--namespace', 'k8s.io', ...args], {
       encoding: 'utf8',
       stdio: ['ignore', 'pipe', 'pipe'],
-      timeout: 120_000,
+      // An import of the product image takes seconds; a containerd that does not answer must not
+      // hold the tests for minutes.
+      timeout: 60_000,
     });
   await waitForDaemon(
     'containerd',

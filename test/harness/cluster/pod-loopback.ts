@@ -8,8 +8,11 @@
 // credentials can never be sent elsewhere). In a pod, loopback is the pod's:
 // this gives each relay pod the emulator there, the way a sidecar would, and
 // follows pods as they come and go (a restarted pod has a new namespace).
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { promisify } from 'node:util';
 import type { Containerd } from './containerd.js';
+
+const run = promisify(execFile);
 
 export interface PodLoopbackForward {
   /** Pods that currently have a forwarder (namespace/name). */
@@ -23,17 +26,19 @@ interface Sandbox {
   netns: string;
 }
 
-/** Pod sandboxes of `namespace` in containerd, with their network namespace paths. */
-function sandboxes(containerd: Containerd, namespace: string): Sandbox[] {
-  const ids = containerd
-    .ctr(['containers', 'ls', '-q', 'labels."io.cri-containerd.kind"==sandbox'])
-    .split('\n')
-    .filter(Boolean);
+/**
+ * Pod sandboxes of `namespace` in containerd, with their network namespace paths.
+ * Asynchronous and short: it runs in the tests' process beside everything else.
+ */
+async function sandboxes(containerd: Containerd, namespace: string): Promise<Sandbox[]> {
+  const ctr = async (args: string[]) =>
+    (await run('ctr', ['--address', containerd.socket, '--namespace', 'k8s.io', ...args], { timeout: 5000 })).stdout;
+  const ids = (await ctr(['containers', 'ls', '-q', 'labels."io.cri-containerd.kind"==sandbox'])).split('\n').filter(Boolean);
   const out: Sandbox[] = [];
   for (const id of ids) {
     let info: { Labels?: Record<string, string>; Spec?: { linux?: { namespaces?: { type: string; path?: string }[] } } };
     try {
-      info = JSON.parse(containerd.ctr(['containers', 'info', id])) as typeof info;
+      info = JSON.parse(await ctr(['containers', 'info', id])) as typeof info;
     } catch {
       continue; // removed meanwhile
     }
@@ -59,14 +64,19 @@ export function forwardToPodLoopback(o: {
 }): PodLoopbackForward {
   const live = new Map<string, { pod: string; proc: ChildProcess }>();
   let stopped = false;
-  const sync = () => {
-    if (stopped) return;
+  let running = false;
+  const sync = async () => {
+    if (stopped || running) return;
+    running = true;
     let current: Sandbox[];
     try {
-      current = sandboxes(o.containerd, o.namespace).filter((s) => s.pod.startsWith(`${o.namespace}/${o.podPrefix}`));
+      current = (await sandboxes(o.containerd, o.namespace)).filter((s) => s.pod.startsWith(`${o.namespace}/${o.podPrefix}`));
     } catch {
       return; // containerd busy or stopping: next round
+    } finally {
+      running = false;
     }
+    if (stopped) return;
     const ids = new Set(current.map((s) => s.id));
     for (const [id, f] of live) {
       if (!ids.has(id) || f.proc.exitCode !== null) {
@@ -85,8 +95,8 @@ export function forwardToPodLoopback(o: {
       live.set(s.id, { pod: s.pod, proc });
     }
   };
-  const timer = setInterval(sync, o.intervalMs ?? 500);
-  sync();
+  const timer = setInterval(() => void sync(), o.intervalMs ?? 500);
+  void sync();
   return {
     pods: () => [...live.values()].filter((f) => f.proc.exitCode === null).map((f) => f.pod),
     async stop() {

@@ -82,7 +82,7 @@ export async function installProduct(o: ProductOptions): Promise<InstalledProduc
       port: googlePort,
       target: `${NODE_IP}:${new URL(gmail.url).port}`,
     });
-    stops.unshift(() => forward.stop()); // after the cluster is gone its namespaces are too
+    stops.push(() => forward.stop()); // first: it polls the node's containerd
 
     say(`helm install ${RELEASE} charts/mail-continuity-operator (image ${image.name})`);
     const [repository, tag] = splitImage(image.name);
@@ -119,12 +119,9 @@ export async function installProduct(o: ProductOptions): Promise<InstalledProduc
       'gmail-service-account',
       `--from-literal=credentials.json=${gmail.serviceAccount.keyJson}`,
     ]);
-    const spec = structuredClone(o.spec) as Record<string, Record<string, unknown>>;
-    spec.primary = { ...spec.primary, host: NODE_IP, port: postfix.port, tls: 'None' };
-    // The edge here is the node itself: kube-proxy masquerades host -> ClusterIP traffic to the node address.
-    spec.relay = { ...spec.relay, acceptFrom: [POD_CIDR] };
-    const replicas = Number(spec.relay.replicas ?? 1);
-    view.apply(spec);
+    const placed = (spec: Record<string, unknown>) => onThisCluster(spec, postfix.port);
+    const replicas = Number((o.spec.relay as { replicas?: number } | undefined)?.replicas ?? 1);
+    view.apply(placed(o.spec));
 
     say('waiting for the relay pods: Running and Ready, their spool PVCs Bound');
     await view.waitRelaysReady(replicas, 180_000);
@@ -137,11 +134,32 @@ export async function installProduct(o: ProductOptions): Promise<InstalledProduc
       () => forward.pods().length >= replicas,
       30_000,
     );
-    return { ...view, cluster, postfix, gmail, forward, image: image.name, smtp, helm, stop };
+    return {
+      ...view,
+      // Every spec applied gets this cluster's primary and edge, as the first one did.
+      apply: (spec) => view.apply(placed(spec)),
+      cluster,
+      postfix,
+      gmail,
+      forward,
+      image: image.name,
+      smtp,
+      helm,
+      stop,
+    };
   } catch (err) {
     await stop();
     throw err;
   }
+}
+
+/** The spec with the primary at Postfix on the node and the edge (acceptFrom) at the pod network. */
+function onThisCluster(input: Record<string, unknown>, primaryPort: number): Record<string, unknown> {
+  const spec = structuredClone(input) as Record<string, Record<string, unknown>>;
+  spec.primary = { ...spec.primary, host: NODE_IP, port: primaryPort, tls: 'None' };
+  // The edge here is the node itself: kube-proxy masquerades host -> ClusterIP traffic to the node address.
+  spec.relay = { ...spec.relay, acceptFrom: [POD_CIDR] };
+  return spec;
 }
 
 function splitImage(name: string): [string, string] {

@@ -33,7 +33,7 @@ export interface KubeView {
   get(): { metadata: { generation: number }; status?: { conditions?: Condition[]; lastFailover?: unknown; [field: string]: unknown } };
   condition(type: string): Condition | undefined;
   events(): { reason: string; type: string; message: string }[];
-  /** The operator pod holding the Lease, if any. */
+  /** The operator pod holding the Lease, if any (the holder identity is POD_NAME_PID). */
   leader(): string | undefined;
   apply(spec: Record<string, unknown>): void;
   relayPods(): PodInfo[];
@@ -90,7 +90,7 @@ export function kubeView(cluster: Cluster, namespace: string, name: string): Kub
           'get',
           'leases',
         ]).items;
-        return leases.map((l) => l.spec.holderIdentity).find((h) => !!h);
+        return leases.map((l) => l.spec.holderIdentity?.replace(/_\d+$/, '')).find((h) => !!h);
       } catch {
         return undefined;
       }
