@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { AuditLog } from './audit.js';
 import type { RelayConfig } from '../api/relay/config.js';
+import { Drain } from './control/drain.js';
 import { FailoverState } from './control/failover-state.js';
 import { httpPort, startHttp } from './control/http.js';
 import { startInbound, type Inbound } from './inbound/server.js';
@@ -32,6 +33,8 @@ export interface Relay {
   readonly failover: FailoverState;
   readonly metrics: RelayMetrics;
   readonly log: Logger;
+  /** Draining before a scale-down (set through PUT /admin/failover). */
+  readonly drain: Drain;
   /** Stop accepting, finish messages being written, stop deliveries (state stays in the spool), close. */
   stop(): Promise<void>;
 }
@@ -72,15 +75,27 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   let stopping = false;
   let inbound: Inbound | undefined;
   let http: Server | undefined;
+  const drain = new Drain({
+    queued: () => {
+      const f = scheduler.facts();
+      return f.queuedPrimary + f.queuedBackup;
+    },
+    sessions: () => inbound?.clients() ?? 0,
+    log,
+  });
   try {
-    inbound = await startInbound({ config, spool, queue: scheduler, metrics, log: log.child({ part: 'inbound' }) });
+    inbound = await startInbound({ config, spool, queue: drain.intake(scheduler), metrics, log: log.child({ part: 'inbound' }) });
     http = await startHttp(config.http.host, config.http.port, {
       registry: metrics.registry,
       failover,
       facts: () => scheduler.facts(),
+      drain,
       adminToken,
       log: log.child({ part: 'http' }),
-      ready: () => (stopping ? { ready: false, reason: 'stopping' } : { ready: true }),
+      ready: () => {
+        const draining = drain.notReadyReason();
+        return stopping ? { ready: false, reason: 'stopping' } : draining ? { ready: false, reason: draining } : { ready: true };
+      },
     });
   } catch (e) {
     await inbound?.close(1000);
@@ -98,6 +113,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     spool,
     scheduler,
     failover,
+    drain,
     metrics,
     log,
     async stop() {

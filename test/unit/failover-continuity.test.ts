@@ -11,6 +11,7 @@ import { decideFailover } from '../../src/operator/failover/decide.js';
 import { planFailover, seedRecord, type PlannedEvent } from '../../src/operator/failover/plan.js';
 import { StaticDirectory } from '../../src/operator/failover/relays.js';
 import { HealthTracker, type HealthState } from '../../src/operator/health/hysteresis.js';
+import { Drain } from '../../src/relay/control/drain.js';
 import { FailoverState, type DeliveryFacts } from '../../src/relay/control/failover-state.js';
 import { httpPort, startHttp } from '../../src/relay/control/http.js';
 import { validSpec } from '../fixtures/mailcontinuity.js';
@@ -98,19 +99,21 @@ describe('Continuity with real relay admin endpoints', () => {
   /** The numbers a relay's scheduler publishes, set by hand here (a fresh relay starts at 0). */
   const noFacts = (): DeliveryFacts => ({ messagesToBackup: 0, messagesReplayed: 0, replaying: false, queuedPrimary: 0, queuedBackup: 0, backup: 'unknown' });
 
-  async function relay(): Promise<{ url: string; state: FailoverState; facts: DeliveryFacts }> {
+  async function relay(): Promise<{ url: string; state: FailoverState; facts: DeliveryFacts; drain: Drain }> {
     const state = new FailoverState({ active: false, replayMaxMessagesPerSecond: 20 });
     const facts = noFacts();
+    const drain = new Drain({ queued: () => facts.queuedPrimary + facts.queuedBackup, sessions: () => 0, log });
     const server = await startHttp('127.0.0.1', 0, {
       registry: new Registry(),
       failover: state,
       facts: () => facts,
+      drain,
       adminToken: TOKEN,
       ready: () => ({ ready: true }),
       log,
     });
     servers.push(server);
-    return { url: `http://127.0.0.1:${httpPort(server)}`, state, facts };
+    return { url: `http://127.0.0.1:${httpPort(server)}`, state, facts, drain };
   }
 
   /**
@@ -204,6 +207,7 @@ describe('Continuity with real relay admin endpoints', () => {
         registry: new Registry(),
         failover: fresh,
         facts: () => freshFacts,
+        drain: new Drain({ queued: () => 0, sessions: () => 0, log }),
         adminToken: TOKEN,
         ready: () => ({ ready: true }),
         log,
@@ -248,5 +252,24 @@ describe('Continuity with real relay admin endpoints', () => {
     await new Promise((r) => setTimeout(r, 200));
     expect(m.state(KEY)?.lastFailover?.messagesToBackup).toBe(8);
     expect(events).toEqual([]);
+  });
+
+  it('tells only the relays in the drain set to drain, keeps each answer by Pod, and takes a relay out of the drain', async () => {
+    const [a, b] = [await relay(), await relay()];
+    const { m, reconcile } = manager([a.url, b.url]);
+    reconcile(mc(), health(true));
+    b.facts.queuedPrimary = 4;
+    m.drain(KEY, ['corp-relay-1'], { from: 2, to: 1, done: false });
+    await waitUntil('corp-relay-1 drains', 5000, () => b.drain.draining);
+    expect(a.drain.draining).toBe(false);
+    await waitUntil('answers by Pod', 5000, () => m.relays(KEY)?.find((r) => r.pod === 'corp-relay-1')?.queuedPrimary === 4);
+    expect(m.relays(KEY)).toEqual([
+      { pod: 'corp-relay-0', answered: true, draining: false, queuedPrimary: 0, queuedBackup: 0, smtpSessions: 0 },
+      { pod: 'corp-relay-1', answered: true, draining: true, queuedPrimary: 4, queuedBackup: 0, smtpSessions: 0 },
+    ]);
+    expect(m.scaleDown(KEY)).toEqual({ from: 2, to: 1, done: false });
+    // Cancelled: the relay that said it drains is told to take mail again.
+    m.drain(KEY, [], undefined);
+    await waitUntil('corp-relay-1 takes mail again', 5000, () => !b.drain.draining);
   });
 });

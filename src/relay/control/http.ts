@@ -1,10 +1,12 @@
 // The relay's HTTP side (separate from SMTP): /metrics, /healthz, /readyz and
-// the operator's admin endpoint PUT /admin/failover (bearer token).
+// the operator's admin endpoint PUT /admin/failover (bearer token), which also
+// carries the drain before a scale-down (drain.ts).
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { ADMIN_FAILOVER_PATH, FailoverUpdate } from '../../api/relay/admin.js';
+import type { Drain } from './drain.js';
 import { bearerMatches, failoverSnapshot, type DeliveryFacts, type FailoverState } from './failover-state.js';
 
 export interface HttpDeps {
@@ -12,6 +14,8 @@ export interface HttpDeps {
   failover: FailoverState;
   /** The scheduler's own numbers for the snapshot. */
   facts: () => DeliveryFacts;
+  /** Draining before a scale-down (its part of the snapshot, set by the same PUT). */
+  drain: Pick<Drain, 'set' | 'snapshot'>;
   /** The admin bearer token; undefined disables /admin (always 401). */
   adminToken: string | undefined;
   ready: () => { ready: boolean; reason?: string };
@@ -59,7 +63,8 @@ export async function startHttp(host: string, port: number, deps: HttpDeps): Pro
           res.setHeader('www-authenticate', 'Bearer');
           return send(res, 401, { error: 'unauthorized' });
         }
-        if (req.method === 'GET') return send(res, 200, failoverSnapshot(deps.failover, deps.facts));
+        const snapshot = () => ({ ...failoverSnapshot(deps.failover, deps.facts), ...deps.drain.snapshot() });
+        if (req.method === 'GET') return send(res, 200, snapshot());
         if (req.method !== 'PUT') return send(res, 405, { error: 'use GET or PUT' });
         let parsed: FailoverUpdate;
         try {
@@ -70,7 +75,8 @@ export async function startHttp(host: string, port: number, deps: HttpDeps): Pro
           return send(res, 400, { error: `body must be JSON {"active": true|false}: ${(e as Error).message}` });
         }
         deps.failover.set(parsed);
-        const snap = failoverSnapshot(deps.failover, deps.facts);
+        if (parsed.draining !== undefined) deps.drain.set(parsed.draining);
+        const snap = snapshot();
         deps.log.info({ failover: snap }, 'failover state set through /admin/failover');
         return send(res, 200, snap);
       }

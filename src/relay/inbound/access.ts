@@ -52,7 +52,10 @@ export class Clients {
 export interface AccessDeps {
   config: RelayConfig;
   spool: Pick<Spool, 'hasRoom'>;
-  /** Messages ready for delivery but not yet delivered. */
+  /**
+   * Messages ready for delivery but not yet delivered; infinite while the relay
+   * drains before its removal (control/drain.ts): MAIL then gets 421 4.3.2.
+   */
   backlog(): number;
   clients: Clients;
   /** True once the relay is stopping. */
@@ -94,6 +97,10 @@ export class Access {
     if (!matchClient(this.cidrs, session.remoteAddress)) {
       this.d.reject('client-denied');
       throw new SmtpError(550, '5.7.1 Client host not allowed to use this relay');
+    }
+    if (this.d.backlog() === Number.POSITIVE_INFINITY) {
+      this.d.reject('draining');
+      throw new SmtpError(421, '4.3.2 This relay is draining before its removal, try again later');
     }
     if (this.d.backlog() > t.maxBacklog && !(await this.backlogBelowLimit(session.id))) {
       this.d.reject('backlog');
