@@ -3,11 +3,10 @@
 import { describe, expect, it } from '@jest/globals';
 import { API_VERSION, MailContinuitySpec, type MailContinuity } from '../../src/api/v1alpha1/mailcontinuity.js';
 import { buildChildren } from '../../src/operator/builders/index.js';
-import { seedRecord } from '../../src/operator/failover/plan.js';
 import { decide } from '../../src/operator/reconcile/decide.js';
 import { childKey, type Live } from '../../src/operator/reconcile/gather.js';
 import type { KubeObject } from '../../src/operator/kube/types.js';
-import { referencedSecrets } from '../../src/operator/reconcile/secrets.js';
+import { liveOf } from '../fixtures/live.js';
 import { validSpec } from '../fixtures/mailcontinuity.js';
 
 const NOW = new Date('2026-12-03T10:00:00Z');
@@ -21,23 +20,7 @@ function live(overrides: Partial<Live> = {}, status?: MailContinuity['status']):
     spec: MailContinuitySpec.parse(validSpec()),
     ...(status ? { status } : {}),
   };
-  const secretRefs = referencedSecrets(mc.spec);
-  return {
-    kind: 'live',
-    key: 'mail/corp',
-    mc,
-    secretRefs,
-    secrets: new Map(secretRefs.map((r) => [r.name, { data: Object.fromEntries(r.keys.map((k) => [k, 'eA=='])) }])),
-    current: new Map(),
-    adminToken: 'tok',
-    probing: true,
-    health: undefined,
-    failover: seedRecord(status),
-    tally: undefined,
-    relays: undefined,
-    scaleDown: undefined,
-    ...overrides,
-  };
+  return liveOf(mc, overrides);
 }
 
 describe('decide', () => {

@@ -4,13 +4,12 @@
 import { describe, expect, it } from '@jest/globals';
 import { API_VERSION, MailContinuitySpec, type MailContinuity } from '../../src/api/v1alpha1/mailcontinuity.js';
 import { buildChildren, configHash, configMap } from '../../src/operator/builders/index.js';
-import { seedRecord } from '../../src/operator/failover/plan.js';
 import { decide } from '../../src/operator/reconcile/decide.js';
 import { childKey, type Live } from '../../src/operator/reconcile/gather.js';
 import { decideScale, judgeRelay, type RelayReport, type ScaleInputs } from '../../src/operator/reconcile/scale-down.js';
-import { referencedSecrets } from '../../src/operator/reconcile/secrets.js';
 import { desiredConditions } from '../../src/operator/status.js';
 import type { KubeObject } from '../../src/operator/kube/types.js';
+import { liveOf } from '../fixtures/live.js';
 import { validSpec } from '../fixtures/mailcontinuity.js';
 
 const empty = (pod: string, extra: Partial<RelayReport> = {}): RelayReport => ({
@@ -140,22 +139,7 @@ describe('decide with a scale-down', () => {
     const current = new Map<string, KubeObject>(
       buildChildren(mc, { defaultImage: 'example/mc:1', adminToken: 'tok', relayReplicas: 2 }).map((c) => [childKey(c.kind, c.metadata.name), c]),
     );
-    const secretRefs = referencedSecrets(mc.spec);
-    return {
-      kind: 'live',
-      key: 'mail/corp',
-      mc,
-      secretRefs,
-      secrets: new Map(secretRefs.map((r) => [r.name, { data: Object.fromEntries(r.keys.map((k) => [k, 'eA=='])) }])),
-      current,
-      adminToken: 'tok',
-      probing: false,
-      health: undefined,
-      failover: seedRecord(undefined),
-      tally: undefined,
-      relays: reports,
-      scaleDown: undefined,
-    };
+    return liveOf(mc, { current, probing: false, relays: reports });
   }
   const opts = { defaultImage: 'example/mc:1', now: new Date('2026-12-03T10:00:00Z') };
 
