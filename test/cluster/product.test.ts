@@ -5,8 +5,12 @@
 // uninstall. Nothing is mocked; Postfix stands in for Exchange and a strict
 // emulator for Gmail. The tests run in order on one installation.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import YAML from 'yaml';
+import { mountsUnder } from '../harness/cluster/containerd.js';
+import { bridgeExists, cniNetns, kubeChains } from '../harness/cluster/network.js';
 import { installProduct, OPERATOR_NAMESPACE, RELEASE, type InstalledProduct } from '../harness/cluster/product.js';
 import { permanentFailures, streamMail, type SendResult } from '../harness/cluster/mail-stream.js';
 import { DEMO_USER, formatTable, runTimeline } from '../harness/demo-timeline.js';
@@ -24,6 +28,9 @@ const specWith = (change: Record<string, unknown> = {}): Record<string, unknown>
   ...change,
 });
 let p: InstalledProduct;
+// What the machine had before the cluster: the clean-up test compares against it.
+const chainsBefore = new Set(kubeChains());
+const netnsBefore = new Set(cniNetns());
 
 beforeAll(async () => {
   p = await installProduct({
@@ -87,6 +94,7 @@ describe('installed with helm, a MailContinuity applied with kubectl', () => {
     const pvcs = p.kubectl(['-n', 'mail', 'get', 'pvc', '-o', 'jsonpath={range .items[*]}{.metadata.name}={.status.phase} {end}']);
     expect(pvcs.trim().split(' ').sort()).toEqual(['spool-corp-relay-0=Bound', 'spool-corp-relay-1=Bound']);
     expect(p.condition('Ready')?.status).toBe('True');
+    console.log(`first steps (s): ${JSON.stringify(p.timings)}`);
   });
 
   it('goes through the demo outage timeline: every message at Exchange once, outage mail at Gmail, the confidential one excluded', async () => {
@@ -186,5 +194,21 @@ describe('the operator', () => {
     expect(p.kubectl(['-n', 'mail', 'get', 'mailcontinuity', 'corp', '-o', 'name']).trim()).toBe('mailcontinuity.mailcontinuity.io/corp');
     const pvcs = p.kubectl(['-n', 'mail', 'get', 'pvc', '-o', 'name']).trim().split('\n').sort();
     expect(pvcs).toEqual(['persistentvolumeclaim/spool-corp-relay-0', 'persistentvolumeclaim/spool-corp-relay-1']);
+  });
+});
+
+describe('clean-up', () => {
+  it('stopping the cluster leaves no container, shim, mount, netns, iptables chain, bridge or cgroup behind', async () => {
+    const dir = p.cluster.dir;
+    const socket = p.cluster.containerd.socket;
+    await p.stop();
+    expect(bridgeExists()).toBe(false);
+    expect(kubeChains().filter((c) => !chainsBefore.has(c))).toEqual([]);
+    expect(cniNetns().filter((n) => !netnsBefore.has(n))).toEqual([]);
+    expect(mountsUnder(dir)).toEqual([]);
+    expect(existsSync(dir)).toBe(false);
+    const ps = execFileSync('ps', ['-eo', 'args='], { encoding: 'utf8' });
+    expect(ps.split('\n').filter((l) => l.includes(socket) || l.includes(dir))).toEqual([]);
+    expect(readdirSync('/sys/fs/cgroup').filter((h) => existsSync(join('/sys/fs/cgroup', h, 'kubepods')))).toEqual([]);
   });
 });

@@ -45,7 +45,15 @@ export interface InstalledProduct extends KubeView {
   /** The relay Service's ClusterIP and port (reached from the host through kube-proxy). */
   smtp: { host: string; port: number };
   helm(args: string[]): string;
+  timings: Timings;
   stop(): Promise<void>;
+}
+
+/** How long the user's first steps took (seconds): the cluster, `helm install` to a leader, `kubectl apply` to a Ready relay. */
+export interface Timings {
+  clusterSeconds: number;
+  helmToLeaderSeconds: number;
+  applyToFirstReadySeconds: number;
 }
 
 export async function installProduct(o: ProductOptions): Promise<InstalledProduct> {
@@ -59,7 +67,9 @@ export async function installProduct(o: ProductOptions): Promise<InstalledProduc
   o.registerStop?.(stop);
   try {
     const image = o.image ?? (await projectImage(say));
+    const t0 = Date.now();
     const cluster = await startCluster({ images: image.archives, progress: (l) => say(`cluster: ${l}`) });
+    const timings: Timings = { clusterSeconds: (Date.now() - t0) / 1000, helmToLeaderSeconds: 0, applyToFirstReadySeconds: 0 };
     stops.push(() => cluster.stop());
     const { kubectl } = cluster;
     const helm = (args: string[]) =>
@@ -86,6 +96,7 @@ export async function installProduct(o: ProductOptions): Promise<InstalledProduc
 
     say(`helm install ${RELEASE} charts/mail-continuity-operator (image ${image.name})`);
     const [repository, tag] = splitImage(image.name);
+    const helmAt = Date.now();
     helm([
       'install',
       RELEASE,
@@ -107,6 +118,7 @@ export async function installProduct(o: ProductOptions): Promise<InstalledProduc
     ]);
     const view = kubeView(cluster, o.namespace, o.name);
     await waitFor('an operator leader (the Lease has a holder)', () => view.leader(), 60_000, 250);
+    timings.helmToLeaderSeconds = (Date.now() - helmAt) / 1000;
 
     say(`kubectl apply: Secret and MailContinuity ${o.namespace}/${o.name} (primary = Postfix on ${NODE_IP}:${postfix.port})`);
     kubectl(['create', 'namespace', o.namespace]);
@@ -121,7 +133,10 @@ export async function installProduct(o: ProductOptions): Promise<InstalledProduc
     ]);
     const placed = (spec: Record<string, unknown>) => onThisCluster(spec, postfix.port);
     const replicas = Number((o.spec.relay as { replicas?: number } | undefined)?.replicas ?? 1);
+    const applyAt = Date.now();
     view.apply(placed(o.spec));
+    await waitFor('a first relay pod Ready', () => view.relayPods().some((r) => r.ready), 180_000, 250);
+    timings.applyToFirstReadySeconds = (Date.now() - applyAt) / 1000;
 
     say('waiting for the relay pods: Running and Ready, their spool PVCs Bound');
     await view.waitRelaysReady(replicas, 180_000);
@@ -145,6 +160,7 @@ export async function installProduct(o: ProductOptions): Promise<InstalledProduc
       image: image.name,
       smtp,
       helm,
+      timings,
       stop,
     };
   } catch (err) {
