@@ -44,6 +44,7 @@ async function main() {
     domains: ['corp.example.com'],
     gmailUsers: [DEMO_USER],
     progress: say,
+    detail: show,
     registerStop: (s: () => Promise<void>) => (stop = s),
   };
   try {

@@ -9,7 +9,10 @@ export interface ProjectImage {
   archives: string[];
 }
 
-export async function projectImage(progress: (line: string) => void): Promise<ProjectImage> {
+export async function projectImage(
+  progress: (line: string) => void,
+  detail: (line: string) => void = progress,
+): Promise<ProjectImage> {
   progress('image: scripts/build-image.sh (the Dockerfile with buildah; cached by its inputs)');
   const out = await new Promise<string>((resolve, reject) => {
     const child = spawn('scripts/build-image.sh', [], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -18,7 +21,7 @@ export async function projectImage(progress: (line: string) => void): Promise<Pr
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     child.stderr.on('data', (d: Buffer) => {
       stderr += d.toString();
-      for (const line of d.toString().split('\n').filter(Boolean)) progress(`  ${line}`);
+      for (const line of d.toString().split('\n').filter(Boolean)) detail(`  ${line}`);
     });
     child.once('error', reject);
     child.once('exit', (code) =>

@@ -33,6 +33,8 @@ export interface ProductOptions {
   /** Extra `helm install --set` values. */
   helmSet?: string[];
   progress?: (line: string) => void;
+  /** Lines within a step (the image build's); default: progress. */
+  detail?: (line: string) => void;
   registerStop?: (stop: () => Promise<void>) => void;
 }
 
@@ -66,7 +68,7 @@ export async function installProduct(o: ProductOptions): Promise<InstalledProduc
     })());
   o.registerStop?.(stop);
   try {
-    const image = o.image ?? (await projectImage(say));
+    const image = o.image ?? (await projectImage(say, o.detail));
     const t0 = Date.now();
     const cluster = await startCluster({ images: image.archives, progress: (l) => say(`cluster: ${l}`) });
     const timings: Timings = { clusterSeconds: (Date.now() - t0) / 1000, helmToLeaderSeconds: 0, applyToFirstReadySeconds: 0 };
@@ -170,7 +172,7 @@ export async function installProduct(o: ProductOptions): Promise<InstalledProduc
 }
 
 /** The spec with the primary at Postfix on the node and the edge (acceptFrom) at the pod network. */
-function onThisCluster(input: Record<string, unknown>, primaryPort: number): Record<string, unknown> {
+export function onThisCluster(input: Record<string, unknown>, primaryPort: number): Record<string, unknown> {
   const spec = structuredClone(input) as Record<string, Record<string, unknown>>;
   spec.primary = { ...spec.primary, host: NODE_IP, port: primaryPort, tls: 'None' };
   // The edge here is the node itself: kube-proxy masquerades host -> ClusterIP traffic to the node address.
