@@ -14,6 +14,7 @@ import { bridgeExists, cniNetns, kubeChains } from '../harness/cluster/network.j
 import { installProduct, OPERATOR_NAMESPACE, RELEASE, type InstalledProduct } from '../harness/cluster/product.js';
 import { permanentFailures, streamMail, type SendResult } from '../harness/cluster/mail-stream.js';
 import { DEMO_USER, formatTable, runTimeline } from '../harness/demo-timeline.js';
+import { swaks } from '../harness/smtp-tools.js';
 import { waitFor } from '../harness/wait.js';
 
 const demo = YAML.parse(readFileSync('examples/demo.yaml', 'utf8')) as {
@@ -186,6 +187,41 @@ describe('the operator', () => {
     expect(await allAcceptedArrive(results)).toBeGreaterThan(0);
   });
 
+  it('scaling the relays down drains the removed relay first: its queued mail is delivered, not stranded', async () => {
+    const sts = () => Number(p.kubectl(['-n', 'mail', 'get', 'statefulset', 'corp-relay', '-o', 'jsonpath={.spec.replicas}']));
+    await p.postfix.stop();
+    // Mail straight to corp-relay-1 (its pod IP) while Exchange is down: it holds it.
+    const relay1 = p.relayPods().find((r) => r.name === 'corp-relay-1')!;
+    const held: string[] = [];
+    for (let i = 1; i <= 5; i++) {
+      const id = `drain-${i}@partner.example.net`;
+      const r = await swaks({ host: relay1.ip, port: 2525, to: DEMO_USER, headers: [`Message-ID: <${id}>`] });
+      expect(r.code).toBe(0);
+      held.push(id);
+    }
+    p.apply(specWith({ relay: { ...demo.spec.relay, replicas: 1 } }));
+    const draining = await waitFor(
+      'Reconciling=True DrainingRelays naming corp-relay-1',
+      () => {
+        const c = p.condition('Reconciling');
+        return c?.status === 'True' && c.reason === 'DrainingRelays' && c.message.includes('corp-relay-1 holds') ? c : undefined;
+      },
+      60_000,
+      250,
+    );
+    expect(draining.message).toMatch(/scaling relays 2 -> 1: corp-relay-1 holds \d+ messages? \(waiting for the primary\)/);
+    expect(sts()).toBe(2);
+    await waitFor('the RelayDrainStarted event', () => p.events().some((e) => e.reason === 'RelayDrainStarted'), 30_000);
+    await waitFor('corp-relay-1 out of the Service (not Ready)', () => !p.relayPods().find((r) => r.name === 'corp-relay-1')?.ready, 60_000, 250);
+    expect(sts()).toBe(2);
+
+    await p.postfix.start();
+    await waitFor('the RelayDrainCompleted event', () => p.events().some((e) => e.reason === 'RelayDrainCompleted'), 120_000, 500);
+    await waitFor('the StatefulSet at 1 replica and corp-relay-1 gone', () => sts() === 1 && p.relayPods().length === 1, 120_000, 500);
+    await p.postfix.waitFor((m) => held.every((id) => m.some((x) => x.messageId === id)), 60_000, 'the drained mail at Exchange');
+    await waitFor('Ready=True again', () => p.condition('Ready')?.status === 'True', 60_000, 500);
+  });
+
   it('helm uninstall keeps the CRD, the MailContinuity and the spool PVCs', () => {
     p.helm(['uninstall', RELEASE, '--namespace', OPERATOR_NAMESPACE, '--wait']);
     expect(p.kubectl(['get', 'crd', 'mailcontinuities.mailcontinuity.io', '-o', 'name']).trim()).toBe(
@@ -193,6 +229,7 @@ describe('the operator', () => {
     );
     expect(p.kubectl(['-n', 'mail', 'get', 'mailcontinuity', 'corp', '-o', 'name']).trim()).toBe('mailcontinuity.mailcontinuity.io/corp');
     const pvcs = p.kubectl(['-n', 'mail', 'get', 'pvc', '-o', 'name']).trim().split('\n').sort();
+    // corp-relay-1's claim outlives the scale-down (whenScaled: Retain), empty.
     expect(pvcs).toEqual(['persistentvolumeclaim/spool-corp-relay-0', 'persistentvolumeclaim/spool-corp-relay-1']);
   });
 });
