@@ -38,6 +38,8 @@ export interface KubeView {
   apply(spec: Record<string, unknown>): void;
   relayPods(): PodInfo[];
   waitRelaysReady(replicas: number, timeoutMs: number): Promise<PodInfo[]>;
+  /** The relay StatefulSet has rolled out its current spec: every replica updated and Ready. */
+  waitRolledOut(timeoutMs: number): Promise<PodInfo[]>;
   /** The audit log lines of every relay (their spool volumes, read on the node), oldest first. */
   auditLog(): Promise<string[]>;
 }
@@ -115,6 +117,29 @@ export function kubeView(cluster: Cluster, namespace: string, name: string): Kub
         timeoutMs,
         500,
       );
+    },
+    async waitRolledOut(timeoutMs) {
+      await waitFor(
+        `the StatefulSet ${namespace}/${name}-relay rolled out`,
+        () => {
+          const sts = json<{
+            metadata: { generation: number };
+            spec: { replicas: number };
+            status: { observedGeneration?: number; replicas?: number; readyReplicas?: number; updatedReplicas?: number; currentRevision?: string; updateRevision?: string };
+          }>(['-n', namespace, 'get', 'statefulset', `${name}-relay`]);
+          const st = sts.status;
+          return (
+            st.observedGeneration === sts.metadata.generation &&
+            st.replicas === sts.spec.replicas &&
+            st.readyReplicas === sts.spec.replicas &&
+            st.updatedReplicas === sts.spec.replicas &&
+            st.currentRevision === st.updateRevision
+          );
+        },
+        timeoutMs,
+        500,
+      );
+      return view.relayPods();
     },
     async auditLog() {
       const claims = json<{ items: { metadata: { name: string }; spec: { volumeName?: string } }[] }>([
