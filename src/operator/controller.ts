@@ -108,7 +108,7 @@ export class Controller {
         const name = pod.metadata.labels?.[LABEL_INSTANCE];
         if (name) this.continuity.kick(`${pod.metadata.namespace}/${name}`);
       });
-      directory = new PodDirectory(this.pods);
+      directory = new PodDirectory(this.pods, this.children.StatefulSet!);
     }
     this.continuity = new Continuity({
       directory,

@@ -10,6 +10,9 @@ export const ANNOTATION_CONFIG_HASH = 'mailcontinuity.io/config-hash';
 
 const relayBase = (mcName: string) => `${mcName}-relay`;
 
+/** The relay StatefulSet of MailContinuity `mcName`. */
+export const relayStatefulSetName = relayBase;
+
 /** The relay Pod of `ordinal` (the StatefulSet names its Pods `<statefulSet>-<ordinal>`). */
 export const relayPodName = (mcName: string, ordinal: number) => `${relayBase(mcName)}-${ordinal}`;
 

@@ -1,0 +1,114 @@
+// What the operator trusts, on a real apiserver: it sends the relays' admin
+// token only to Pods its own StatefulSet controls (not to a Pod that merely
+// carries the relay's labels), and it adopts no object it does not own.
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { pino } from 'pino';
+import { API_VERSION, type MailContinuity } from '../../src/api/v1alpha1/mailcontinuity.js';
+import { Controller } from '../../src/operator/controller.js';
+import { PodDirectory } from '../../src/operator/failover/relays.js';
+import { Informer } from '../../src/operator/kube/informer.js';
+import { KubeClient, type KubeObject } from '../../src/operator/kube/client.js';
+import { MAILCONTINUITIES, PODS, SECRETS, STATEFULSETS } from '../../src/operator/kube/resources.js';
+import { operatorMetrics } from '../../src/operator/metrics.js';
+import { startControlPlane, type ControlPlane } from '../harness/controlplane.js';
+import { waitFor } from '../harness/wait.js';
+import { validSpec } from '../fixtures/mailcontinuity.js';
+
+let cp: ControlPlane;
+let client: KubeClient;
+let controller: Controller;
+const NS = 'default';
+const log = pino({ level: process.env.MC_TEST_LOG ?? 'silent' });
+const relayLabels = {
+  'app.kubernetes.io/name': 'mail-continuity-relay',
+  'app.kubernetes.io/instance': 'corp',
+  'app.kubernetes.io/managed-by': 'mail-continuity-operator',
+  'mailcontinuity.io/name': 'corp',
+};
+
+type MC = MailContinuity & KubeObject;
+const condition = (mc: MC, type: string) => mc.status?.conditions?.find((c) => c.type === type);
+
+async function createMc(name: string): Promise<MC> {
+  return client.create<MC>(MAILCONTINUITIES, {
+    apiVersion: API_VERSION,
+    kind: 'MailContinuity',
+    metadata: { name, namespace: NS },
+    spec: validSpec(),
+  } as unknown as MC);
+}
+
+/** A Pod with the relay's labels, Running with `ip` as the kubelet would report it. */
+async function runningPod(name: string, ip: string, owner?: KubeObject): Promise<void> {
+  await client.create(PODS, {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: {
+      name,
+      namespace: NS,
+      labels: relayLabels,
+      ...(owner
+        ? {
+            ownerReferences: [
+              { apiVersion: 'apps/v1', kind: 'StatefulSet', name: owner.metadata.name, uid: owner.metadata.uid!, controller: true },
+            ],
+          }
+        : {}),
+    },
+    spec: { automountServiceAccountToken: false, containers: [{ name: 'relay', image: 'example/relay:test' }] },
+  });
+  await client.mergePatch(PODS, NS, name, { status: { phase: 'Running', podIP: ip, podIPs: [{ ip }] } }, 'status');
+}
+
+beforeAll(async () => {
+  cp = await startControlPlane();
+  cp.kubectl(['apply', '--server-side', '-f', 'crds/']);
+  client = KubeClient.fromFile(cp.kubeconfig);
+  controller = new Controller({
+    client,
+    log,
+    metrics: operatorMetrics(),
+    fieldManager: 'mail-continuity-operator',
+    defaultImage: 'example/mail-continuity:test',
+    workers: 2,
+    watchTimeoutSeconds: 30,
+    probes: false,
+  });
+  await waitFor('CRD served', async () => (await client.list(MAILCONTINUITIES, NS)).items !== undefined, 30_000);
+  await client.create(SECRETS, {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name: 'gmail-sa', namespace: NS },
+    data: { 'credentials.json': Buffer.from('{"type":"service_account"}').toString('base64') },
+  });
+  await controller.start();
+}, 120_000);
+
+afterAll(async () => {
+  await controller?.stop();
+  await cp?.stop();
+});
+
+describe('the relays the operator talks to', () => {
+  it('are the Pods its StatefulSet controls: a Pod with the relay labels only gets no token', async () => {
+    await createMc('corp');
+    const sts = await waitFor('StatefulSet', () => client.get(STATEFULSETS, NS, 'corp-relay').catch(() => undefined));
+    await runningPod('corp-relay-0', '10.244.0.10', sts);
+    await runningPod('corp-relay-evil', '10.244.0.66');
+
+    const pods = new Informer<KubeObject>(client, PODS, { log, namespace: NS });
+    const statefulSets = new Informer<KubeObject>(client, STATEFULSETS, { log, namespace: NS });
+    pods.start();
+    statefulSets.start();
+    try {
+      await Promise.all([pods.synced, statefulSets.synced]);
+      expect(pods.list(NS).map((p) => p.metadata.name).sort()).toEqual(['corp-relay-0', 'corp-relay-evil']);
+      // The directory is where the continuity loop gets the URLs it sends the token to.
+      expect(new PodDirectory(pods, statefulSets).endpoints(NS, 'corp')).toEqual([
+        { pod: 'corp-relay-0', url: 'http://10.244.0.10:8080' },
+      ]);
+    } finally {
+      await Promise.all([pods.stop(), statefulSets.stop()]);
+    }
+  });
+});
