@@ -10,7 +10,7 @@
 //   cluster.kubectl(['get', 'pods', '-A']);
 //   await cluster.stop();
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, rmdirSync, statSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +19,7 @@ import { waitFor } from '../wait.js';
 import { mountsUnder, startContainerd, type Containerd } from './containerd.js';
 import { setupNetwork, NODE_IP, type NodeNetwork } from './network.js';
 import { NODE_NAME, startNodeParts, type NodeParts } from './node.js';
+import { CLUSTER_DIR_PREFIX, removeKubepodsCgroups, takeClusterLock } from './stale.js';
 import { localVolumes } from './storage.js';
 
 export { NODE_IP, NODE_NAME };
@@ -41,17 +42,15 @@ export interface Cluster {
   stop(): Promise<void>;
 }
 
-/** The cgroup the kubelet puts pods under (cgroupfs driver), in every v1 hierarchy. */
-const KUBEPODS = 'kubepods';
-
 export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
   const progress = opts.progress ?? (() => undefined);
   const bins = binDir();
   for (const part of ['kubelet', 'kube-proxy', 'kube-scheduler']) {
     if (!existsSync(join(bins, part))) throw new Error(`${part} not found in ${bins}: run 'make install'`);
   }
-  const dir = await mkdtemp(join(tmpdir(), 'mc-cluster-'));
-  const undo: (() => Promise<void> | void)[] = [];
+  const release = takeClusterLock(progress);
+  const dir = await mkdtemp(join(tmpdir(), CLUSTER_DIR_PREFIX));
+  const undo: (() => Promise<void> | void)[] = [release];
   const stopAll = async () => {
     for (const f of undo.reverse()) {
       try {
@@ -146,24 +145,5 @@ function unmountUnder(dir: string): void {
     } catch {
       // already gone
     }
-  }
-}
-
-function removeKubepodsCgroups(): void {
-  for (const hierarchy of readdirSync('/sys/fs/cgroup')) {
-    const top = join('/sys/fs/cgroup', hierarchy, KUBEPODS);
-    if (existsSync(top)) removeCgroupTree(top);
-  }
-}
-
-function removeCgroupTree(path: string): void {
-  for (const entry of readdirSync(path)) {
-    const child = join(path, entry);
-    if (statSync(child).isDirectory()) removeCgroupTree(child);
-  }
-  try {
-    rmdirSync(path);
-  } catch {
-    // still busy: a process outlived its pod
   }
 }

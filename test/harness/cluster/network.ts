@@ -85,9 +85,9 @@ export function removeKubeChains(keep: Set<string> = new Set()): void {
   }
 }
 
-/** A rule's arguments as iptables -S prints them (quoted comments kept whole). */
-function splitRule(text: string): string[] {
-  return [...text.matchAll(/"([^"]*)"|(\S+)/g)].map((m) => m[1] ?? m[2]!);
+/** A rule's arguments as iptables -S prints them: quoted words (with \" inside) kept whole. */
+export function splitRule(text: string): string[] {
+  return [...text.matchAll(/"((?:[^"\\]|\\.)*)"|(\S+)/g)].map((m) => (m[1] !== undefined ? m[1].replace(/\\(.)/g, '$1') : m[2]!));
 }
 
 export async function setupNetwork(dir: string): Promise<NodeNetwork> {
