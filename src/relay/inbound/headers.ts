@@ -1,9 +1,17 @@
 // The header section of an incoming message: collected from the first chunks
 // of DATA (up to MAX_HEADER_BYTES), parsed for the policy's header rules and
-// the Message-ID, which is added when the sender gave none.
+// the Message-ID, which is added when the sender gave none. Whether the
+// section fits is decided on its bytes alone, never on how TCP split them.
 
-/** Headers beyond this size are not parsed (the rest is passed on as it came). */
-export const MAX_HEADER_BYTES = 64 * 1024;
+/**
+ * A header section must end within this many bytes to be evaluated by the
+ * policy; a longer one is passed on as it came, and the message never gets a
+ * copy at the backup (Postfix's header_size_limit is 100 KiB).
+ */
+export const MAX_HEADER_BYTES = 1024 * 1024;
+
+/** Header values the queue file keeps for the policy, in all (beyond: not evaluated, no backup copy). */
+export const MAX_KEPT_HEADER_BYTES = 256 * 1024;
 
 /** Parses a CRLF header block into [lower-case name, unfolded value]. */
 export function parseHeaders(block: string): Array<[string, string]> {
@@ -21,17 +29,58 @@ export function parseHeaders(block: string): Array<[string, string]> {
   return out;
 }
 
-/** True once `buf` (the start of the data) holds the whole header section, or enough of it. */
-export function headerSectionComplete(buf: Buffer): boolean {
-  return buf.indexOf('\r\n\r\n') >= 0 || startsEmpty(buf) || buf.length > MAX_HEADER_BYTES;
+export interface HeaderSection {
+  /** Every byte collected (the header section and whatever of the body came with it). */
+  bytes: Buffer;
+  /** The header section as text (up to the last whole line within the limit when it did not fit). */
+  block: string;
+  /** False when the section did not end within MAX_HEADER_BYTES. */
+  complete: boolean;
 }
 
-/** The header section of `buf` as text: all of it when no empty line ends it, nothing when it starts with one. */
-export function headerBlock(buf: Buffer): string {
-  // A message that starts with an empty line has no header section at all.
-  if (startsEmpty(buf)) return '';
-  const end = buf.indexOf('\r\n\r\n');
-  return end >= 0 ? buf.subarray(0, end + 2).toString('utf8') : buf.toString('utf8');
+const END = Buffer.from('\r\n\r\n');
+
+/** Collects DATA (newlines already CRLF) until the header section ends or passes the limit. */
+export class HeaderCollector {
+  private chunks: Buffer[] = [];
+  private length = 0;
+  /** The last bytes seen (at most 3): an end split across chunks. */
+  private tail = Buffer.alloc(0);
+  private result: HeaderSection | undefined;
+
+  constructor(private readonly limit = MAX_HEADER_BYTES) {}
+
+  /** Adds a chunk; the section once it is decided (then the caller stops pushing). Each byte is searched once. */
+  push(chunk: Buffer): HeaderSection | undefined {
+    const window = this.tail.length ? Buffer.concat([this.tail, chunk]) : chunk;
+    const base = this.length - this.tail.length;
+    const startLength = this.length;
+    this.chunks.push(chunk);
+    this.length += chunk.length;
+    this.tail = Buffer.from(window.subarray(Math.max(0, window.length - 3)));
+    if (startLength < 2 && this.length >= 2) {
+      const head = Buffer.concat(this.chunks).subarray(0, 2);
+      if (head[0] === 0x0d && head[1] === 0x0a) return this.done(0, true);
+    }
+    const at = window.indexOf(END);
+    if (at >= 0) return this.done(base + at + 2, base + at + 4 <= this.limit);
+    if (this.length >= this.limit) return this.done(-1, false);
+    return undefined;
+  }
+
+  /** The data ended: the section is whatever came (a message may be all headers). */
+  end(): HeaderSection {
+    return this.result ?? this.done(this.length, this.length <= this.limit);
+  }
+
+  private done(headerEnd: number, complete: boolean): HeaderSection {
+    const all = Buffer.concat(this.chunks);
+    this.chunks = [];
+    const cut = all.subarray(0, this.limit).lastIndexOf('\r\n');
+    const stop = complete ? headerEnd : cut < 0 ? 0 : cut + 2;
+    this.result = { bytes: all, block: all.subarray(0, stop).toString('utf8'), complete };
+    return this.result;
+  }
 }
 
 /** The Message-ID without its angle brackets (at most 998 characters), if there is one. */
@@ -39,5 +88,3 @@ export function messageIdOf(headers: Array<[string, string]>): string | undefine
   const mid = headers.find(([n]) => n === 'message-id')?.[1];
   return mid?.replace(/^\s*<|>\s*$/g, '').slice(0, 998) || undefined;
 }
-
-const startsEmpty = (buf: Buffer) => buf.subarray(0, 2).toString() === '\r\n';

@@ -11,7 +11,8 @@ import { SpoolFullError, type MessageState } from '../spool/state.js';
 import type { MessageWriter } from '../spool/writer.js';
 import type { SpooledMessage } from '../types.js';
 import { argOf, type Clients } from './access.js';
-import { headerBlock, headerSectionComplete, messageIdOf, parseHeaders } from './headers.js';
+import { UNEVALUATED } from '../policy/exclusions.js';
+import { HeaderCollector, MAX_HEADER_BYTES, MAX_KEPT_HEADER_BYTES, messageIdOf, parseHeaders, type HeaderSection } from './headers.js';
 import { NewlineNormaliser } from './newlines.js';
 import { SmtpError, type Reject } from './smtp-error.js';
 
@@ -82,19 +83,21 @@ async function receiveData(d: ReceiveDeps, stream: SMTPServerDataStream, session
   const norm = new NewlineNormaliser();
   let inBytes = 0;
   let over = false;
-  let header: Buffer | null = Buffer.alloc(0);
-  let headers: Array<[string, string]> = [];
+  const collector = new HeaderCollector();
+  let collecting = true;
+  let kept: Array<[string, string]> = [];
   let messageId: string | undefined;
 
-  const flushHeader = async (buf: Buffer) => {
-    header = null;
-    headers = parseHeaders(headerBlock(buf));
+  const flushHeader = async (section: HeaderSection) => {
+    collecting = false;
+    const headers = parseHeaders(section.block);
+    kept = policyHeaders(headers, section.complete, d.interesting);
     messageId = messageIdOf(headers);
     if (!messageId) {
       messageId = `${writer.id}@${d.hostname}`;
       await writer.write(Buffer.from(`Message-ID: <${messageId}>\r\n`));
     }
-    await writer.write(buf);
+    await writer.write(section.bytes);
   };
 
   for await (const raw of stream as AsyncIterable<Buffer>) {
@@ -104,14 +107,16 @@ async function receiveData(d: ReceiveDeps, stream: SMTPServerDataStream, session
       continue;
     }
     const chunk = norm.push(raw);
-    if (header) {
-      header = header.length > 0 ? Buffer.concat([header, chunk]) : chunk;
-      if (headerSectionComplete(header)) await flushHeader(header);
+    if (collecting) {
+      const section = collector.push(chunk);
+      if (section) await flushHeader(section);
     } else await writer.write(chunk);
   }
   const tail = norm.end();
-  if (header) await flushHeader(Buffer.concat([header, tail]));
-  else if (tail.length) await writer.write(tail);
+  if (collecting) {
+    if (tail.length) collector.push(tail);
+    await flushHeader(collector.end());
+  } else if (tail.length) await writer.write(tail);
 
   if (over || stream.sizeExceeded) {
     await writer.abort();
@@ -128,7 +133,7 @@ async function receiveData(d: ReceiveDeps, stream: SMTPServerDataStream, session
       messageId,
       receivedAt: Date.now(),
       client: { address: session.remoteAddress, helo: clean(session.hostNameAppearsAs ?? '') },
-      headers: headers.filter(([n]) => d.interesting.has(n)),
+      headers: kept,
       // The delivery plan: every recipient pending at the primary; the scheduler adds the backup's.
       deliveries: { primary: { recipients: Object.fromEntries(rcpts.map((r) => [r, { status: 'pending' as const }])), attempts: 0, nextAttemptAt: 0 } },
     }));
@@ -147,6 +152,19 @@ async function receiveData(d: ReceiveDeps, stream: SMTPServerDataStream, session
     d.log.error({ id: state.id, err: (e as Error).message }, 'could not schedule a spooled message (it stays in the spool until restart)');
   }
   return `2.0.0 Ok: queued as ${state.id}`;
+}
+
+/**
+ * The header fields the queue file keeps for the policy: every occurrence of
+ * the names the rules ask for, or the UNEVALUATED marker (no backup copy) when
+ * the section did not fit MAX_HEADER_BYTES or those fields exceed MAX_KEPT_HEADER_BYTES.
+ */
+export function policyHeaders(headers: Array<[string, string]>, complete: boolean, interesting: ReadonlySet<string>): Array<[string, string]> {
+  if (!complete) return [[UNEVALUATED, `header section over ${MAX_HEADER_BYTES} bytes`]];
+  const kept = headers.filter(([n]) => interesting.has(n));
+  const bytes = kept.reduce((sum, [n, v]) => sum + n.length + v.length, 0);
+  if (bytes > MAX_KEPT_HEADER_BYTES) return [[UNEVALUATED, `header fields the rules name over ${MAX_KEPT_HEADER_BYTES} bytes`]];
+  return kept;
 }
 
 async function drain(stream: SMTPServerDataStream): Promise<void> {

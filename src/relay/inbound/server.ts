@@ -26,7 +26,7 @@ import type { Logger } from 'pino';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import type { RelayConfig } from '../../api/relay/config.js';
 import type { RelayMetrics } from '../metrics.js';
-import { headerNamesOfInterest } from '../policy/policy.js';
+import { headerNamesOfInterest } from '../policy/exclusions.js';
 import type { Spool } from '../spool/spool.js';
 import type { MessageState } from '../spool/state.js';
 import type { SpooledMessage } from '../types.js';

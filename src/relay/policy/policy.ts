@@ -2,8 +2,9 @@
 // message needs, and which exclusion rule keeps it out of the backup. No I/O, no clock: callers pass `now`.
 import { parseDuration } from '../../api/v1alpha1/formats.js';
 import type { MailContinuitySpec } from '../../api/v1alpha1/mailcontinuity.js';
+import { matchExclusion, type MessageFacts } from './exclusions.js';
 
-export type ExcludeRule = MailContinuitySpec['policy']['exclude'][number];
+export type { ExcludeRule, MessageFacts } from './exclusions.js';
 
 // ---------------------------------------------------------------- recipients
 
@@ -40,52 +41,6 @@ export function checkRecipient(address: string, domains: ReadonlySet<string>): R
   }
   if (!domains.has(domain)) return { ok: false, reason: `domain ${JSON.stringify(domain)} is not served here` };
   return { ok: true, address: `${local}@${domain}` };
-}
-
-// ---------------------------------------------------------------- exclusions
-
-const globCache = new Map<string, RegExp>();
-
-/** A case-insensitive glob: `*` any run of characters, `?` one character, anything else literal. */
-export function globToRegExp(glob: string): RegExp {
-  let re = globCache.get(glob);
-  if (!re) {
-    const body = [...glob].map((c) => (c === '*' ? '.*' : c === '?' ? '.' : c.replace(/[.+^${}()|[\]\\/]/g, '\\$&'))).join('');
-    re = new RegExp(`^${body}$`, 'isu');
-    if (globCache.size > 10_000) globCache.clear();
-    globCache.set(glob, re);
-  }
-  return re;
-}
-
-export const globMatch = (glob: string, text: string): boolean => globToRegExp(glob).test(text);
-
-/** What the policy needs to know about a message. */
-export interface MessageFacts {
-  mailFrom: string;
-  /** Header fields as [lower-case name, unfolded value]. Only the names exclusion rules ask for need be present. */
-  headers: ReadonlyArray<readonly [string, string]>;
-  /** Epoch ms of the 250. */
-  receivedAt: number;
-}
-
-/** The header names (lower case) that exclusion rules look at: what inbound must keep. */
-export function headerNamesOfInterest(rules: readonly ExcludeRule[]): Set<string> {
-  return new Set(rules.flatMap((r) => (r.header ? [r.header.name.toLowerCase()] : [])));
-}
-
-/** The first exclusion rule whose every matcher matches this message and recipient. */
-export function matchExclusion(rules: readonly ExcludeRule[], facts: MessageFacts, recipient: string): ExcludeRule | undefined {
-  return rules.find((rule) => {
-    if (rule.sender !== undefined && !globMatch(rule.sender, facts.mailFrom)) return false;
-    if (rule.recipient !== undefined && !globMatch(rule.recipient, recipient)) return false;
-    if (rule.header !== undefined) {
-      const name = rule.header.name.toLowerCase();
-      const value = rule.header.value;
-      if (!facts.headers.some(([n, v]) => n === name && globMatch(value, v.trim()))) return false;
-    }
-    return true;
-  });
 }
 
 // ---------------------------------------------------------------- destinations
@@ -129,7 +84,7 @@ export function decideBackup(spec: PolicySpec, facts: MessageFacts, recipient: s
   else return { copy: false, reason: 'not-needed' };
   // Exclusions win in every mode; they are reported only when a copy was due, so the audit log
   // names every message a rule actually kept away from the backup.
-  const rule = matchExclusion(spec.policy.exclude, facts, recipient);
-  if (rule) return { copy: false, reason: 'excluded', rule: rule.name };
+  const excluded = matchExclusion(spec.policy.exclude, facts, recipient);
+  if (excluded) return { copy: false, reason: 'excluded', rule: excluded.rule };
   return { copy: true, reason: due };
 }
