@@ -1,6 +1,7 @@
 // The scheduler's queues: per destination a ready queue of two FIFOs (like
 // qmgr's incoming and deferred queues) and one timer heap for retries.
 import type { Destination } from '../types.js';
+import type { Entry } from './entry.js';
 
 export interface Timer {
   at: number;
@@ -163,5 +164,58 @@ export class RetryTimers {
   stop(): void {
     this.stopped = true;
     clearTimeout(this.timer);
+  }
+}
+
+/** Both destinations' ready queues and the retry timers: where each message waits for its next attempt. */
+export class DeliveryQueues {
+  readonly ready: Record<Destination, ReadyQueue> = { primary: new ReadyQueue(), backup: new ReadyQueue() };
+  private readonly timers: RetryTimers;
+
+  constructor(
+    now: () => number,
+    private readonly get: (id: string) => Entry | undefined,
+    /** Called after retries became due. */
+    wake: () => void,
+  ) {
+    this.timers = new RetryTimers(now, (dest, id) => {
+      if (this.get(id)) this.ready[dest].pushRetry(id);
+    }, wake);
+  }
+
+  /**
+   * Puts `entry` in line at each destination where it has recipients pending
+   * and is neither in line nor in flight: the ready queue when its attempt is
+   * due, the timers otherwise. True when it is in flight somewhere or due now
+   * at a destination that is up (false: it only waits).
+   */
+  enqueue(entry: Entry, now: number, isDown: (dest: Destination) => boolean): boolean {
+    let soon = entry.busy.size > 0;
+    for (const dest of entry.pendingAt) {
+      const ds = entry.state.deliveries[dest]!;
+      if (ds.nextAttemptAt <= now && !isDown(dest)) soon = true;
+      if (entry.busy.has(dest) || entry.queued.has(dest)) continue;
+      entry.queued.add(dest);
+      if (ds.nextAttemptAt <= now) this.ready[dest].push(entry.id, ds.attempts);
+      else this.timers.push({ at: ds.nextAttemptAt, id: entry.id, dest });
+    }
+    return soon;
+  }
+
+  /** Every retry waiting for its time at `dest` is due now (Postfix's `postqueue -f`); returns how many waited. */
+  retryNow(dest: Destination): number {
+    const moved = this.timers.removeWhere((t) => t.dest === dest);
+    // Straight into the retry queue, still frozen: they are thawed one at a time as they are taken.
+    for (const t of moved) {
+      const e = this.get(t.id);
+      if (!e) continue;
+      if (e.closing || e.busy.has(dest) || !e.pendingAt.has(dest)) e.queued.delete(dest);
+      else this.ready[dest].pushRetry(e.id);
+    }
+    return moved.length;
+  }
+
+  stop(): void {
+    this.timers.stop();
   }
 }

@@ -1,5 +1,6 @@
 // What a delivery attempt, or the end of a message's retention, writes into
-// its per-recipient records. Pure: the scheduler counts, logs and persists.
+// its per-recipient records, and when a deferred destination is tried again.
+// Pure: the scheduler persists, report.ts counts and logs.
 import type { DestinationState, MessageState } from '../spool/state.js';
 import type { Destination, RecipientOutcome } from '../types.js';
 import { DESTINATIONS, Destinations } from './destinations.js';
@@ -11,12 +12,24 @@ export interface AttemptRecord {
   deferred: number;
   /** The longest retryAfterMs a deferral asked for (0: none). */
   retryAfter: number;
+  /** Some recipient was deferred: the next attempt is this far off (nextAttemptAt is set). */
+  retryInMs?: number;
   /** Every recipient's outcome, for the metrics. */
   statuses: Array<RecipientOutcome['status']>;
 }
 
-/** Records the outcomes of one attempt at `ds` for `recipients` (one without an outcome is deferred). */
-export function recordOutcomes(ds: DestinationState, recipients: readonly string[], outcomes: readonly RecipientOutcome[], now: number): AttemptRecord {
+/**
+ * Records the outcomes of one attempt at `ds` for `recipients` (one without an
+ * outcome is deferred) and counts the attempt; after a deferral the next one is
+ * `backoff(attempts)` away, or as far as the transport asked if that is longer.
+ */
+export function recordOutcomes(
+  ds: DestinationState,
+  recipients: readonly string[],
+  outcomes: readonly RecipientOutcome[],
+  now: number,
+  backoff: (attempts: number) => number,
+): AttemptRecord {
   const rec: AttemptRecord = { delivered: [], failed: [], deferred: 0, retryAfter: 0, statuses: [] };
   const byOutcome = new Map(outcomes.map((o) => [o.recipient, o]));
   for (const rcpt of recipients) {
@@ -34,6 +47,11 @@ export function recordOutcomes(ds: DestinationState, recipients: readonly string
       ds.lastError = o.detail;
       if (o.retryAfterMs) rec.retryAfter = Math.max(rec.retryAfter, o.retryAfterMs);
     }
+  }
+  ds.attempts++;
+  if (rec.deferred > 0) {
+    rec.retryInMs = Math.max(backoff(ds.attempts), rec.retryAfter);
+    ds.nextAttemptAt = now + rec.retryInMs;
   }
   return rec;
 }

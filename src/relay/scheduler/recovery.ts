@@ -7,15 +7,14 @@ import type { Destination, Transport } from '../types.js';
 import { DESTINATIONS } from './destinations.js';
 import type { Entry } from './entry.js';
 import { pendingRecipients } from './records.js';
+import type { SchedulerReport } from './report.js';
 
 export interface RecoveryDeps {
   transports: Record<Destination, Transport>;
   now: () => number;
   log: Logger;
-  /** The destination already has the message for `recipients`. */
-  found: (entry: Entry, dest: Destination, recipients: string[]) => void;
-  /** The recipient is retried and may receive the message twice. */
-  possibleDuplicate: (dest: Destination) => void;
+  /** Told of the copies the backup already has and of the recipients that may receive the message twice. */
+  report: Pick<SchedulerReport, 'copied' | 'possibleDuplicate'>;
 }
 
 /** Settles the in-flight attempts of `entry`; true when its state changed. */
@@ -39,9 +38,9 @@ export async function recoverAttempts(entry: Entry, d: RecoveryDeps): Promise<bo
       }
       if (known) {
         ds.recipients[rcpt] = { status: 'delivered', detail: 'found at destination after restart', at: d.now() };
-        d.found(entry, dest, [rcpt]);
+        if (dest === 'backup') void d.report.copied(entry.message, [rcpt]);
       } else {
-        d.possibleDuplicate(dest);
+        d.report.possibleDuplicate(dest);
       }
     }
     const unknown = pending.filter((r) => ds.recipients[r]?.status === 'pending');

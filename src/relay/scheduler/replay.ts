@@ -24,6 +24,13 @@ export class Replay {
     this.replayed = 0;
   }
 
+  /** A message was delivered to `dest`: counted as a copy during a failover, or as replayed while pacing. */
+  countDelivered(dest: 'primary' | 'backup', failoverActive: boolean): void {
+    if (dest === 'backup') {
+      if (failoverActive) this.toBackup++;
+    } else if (this.active) this.replayed++;
+  }
+
   get active(): boolean {
     return this.bucket !== null;
   }

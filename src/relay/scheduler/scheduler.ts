@@ -8,8 +8,9 @@
 // Parts: entry.ts (a message, frozen while it waits), queues.ts (ready FIFOs,
 // retry timers), destination-health.ts (suspension of a destination that does
 // not answer), backup.ts (backup copies due), records.ts (what an attempt
-// writes), recovery.ts (attempts in flight at a crash), replay.ts (the paced
-// replay after a failover, and its counts).
+// writes, the retry's backoff), recovery.ts (attempts in flight at a crash),
+// replay.ts (the paced replay after a failover, and its counts), sweep.ts
+// (retention, FailoverOnly deadlines), report.ts (metrics, audit, log lines).
 //
 // Data flows one way: the failover state is an input (its 'change' event); the
 // scheduler publishes its own numbers (facts()) for the admin snapshot.
@@ -23,16 +24,19 @@ import type { DeliveryFacts, FailoverState } from '../control/failover-state.js'
 import type { RelayMetrics } from '../metrics.js';
 import { messageDeadlineMs } from '../policy/policy.js';
 import type { Spool } from '../spool/spool.js';
-import type { DestinationState, MessageState } from '../spool/state.js';
+import type { MessageState } from '../spool/state.js';
 import type { Destination, RecipientOutcome, SpooledMessage, Transport } from '../types.js';
 import { decideBackupCopies } from './backup.js';
 import { DestinationHealth, isSessionFailure } from './destination-health.js';
-import { DESTINATIONS, Destinations } from './destinations.js';
+import { DESTINATIONS } from './destinations.js';
 import { Entry } from './entry.js';
-import { ReadyQueue, RetryTimers } from './queues.js';
+import { Messages } from './messages.js';
+import { DeliveryQueues } from './queues.js';
 import { expireRecipients, pendingDestinations, pendingRecipients, recordOutcomes } from './records.js';
 import { recoverAttempts } from './recovery.js';
 import { Replay } from './replay.js';
+import { SchedulerReport } from './report.js';
+import { sweepActions, type SweepRules } from './sweep.js';
 
 export interface SchedulerDeps {
   config: RelayConfig;
@@ -49,23 +53,21 @@ export interface SchedulerDeps {
 const perDestination = <T>(f: (d: Destination) => T): Record<Destination, T> => ({ primary: f('primary'), backup: f('backup') });
 
 export class Scheduler {
-  private readonly entries = new Map<string, Entry>();
-  private readonly ready = perDestination(() => new ReadyQueue());
+  private readonly entries = new Messages();
+  private readonly queues: DeliveryQueues;
   private readonly health: Record<Destination, DestinationHealth>;
-  private readonly timers: RetryTimers;
   private readonly inflight: Record<Destination, number> = { primary: 0, backup: 0 };
-  private readonly depth: Record<Destination, number> = { primary: 0, backup: 0 };
   private readonly running = new Tracked();
   private readonly abort = new AbortController();
   private readonly concurrency: Record<Destination, number>;
   private readonly now: () => number;
   private readonly random: () => number;
-  private readonly retentionMs: number;
-  private readonly deadlineMs: number;
+  private readonly sweepRules: Omit<SweepRules, 'backupDue'>;
   private readonly replay: Replay;
+  private readonly report: SchedulerReport;
+  private readonly backoff: (attempts: number) => number;
   private sweepTimer: NodeJS.Timeout | undefined;
   private stopped = false;
-  private readonly instance: string;
 
   constructor(private readonly d: SchedulerDeps) {
     this.now = d.now ?? Date.now;
@@ -75,16 +77,14 @@ export class Scheduler {
     this.health = perDestination(
       (dest) => new DestinationHealth(dest, { minBackoffMs: t.minBackoffMs, maxBackoffMs: t.maxBackoffMs, random: this.random, log: d.log, onResume: () => this.pump() }),
     );
-    this.timers = new RetryTimers(this.now, (dest, id) => {
-      if (this.entries.has(id)) this.ready[dest].pushRetry(id);
-    }, () => this.pump());
-    this.retentionMs = parseDuration(d.config.spec.relay.spool.retention);
-    this.deadlineMs = messageDeadlineMs(d.config.spec);
-    this.instance = d.config.instance;
+    this.queues = new DeliveryQueues(this.now, (id) => this.entries.get(id), () => this.pump());
+    this.sweepRules = { retentionMs: parseDuration(d.config.spec.relay.spool.retention), deadlineMs: messageDeadlineMs(d.config.spec) };
+    this.backoff = (n) => backoffMs(n, t.minBackoffMs, t.maxBackoffMs, this.random);
+    this.report = new SchedulerReport({ instance: d.config.instance, metrics: d.metrics, audit: d.audit, log: d.log, spool: d.spool });
     this.replay = new Replay(this.now, () => this.pump());
     // The failover state is an input: the scheduler reacts to its changes.
     d.failover.on('change', (snap, wasActive) => {
-      d.metrics.failoverActive.set({ instance: this.instance }, snap.active ? 1 : 0);
+      this.report.failoverActive(snap.active);
       if (snap.active) {
         if (!wasActive) this.replay.newFailover();
         this.sweep();
@@ -94,7 +94,7 @@ export class Scheduler {
       } else if (wasActive) this.startReplay(snap.replayMaxMessagesPerSecond);
       else if (this.replay.active) this.startReplay(snap.replayMaxMessagesPerSecond);
     });
-    d.metrics.failoverActive.set({ instance: this.instance }, d.failover.isActive ? 1 : 0);
+    this.report.failoverActive(d.failover.isActive);
   }
 
   /** The scheduler's own numbers, for the admin snapshot (the operator sums them over the relays). */
@@ -103,8 +103,8 @@ export class Scheduler {
       messagesToBackup: this.replay.toBackup,
       messagesReplayed: this.replay.replayed,
       replaying: this.replay.active,
-      queuedPrimary: this.depth.primary,
-      queuedBackup: this.depth.backup,
+      queuedPrimary: this.entries.depth.primary,
+      queuedBackup: this.entries.depth.backup,
       backup: this.health.backup.reachability,
     };
   }
@@ -112,7 +112,7 @@ export class Scheduler {
   start(): void {
     this.sweepTimer = setInterval(() => this.sweep(), this.d.config.tuning.sweepIntervalMs);
     this.sweepTimer.unref();
-    this.updateGauges();
+    this.report.gauges(this.entries.depth);
   }
 
   /**
@@ -123,7 +123,7 @@ export class Scheduler {
    */
   backlog(): number {
     let n = this.inflight.primary + this.inflight.backup;
-    for (const dest of DESTINATIONS) if (!this.isDown(dest)) n += this.ready[dest].freshLength;
+    for (const dest of DESTINATIONS) if (!this.isDown(dest)) n += this.queues.ready[dest].freshLength;
     return n;
   }
 
@@ -134,7 +134,7 @@ export class Scheduler {
 
   /** Messages with recipients still pending at `dest`. */
   queueDepth(dest: Destination): number {
-    return this.depth[dest];
+    return this.entries.depth[dest];
   }
 
   get size(): number {
@@ -155,22 +155,16 @@ export class Scheduler {
   private startReplay(rate: number): void {
     this.health.primary.resume();
     this.setReplayRate(rate);
-    const moved = this.timers.removeWhere((t) => t.dest === 'primary');
-    // Straight into the retry queue, still frozen: they are thawed one at a time as the pacing lets them go.
-    for (const t of moved) {
-      const e = this.entries.get(t.id);
-      if (!e) continue;
-      if (e.closing || e.busy.has('primary') || !e.pendingAt.has('primary')) e.queued.delete('primary');
-      else this.ready.primary.pushRetry(e.id);
-    }
-    this.d.log.info({ replay: moved.length, maxMessagesPerSecond: rate }, 'failover ended: replaying deferred mail to the primary');
+    // Thawed one at a time as the pacing lets them go.
+    const moved = this.queues.retryNow('primary');
+    this.d.log.info({ replay: moved, maxMessagesPerSecond: rate }, 'failover ended: replaying deferred mail to the primary');
     this.pump();
   }
 
   /** Takes a committed message (from inbound, with its body in memory if cached, or from the spool at start). */
   add(state: MessageState, opts: { recovered?: boolean; message?: SpooledMessage } = {}): void {
     const entry = new Entry(state, opts.message ?? this.d.spool.toMessage(state), this.d.spool);
-    this.entries.set(state.id, entry);
+    this.entries.add(entry);
     if (opts.recovered) void this.recover(entry);
     else this.evaluate(entry, false);
   }
@@ -183,20 +177,12 @@ export class Scheduler {
         transports: this.d.transports,
         now: this.now,
         log: this.d.log,
-        found: (e, dest, rcpts) => {
-          if (dest === 'backup') void this.auditCopy(e, rcpts);
-        },
-        possibleDuplicate: (dest) => this.d.metrics.possibleDuplicates.inc({ instance: this.instance, destination: dest }),
+        report: this.report,
       });
       this.evaluate(entry, dirty);
     } finally {
       entry.recovering = false;
     }
-  }
-
-  private auditCopy(entry: Entry, recipients: string[]): Promise<void> {
-    this.d.metrics.auditRecords.inc({ instance: this.instance, action: 'copied-to-backup' });
-    return this.d.audit.record(entry.message, recipients, 'copied-to-backup');
   }
 
   /**
@@ -211,68 +197,34 @@ export class Scheduler {
     const copies = decideBackupCopies(this.d.config.spec, st, entry.facts, this.d.failover.isActive, now);
     entry.undecided = copies.undecided;
     const dirty = dirtyIn || copies.dirty;
-    for (const [rule, rcpts] of copies.excluded) {
-      this.d.metrics.auditRecords.inc({ instance: this.instance, action: 'excluded' });
-      void this.d.audit.record(entry.message, rcpts, 'excluded', rule);
-      this.d.log.info({ id: st.id, messageId: st.messageId, rule, recipients: rcpts }, 'kept out of the backup by exclusion rule');
-    }
+    this.report.excluded(st, entry.message, copies.excluded);
     const { pendingAt, failed } = pendingDestinations(st);
-    this.setPending(entry, pendingAt);
+    this.entries.setPending(entry, pendingAt);
     if (pendingAt.size === 0 && entry.busy.size === 0) {
-      entry.closing = true;
-      this.entries.delete(st.id);
+      this.entries.close(entry);
       const done = failed
-        ? this.d.spool.moveToDead(st, 'rejected by a destination (see deliveries)', now, entry.message).then(() => {
-            this.d.log.warn({ id: st.id, messageId: st.messageId }, 'message moved to dead/: a destination refused it for good');
-          })
+        ? this.d.spool.moveToDead(st, 'rejected by a destination (see deliveries)', now, entry.message).then(() => this.report.movedToDead(st))
         : this.d.spool.remove(st, entry.message);
-      this.running.add(done.catch((e: unknown) => this.d.log.error({ id: st.id, err: (e as Error).message }, 'could not finish spool entry')));
-      this.updateGauges();
+      this.running.add(done.catch((e: unknown) => this.report.spoolError(st, 'could not finish spool entry', e)));
+      this.report.gauges(this.entries.depth);
       this.pump();
       return;
     }
     if (dirty) this.running.add(this.d.spool.saveState(st).catch(() => undefined));
     if (this.stopped) return;
-    this.enqueue(entry);
+    // Only waiting (a retry later, or a destination that is down): frozen, the body read from the file when its time comes.
+    if (!this.queues.enqueue(entry, this.now(), (dest) => this.isDown(dest))) entry.freeze();
     this.pump();
   }
 
-  private setPending(entry: Entry, now: Destinations): void {
-    for (const dest of DESTINATIONS) {
-      const had = entry.pendingAt.has(dest);
-      const has = now.has(dest);
-      if (had !== has) this.depth[dest] += has ? 1 : -1;
-    }
-    entry.pendingAt = now;
-  }
-
-  private enqueue(entry: Entry): void {
-    const now = this.now();
-    let soon = entry.busy.size > 0;
-    for (const dest of entry.pendingAt) {
-      const ds = entry.state.deliveries[dest]!;
-      if (ds.nextAttemptAt <= now && !this.isDown(dest)) soon = true;
-      if (entry.busy.has(dest) || entry.queued.has(dest)) continue;
-      entry.queued.add(dest);
-      if (ds.nextAttemptAt <= now) this.ready[dest].push(entry.id, ds.attempts);
-      else {
-        this.timers.push({ at: ds.nextAttemptAt, id: entry.id, dest });
-      }
-    }
-    // Only waiting (a retry later, or a destination that is down): frozen, the body read from the file when its time comes.
-    if (!soon) entry.freeze();
-  }
-
   /** The states of the messages in the queue (what the spool journal's compaction writes). */
-  *states(): Iterable<MessageState> {
-    for (const e of this.entries.values()) yield e.peek();
+  states(): Iterable<MessageState> {
+    return this.entries.states();
   }
 
   /** Messages frozen while they wait (for tests and the metrics). */
   get frozenCount(): number {
-    let n = 0;
-    for (const e of this.entries.values()) if (e.isFrozen) n++;
-    return n;
+    return this.entries.frozenCount;
   }
 
   private pump(): void {
@@ -281,9 +233,9 @@ export class Scheduler {
       if (this.health[dest].isSuspended(this.now())) continue;
       // A destination that is down gets one probing delivery at a time.
       const window = this.isDown(dest) ? 1 : this.concurrency[dest];
-      while (this.inflight[dest] < window && this.ready[dest].length > 0) {
+      while (this.inflight[dest] < window && this.queues.ready[dest].length > 0) {
         if (dest === 'primary' && !this.replay.admit()) break;
-        const id = this.ready[dest].take()!;
+        const id = this.queues.ready[dest].take()!;
         const entry = this.entries.get(id);
         if (!entry || entry.closing) continue;
         entry.queued.delete(dest);
@@ -291,7 +243,7 @@ export class Scheduler {
         this.running.add(this.deliver(entry, dest));
       }
     }
-    if (this.replay.active && !this.d.failover.isActive && this.depth.primary === 0 && this.inflight.primary === 0) {
+    if (this.replay.active && !this.d.failover.isActive && this.entries.depth.primary === 0 && this.inflight.primary === 0) {
       this.replay.setRate(null);
       this.d.log.info('replay to the primary finished');
     }
@@ -299,7 +251,7 @@ export class Scheduler {
 
   private async deliver(entry: Entry, dest: Destination): Promise<void> {
     const st = entry.state;
-    const ds = st.deliveries[dest] as DestinationState;
+    const ds = st.deliveries[dest]!;
     const recipients = pendingRecipients(ds);
     entry.busy.add(dest);
     this.inflight[dest]++;
@@ -317,30 +269,12 @@ export class Scheduler {
     }
     if (this.stopped && outcomes.every((o) => o.status === 'deferred')) return;
     const now = this.now();
-    const rec = recordOutcomes(ds, recipients, outcomes, now);
-    for (const outcome of rec.statuses) this.d.metrics.deliveries.inc({ instance: this.instance, destination: dest, outcome });
-    for (const { recipient, detail } of rec.failed) {
-      this.d.metrics.deadLettered.inc({ instance: this.instance, reason: 'rejected' });
-      this.d.log.warn({ id: st.id, messageId: st.messageId, destination: dest, recipient, detail }, 'recipient refused for good (dead-letter record)');
-    }
-    if (rec.delivered.length > 0) {
-      this.d.metrics.latency.observe({ instance: this.instance, destination: dest }, (now - st.receivedAt) / 1000);
-      if (dest === 'backup') {
-        void this.auditCopy(entry, rec.delivered);
-        if (this.d.failover.isActive) this.replay.toBackup++;
-      } else if (this.replay.active) {
-        this.replay.replayed++;
-      }
-    }
-    ds.attempts++;
+    const rec = recordOutcomes(ds, recipients, outcomes, now, this.backoff);
+    this.report.attempt(st, entry.message, dest, rec, now);
+    if (rec.delivered.length > 0) this.replay.countDelivered(dest, this.d.failover.isActive);
     this.d.spool.journal.finished(st.id, dest);
     this.health[dest].noteAttempt(rec.delivered.length === 0 && rec.deferred === recipients.length && isSessionFailure(outcomes), now);
-    if (rec.deferred > 0) {
-      const t = this.d.config.tuning;
-      const delay = Math.max(backoffMs(ds.attempts, t.minBackoffMs, t.maxBackoffMs, this.random), rec.retryAfter);
-      ds.nextAttemptAt = now + delay;
-      this.d.log.info({ id: st.id, destination: dest, deferred: rec.deferred, attempts: ds.attempts, retryInMs: delay, detail: ds.lastError }, 'delivery deferred');
-    }
+    if (rec.retryInMs !== undefined) this.report.deferred(st, dest, ds, rec);
     this.evaluate(entry, true);
   }
 
@@ -348,48 +282,26 @@ export class Scheduler {
   sweep(): void {
     if (this.stopped) return;
     const now = this.now();
-    for (const entry of [...this.entries.values()]) {
-      if (entry.closing) continue;
-      if (now - entry.receivedAt > this.retentionMs) {
-        if (entry.busy.size > 0 || entry.recovering) continue;
-        this.expire(entry, now);
-        continue;
-      }
-      // A backup copy may have become due (FailoverOnly: failover active, or the messageDeadline passed).
-      if (entry.undecided && entry.busy.size === 0 && !entry.recovering && entry.pendingAt.has('primary') && this.backupMayBeDue(entry, now)) this.evaluate(entry, false);
+    const backupDue = this.d.failover.isActive || this.d.config.spec.failover.manual === 'Active';
+    for (const [action, entry] of sweepActions(this.entries.values(), now, { ...this.sweepRules, backupDue })) {
+      if (action === 'expire') this.expire(entry, now);
+      else this.evaluate(entry, false);
     }
-    this.updateGauges();
-  }
-
-  private backupMayBeDue(entry: Entry, now: number): boolean {
-    const spec = this.d.config.spec;
-    return this.d.failover.isActive || spec.failover.manual === 'Active' || now - entry.receivedAt >= this.deadlineMs;
+    this.report.gauges(this.entries.depth);
   }
 
   private expire(entry: Entry, now: number): void {
     const st = entry.state;
-    entry.closing = true;
-    this.entries.delete(st.id);
-    this.setPending(entry, new Destinations());
-    const left = expireRecipients(st, this.d.config.spec.relay.spool.retention, now);
-    this.d.metrics.deadLettered.inc({ instance: this.instance, reason: 'retention' });
-    this.d.log.warn({ id: st.id, messageId: st.messageId, undelivered: left }, 'message older than spool retention moved to dead/');
-    this.running.add(
-      this.d.spool.moveToDead(st, 'retention expired', now, entry.message).catch((e: unknown) => this.d.log.error({ id: st.id, err: (e as Error).message }, 'could not move to dead/')),
-    );
-  }
-
-  private updateGauges(): void {
-    for (const dest of DESTINATIONS) this.d.metrics.queueDepth.set({ instance: this.instance, destination: dest }, this.depth[dest]);
-    this.d.metrics.spoolBytes.set({ instance: this.instance }, this.d.spool.bytes);
-    this.d.metrics.commitBatches.set({ instance: this.instance }, this.d.spool.dirSyncBatches);
+    this.entries.close(entry);
+    this.report.expired(st, expireRecipients(st, this.d.config.spec.relay.spool.retention, now));
+    this.running.add(this.d.spool.moveToDead(st, 'retention expired', now, entry.message).catch((e: unknown) => this.report.spoolError(st, 'could not move to dead/', e)));
   }
 
   /** Stops starting deliveries, aborts in-flight ones and waits (bounded) for them and for state writes. */
   async stop(timeoutMs = 10_000): Promise<void> {
     this.stopped = true;
     clearInterval(this.sweepTimer);
-    this.timers.stop();
+    this.queues.stop();
     this.replay.stop();
     for (const dest of DESTINATIONS) this.health[dest].stop();
     this.abort.abort();
@@ -399,7 +311,6 @@ export class Scheduler {
 
   /** For tests and the metrics: a copy of the in-memory state of one message. */
   inspect(id: string): MessageState | undefined {
-    const e = this.entries.get(id);
-    return e && (JSON.parse(JSON.stringify(e.peek())) as MessageState);
+    return this.entries.copy(id);
   }
 }
