@@ -18,6 +18,7 @@ import {
 } from '../../src/relay/transports/gmail/transport.js';
 import type { RecipientOutcome, SpooledMessage } from '../../src/relay/types.js';
 import { SCOPES, startGmailEmulator, type GmailEmulator } from '../harness/gmail-emulator.js';
+import { matches as matchesQuery, parseQuery } from '../harness/gmail-query.js';
 import { validSpec } from '../fixtures/mailcontinuity.js';
 
 jest.setTimeout(60_000);
@@ -499,6 +500,28 @@ describe('Gmail API transport', () => {
     const calls = gmailCalls();
     expect(await t.alreadyDelivered!(noId, 'alice@corp.example.com')).toBe(false);
     expect(gmailCalls()).toBe(calls);
+  });
+
+  it.each([
+    ['a OR in:anywhere', false],
+    ['x@y OR in:anywhere', false],
+    ['"a" OR in:anywhere', false],
+    ['{a in:anywhere}', false],
+    ['a}OR{in:anywhere@x', true],
+    ['-in:anywhere@x', true],
+    ['a)OR(in:anywhere@x', true],
+  ])('alreadyDelivered with the hostile Message-ID <%s>: no false "found" (searchable: %s)', async (hostile, searchable) => {
+    const t = transport();
+    const { message: other } = await spool();
+    expect((await t.deliver(other, other.rcptTo))[0]!.status).toBe('delivered');
+    const stored = copiesOf(ALICE, other.messageId!)[0]!;
+    // What the unescaped query did: at Gmail (and in the emulator) it selects messages that are not this one.
+    if (hostile.endsWith('OR in:anywhere')) expect(matchesQuery(parseQuery(`rfc822msgid:${hostile}`), stored)).toBe(true);
+    const { message } = await spool({ messageId: hostile });
+    expect(await t.alreadyDelivered!(message, 'alice@corp.example.com')).toBe(false);
+    expect((await t.deliver(message, message.rcptTo))[0]!.status).toBe('delivered');
+    // Once imported, a searchable ID is found; one Gmail cannot quote is "cannot tell" (a duplicate at worst).
+    expect(await t.alreadyDelivered!(message, 'alice@corp.example.com')).toBe(searchable);
   });
 
   it('alreadyDelivered answers false when gmail.readonly is not delegated, and imports still work', async () => {

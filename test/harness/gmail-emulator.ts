@@ -1,7 +1,8 @@
 // A strict emulator of Google's OAuth2 token endpoint (JWT bearer grant with
 // domain-wide delegation) and the subset of the Gmail API the relay uses:
 // users.messages.import (media and multipart upload, and the plain JSON `raw`
-// form) and users.messages.list with an rfc822msgid: query.
+// form) and users.messages.list with a search query (gmail-query.ts: the part
+// of Gmail's syntax that matters to an rfc822msgid: query, unescaped text included).
 //
 // It checks what Google checks, answers in Google's error shapes, charges
 // Gmail's quota units per user, and can inject faults (5xx, 429 storms,
@@ -10,6 +11,7 @@
 import { createPublicKey, generateKeyPairSync, randomBytes, verify, type KeyObject } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { matches as matchesQuery, parseQuery, QueryError } from './gmail-query.js';
 
 export const GOOGLE_TOKEN_URL = 'https://oauth2.googleapis.com/token';
 /** Audiences Google's token endpoint accepts in a JWT grant. */
@@ -687,24 +689,25 @@ export async function startGmailEmulator(opts: GmailEmulatorOptions = {}): Promi
       throw apiError(403, "Metadata scope does not support 'q' parameter", 'forbidden');
     }
     const includeSpamTrash = boolParam(url.searchParams, 'includeSpamTrash', 'include_spam_trash');
-    let wantedId: string | undefined;
+    let query: ReturnType<typeof parseQuery> | undefined;
     if (q !== null && q.trim() !== '') {
-      const m = /^\s*rfc822msgid:(\S+)\s*$/i.exec(q);
-      if (!m)
-        throw apiError(
-          400,
-          `The emulator supports only q=rfc822msgid:<id>, got ${JSON.stringify(q)}`,
-          'invalidArgument',
-        );
-      wantedId = m[1]!.replace(/^<|>$/g, '');
+      try {
+        query = parseQuery(q);
+      } catch (e) {
+        throw apiError(400, `Invalid query ${JSON.stringify(q)}: ${(e as Error).message}`, 'invalidArgument');
+      }
     }
     charge(user, UNITS.list);
-    const found = (mailboxes.get(user) ?? []).filter(
-      (m) =>
-        !m.deleted &&
-        (includeSpamTrash || !m.labelIds.some((l) => l === 'SPAM' || l === 'TRASH')) &&
-        (wantedId === undefined || m.rfc822MessageId === wantedId),
-    );
+    const found: StoredMessage[] = [];
+    for (const m of mailboxes.get(user) ?? []) {
+      if (m.deleted || (!includeSpamTrash && m.labelIds.some((l) => l === 'SPAM' || l === 'TRASH'))) continue;
+      try {
+        if (query === undefined || matchesQuery(query, m)) found.push(m);
+      } catch (e) {
+        if (e instanceof QueryError) throw apiError(400, e.message, 'invalidArgument');
+        throw e;
+      }
+    }
     found.reverse(); // newest first, as Gmail lists
     return found.length === 0
       ? { resultSizeEstimate: 0 }

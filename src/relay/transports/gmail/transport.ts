@@ -16,6 +16,7 @@ import { isLoopbackUrl } from '../../../lib/ip.js';
 import { messageFileStream } from '../../spool/queue-file.js';
 import type { RecipientOutcome, SpooledMessage, Transport } from '../../types.js';
 import { mapAddress } from '../address-map.js';
+import { dedupQuery } from './dedup-query.js';
 import { classifyGoogleError, oauthErrorOf, unreachableBecause, type BackupReachability } from './google-errors.js';
 import { MailboxPacing, type PacingOptions } from './pacing.js';
 import { ServiceAccountClients, readServiceAccount } from './service-account.js';
@@ -256,15 +257,17 @@ export class GmailApiTransport implements GmailTransport {
   /**
    * The Gmail id of a message with this Message-ID in the mailbox; null when
    * there is none; undefined when the service account may not search (no
-   * gmail.readonly delegation). Other errors throw.
+   * gmail.readonly delegation) or the ID cannot be searched safely (dedup-query.ts). Other errors throw.
    */
   private async findByMessageId(mailbox: string, messageId: string): Promise<string | null | undefined> {
+    const q = dedupQuery(messageId);
+    if (q === undefined) return undefined;
     this.pacing.chargeList(mailbox);
     try {
       const res = await this.gmail.users.messages.list(
         {
           userId: mailbox,
-          q: `rfc822msgid:${messageId}`,
+          q,
           includeSpamTrash: true,
           maxResults: 1,
           auth: this.clients.get(mailbox, GMAIL_READONLY_SCOPE) as unknown as gmail_v1.Params$Resource$Users$Messages$List['auth'],
