@@ -187,7 +187,7 @@ describe('Gmail API transport', () => {
   });
 
   it('imports into the mapped mailboxes with the labels, date header and neverMarkSpam', async () => {
-    const t = transport({ labelIds: ['INBOX', 'UNREAD', 'IMPORTANT'] });
+    const t = transport({ labelIds: ['INBOX', 'UNREAD', 'IMPORTANT'], neverMarkSpam: true });
     const { message, raw } = await spool({ to: ['alice@corp.example.com', 'ceo@corp.example.com'] });
     const outcomes = await t.deliver(message, message.rcptTo);
     expect(outcomes).toEqual([
@@ -214,7 +214,7 @@ describe('Gmail API transport', () => {
     const withLabel = transport({ labelIds: ['INBOX', label] });
     const one = await spool();
     expect((await withLabel.deliver(one.message, one.message.rcptTo))[0]!.status).toBe('delivered');
-    expect(copiesOf(ALICE, one.message.messageId!)[0]!.labelIds).toEqual(['INBOX', label]);
+    expect(copiesOf(ALICE, one.message.messageId!)[0]).toMatchObject({ labelIds: ['INBOX', label], neverMarkSpam: false }); // Gmail's spam filter on unless set
     const noLabels = transport({ labelIds: [], neverMarkSpam: false, processForCalendar: true });
     const two = await spool();
     expect((await noLabels.deliver(two.message, two.message.rcptTo))[0]!.status).toBe('delivered');

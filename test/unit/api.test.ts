@@ -27,7 +27,7 @@ describe('MailContinuitySpec', () => {
     });
     expect(spec.backup.gmail).toMatchObject({
       labelIds: ['INBOX', 'UNREAD'],
-      neverMarkSpam: true,
+      neverMarkSpam: false,
       serviceAccountSecretRef: { name: 'gmail-sa', key: 'credentials.json' },
     });
     expect(spec.policy.maxMessageBytes).toBe(35 * 1024 * 1024);

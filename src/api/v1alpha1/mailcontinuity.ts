@@ -270,8 +270,10 @@ const gmail = withRules(
         .describe('Gmail label IDs given to every imported message.'),
       neverMarkSpam: z
         .boolean()
-        .default(true)
-        .describe("Tell Gmail never to classify an imported message as spam (the relay's sender already filtered it)."),
+        .default(false)
+        .describe(
+          "Tell Gmail never to classify an imported message as spam. Off unless set: Gmail's spam filter stays a safety net for what the relay passes on.",
+        ),
       processForCalendar: z
         .boolean()
         .default(false)
@@ -295,7 +297,7 @@ const glob = z
   .string()
   .min(1)
   .max(320)
-  .describe('A case-insensitive glob: "*" matches any run of characters, "?" one character.');
+  .describe('A case-insensitive glob: "*" matches any run of characters, "?" one character, anything else itself. Matched in time linear in the value.');
 
 const excludeRule = withRules(
   z
@@ -306,8 +308,16 @@ const excludeRule = withRules(
         .max(63)
         .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a lower-case name such as "confidential"')
         .describe('Name of the rule, written to the audit log for every message it keeps out of Gmail.'),
-      sender: glob.optional().describe('Envelope sender glob, e.g. "*@hr.corp.example.com".'),
-      recipient: glob.optional().describe('Envelope recipient glob, e.g. "ceo@corp.example.com".'),
+      sender: glob
+        .optional()
+        .describe(
+          'Envelope sender (MAIL FROM) glob, e.g. "*@hr.corp.example.com", matched against the canonical address: the domain lower-cased without a trailing dot, a quoted local part unquoted when it needs no quotes.',
+        ),
+      recipient: glob
+        .optional()
+        .describe(
+          'Envelope recipient (RCPT TO) glob, e.g. "ceo@corp.example.com", matched against the canonical address ("ceo"@Corp.Example.com is ceo@corp.example.com). It keeps that recipient\'s copy out of Gmail; the copies of the message\'s other recipients still carry the whole message (its To and Cc, its body).',
+        ),
       header: z
         .object({
           name: z
@@ -315,8 +325,10 @@ const excludeRule = withRules(
             .min(1)
             .max(128)
             .regex(/^[!-9;-~]+$/, 'must be a header field name such as "Sensitivity"')
-            .describe('Header field name, matched case-insensitively.'),
-          value: glob.describe('Glob the header value must match, e.g. "Company-Confidential".'),
+            .describe('Header field name, matched case-insensitively; every occurrence of a repeated field counts.'),
+          value: glob.describe(
+            'Glob the header value must match, e.g. "Company-Confidential". The value is read as a mail client reads it: unfolded, RFC 2047 encoded words decoded, control characters dropped, white space runs as one space and trimmed; and again with comments removed and quoted strings unquoted. The rule matches when any reading of any occurrence matches. A value over 65536 characters is not evaluated: the rule applies.',
+          ),
         })
         .strict()
         .optional()
@@ -330,7 +342,9 @@ const excludeRule = withRules(
       message: 'an exclude rule needs at least one of sender, recipient or header',
     },
   ],
-).describe('Mail matching every given matcher of a rule never reaches Gmail.');
+).describe(
+  'Mail matching every given matcher of a rule never reaches Gmail. The whole header section is evaluated; a message whose header section does not end within 1 MiB is kept out of Gmail whatever the rules (audited as unevaluated).',
+);
 
 const policy = z
   .object({
