@@ -13,7 +13,7 @@
 import type { Logger } from 'pino';
 import { KIND, type MailContinuity } from '../api/v1alpha1/mailcontinuity.js';
 import { LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY } from './builders/common.js';
-import type { RelayGoogle } from './builders/index.js';
+import type { RelayAccess, RelayGoogle } from './builders/index.js';
 import { EventRecorder } from './events.js';
 import { Continuity } from './failover/continuity.js';
 import { PodDirectory, StaticDirectory, type RelayDirectory } from './failover/relays.js';
@@ -34,6 +34,8 @@ export interface ControllerOptions {
   defaultImage: string;
   /** Only for tests and the demo: the relays' Google clients go to these loopback URLs (relay config `google`). */
   relayGoogle?: RelayGoogle;
+  /** Who may reach the relays' admin and metrics port (their NetworkPolicy; default: no Pod). */
+  relayAccess?: RelayAccess;
   /** Watch only this namespace (default: all). */
   namespace?: string;
   workers: number;
@@ -138,6 +140,7 @@ export class Controller {
       fieldManager: opts.fieldManager,
       defaultImage: opts.defaultImage,
       relayGoogle: opts.relayGoogle,
+      relayAccess: opts.relayAccess,
       recorder: this.recorder,
       log,
       continuity: this.continuity,

@@ -8,6 +8,7 @@ import { parseDuration } from '../api/v1alpha1/formats.js';
 import type { RelayGoogle } from './builders/index.js';
 import { isLoopbackUrl } from '../lib/ip.js';
 import { Controller } from './controller.js';
+import { relayAccessFromFlags } from './flags.js';
 import { KubeClient } from './kube/client.js';
 import { LeaderElector } from './leader.js';
 import { operatorMetrics } from './metrics.js';
@@ -17,6 +18,12 @@ export const operatorUsage = `usage: mail-continuity operator [flags]
   --kubeconfig FILE              kubeconfig (default: in-cluster, then ~/.kube/config)
   --namespace NS                 watch only this namespace (default: all namespaces)
   --relay-image IMAGE            relay image when spec.relay.image is empty
+  --operator-namespace NS        the operator's namespace (default: $POD_NAMESPACE): its Pods may reach
+                                 the relays' admin port (the relay NetworkPolicy)
+  --operator-pod-labels K=V[,..] labels of the operator's Pods in that namespace (default: any Pod there)
+  --metrics-scraper-namespace-labels K=V[,..]
+  --metrics-scraper-pod-labels K=V[,..]
+                                 a metrics scraper that may reach the relays' /metrics (default: none)
   --workers N                    parallel reconciles (default 4)
   --metrics-bind-address ADDR    /metrics, /healthz, /readyz (default :8080; 0 disables)
   --leader-elect=false           run without leader election (one replica only)
@@ -64,6 +71,10 @@ export async function runOperator(argv: string[]): Promise<number> {
         type: 'string',
         default: process.env.RELAY_IMAGE ?? 'ghcr.io/mail-continuity/mail-continuity-operator:0.1.0',
       },
+      'operator-namespace': { type: 'string', default: process.env.POD_NAMESPACE },
+      'operator-pod-labels': { type: 'string' },
+      'metrics-scraper-namespace-labels': { type: 'string' },
+      'metrics-scraper-pod-labels': { type: 'string' },
       workers: { type: 'string', default: '4' },
       'metrics-bind-address': { type: 'string', default: ':8080' },
       'leader-elect': { type: 'string', default: 'true' },
@@ -104,6 +115,12 @@ export async function runOperator(argv: string[]): Promise<number> {
     resyncMs: duration('resync-period', values['resync-period']!),
     localRelays: values['local-relay'],
     relayGoogle: relayGoogle(values['relay-google-root-url'], values['relay-google-token-url']),
+    relayAccess: relayAccessFromFlags({
+      operatorNamespace: values['operator-namespace'],
+      operatorPodLabels: values['operator-pod-labels'],
+      scraperNamespaceLabels: values['metrics-scraper-namespace-labels'],
+      scraperPodLabels: values['metrics-scraper-pod-labels'],
+    }),
   });
 
   const stop = new AbortController();

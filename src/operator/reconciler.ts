@@ -25,7 +25,7 @@
 import type { Logger } from 'pino';
 import { randomBytes } from 'node:crypto';
 import type { MailContinuity } from '../api/v1alpha1/mailcontinuity.js';
-import { childNames, type RelayGoogle } from './builders/index.js';
+import { childNames, type RelayAccess, type RelayGoogle } from './builders/index.js';
 import type { Continuity } from './failover/continuity.js';
 import type { PlannedEvent } from './failover/plan.js';
 import type { EventRecorder } from './events.js';
@@ -52,6 +52,8 @@ export interface ReconcilerDeps {
   defaultImage: string;
   /** Only for tests and the demo: the relays' Google clients go to these loopback URLs (relay config `google`). */
   relayGoogle?: RelayGoogle;
+  /** Who may reach the relays' admin and metrics port (their NetworkPolicy). */
+  relayAccess?: RelayAccess;
   recorder: Pick<EventRecorder, 'record'>;
   log: Logger;
   /** The continuity sync loops (failover record, relays' numbers). */
@@ -98,7 +100,12 @@ export class Reconciler {
       return { outcome: 'Stalled', writes };
     }
 
-    const plan = decide(seen, { defaultImage: deps.defaultImage, relayGoogle: deps.relayGoogle, now });
+    const plan = decide(seen, {
+      defaultImage: deps.defaultImage,
+      relayGoogle: deps.relayGoogle,
+      relayAccess: deps.relayAccess,
+      now,
+    });
     await this.failoverPhase(seen, plan);
     if (plan.secretProblems.length > 0) {
       if (plan.stallEvent) await this.recordEvents(seen.mc, [plan.stallEvent]);

@@ -37,6 +37,7 @@ const childNames = (name: string) => ({
   Service: `${name}-relay`,
   StatefulSet: `${name}-relay`,
   PodDisruptionBudget: `${name}-relay`,
+  NetworkPolicy: `${name}-relay`,
 });
 
 async function createMc(name: string, mutate: (s: ReturnType<typeof validSpec>) => void = () => {}): Promise<MC> {

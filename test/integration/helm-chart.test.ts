@@ -79,6 +79,7 @@ const expectedRules = [
   },
   { apiGroups: ['apps'], resources: ['statefulsets'], verbs: ['list', 'watch', 'create', 'patch'] },
   { apiGroups: ['policy'], resources: ['poddisruptionbudgets'], verbs: ['list', 'watch', 'create', 'patch'] },
+  { apiGroups: ['networking.k8s.io'], resources: ['networkpolicies'], verbs: ['list', 'watch', 'create', 'patch'] },
   { apiGroups: [''], resources: ['pods'], verbs: ['list', 'watch'] },
   { apiGroups: [''], resources: ['events'], verbs: ['create', 'patch'] },
 ];
@@ -124,8 +125,12 @@ describe('helm lint and template', () => {
         `--leader-election-namespace=${NS}`,
         '--leader-election-id=mco-mail-continuity-operator',
         '--metrics-bind-address=:8080',
+        // The relays' NetworkPolicy admits these Pods to the admin port.
+        `--operator-namespace=${NS}`,
+        '--operator-pod-labels=app.kubernetes.io/name=mail-continuity-operator,app.kubernetes.io/instance=mco',
       ]),
     );
+    expect(c.args.some((a: string) => a.startsWith('--metrics-scraper-'))).toBe(false);
     expect(c.args.some((a: string) => a.startsWith('--namespace='))).toBe(false);
     expect(c.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'http-metrics' });
     expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'http-metrics' });
@@ -214,6 +219,19 @@ describe('helm lint and template', () => {
     expect(one(single, 'Deployment').spec.template.spec.containers[0].args).toContain('--leader-elect=false');
     expect(find(single, 'PodDisruptionBudget')).toHaveLength(0);
     expect(find(single, 'Role')).toHaveLength(0);
+  });
+
+  it('relayNetworkPolicy.metricsScraper: the scraper selectors as operator flags', () => {
+    const objs = render(
+      'relayNetworkPolicy.metricsScraper.namespaceSelector.kubernetes\\.io/metadata\\.name=monitoring',
+      'relayNetworkPolicy.metricsScraper.podSelector.app=prometheus',
+    );
+    expect(one(objs, 'Deployment').spec.template.spec.containers[0].args).toEqual(
+      expect.arrayContaining([
+        '--metrics-scraper-namespace-labels=kubernetes.io/metadata.name=monitoring',
+        '--metrics-scraper-pod-labels=app=prometheus',
+      ]),
+    );
   });
 
   it('monitoring: ServiceMonitor, relay PodMonitor, PrometheusRule with the alerts, dashboard ConfigMap', () => {

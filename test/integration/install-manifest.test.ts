@@ -155,7 +155,7 @@ describe('deploy/install.yaml', () => {
       () => {
         const names = cp.kubectl([
           'get',
-          'statefulset,service,configmap,secret,serviceaccount,pdb',
+          'statefulset,service,configmap,secret,serviceaccount,pdb,networkpolicy',
           '-n',
           APP_NS,
           '-o',
@@ -167,6 +167,7 @@ describe('deploy/install.yaml', () => {
           'secret/corp-relay-admin',
           'serviceaccount/corp-relay',
           'poddisruptionbudget.policy/corp-relay',
+          'networkpolicy.networking.k8s.io/corp-relay',
           'service/corp-relay',
         ].every((n) => names.includes(n));
       },

@@ -26,6 +26,7 @@ describe('builders', () => {
   it('builds every child, in apply order, each with a controller ownerReference and our labels', () => {
     expect(children.map((c) => `${c.kind}/${c.metadata.name}`)).toEqual([
       'ServiceAccount/corp-relay',
+      'NetworkPolicy/corp-relay',
       'Secret/corp-relay-admin',
       'ConfigMap/corp-relay-config',
       'Service/corp-relay-pods',

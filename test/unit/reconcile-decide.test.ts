@@ -28,6 +28,7 @@ describe('decide', () => {
     const seen = live();
     expect(decide(seen, opts).apply.map((a) => `${a.reason} ${a.child.kind}/${a.child.metadata.name}`)).toEqual([
       'missing ServiceAccount/corp-relay',
+      'missing NetworkPolicy/corp-relay',
       'missing Secret/corp-relay-admin',
       'missing ConfigMap/corp-relay-config',
       'missing Service/corp-relay-pods',

@@ -31,6 +31,13 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
+{{/* A map of labels as a flag value: k=v,k=v (sorted). */}}
+{{- define "mco.labelList" -}}
+{{- $pairs := list }}
+{{- range $k, $v := . }}{{ $pairs = append $pairs (printf "%s=%s" $k $v) }}{{ end }}
+{{- join "," $pairs }}
+{{- end }}
+
 {{- define "mco.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
 {{- default (include "mco.fullname" .) .Values.serviceAccount.name }}

@@ -27,6 +27,7 @@ export function childNames(mc: MailContinuity) {
     adminToken: `${base}-admin`,
     serviceAccount: base,
     pdb: base,
+    networkPolicy: base,
   };
 }
 

@@ -8,6 +8,7 @@ export const CONFIGMAPS: ResourceType = { apiVersion: 'v1', resource: 'configmap
 export const SECRETS: ResourceType = { apiVersion: 'v1', resource: 'secrets', namespaced: true };
 export const SERVICEACCOUNTS: ResourceType = { apiVersion: 'v1', resource: 'serviceaccounts', namespaced: true };
 export const PDBS: ResourceType = { apiVersion: 'policy/v1', resource: 'poddisruptionbudgets', namespaced: true };
+export const NETWORKPOLICIES: ResourceType = { apiVersion: 'networking.k8s.io/v1', resource: 'networkpolicies', namespaced: true };
 export const PODS: ResourceType = { apiVersion: 'v1', resource: 'pods', namespaced: true };
 export const EVENTS: ResourceType = { apiVersion: 'v1', resource: 'events', namespaced: true };
 export const LEASES: ResourceType = { apiVersion: 'coordination.k8s.io/v1', resource: 'leases', namespaced: true };
@@ -20,4 +21,5 @@ export const CHILD_TYPES: Record<string, ResourceType> = {
   Service: SERVICES,
   StatefulSet: STATEFULSETS,
   PodDisruptionBudget: PDBS,
+  NetworkPolicy: NETWORKPOLICIES,
 };

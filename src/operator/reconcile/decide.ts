@@ -5,7 +5,7 @@
 // operator own (PrimaryHealthy, FailoverActive, BackupReachable), and how
 // many relay replicas the StatefulSet gets (scale-down.ts: relays drain first).
 import type { Condition, MailContinuityStatus } from '../../api/v1alpha1/mailcontinuity.js';
-import { buildChildren, childNames, type RelayGoogle } from '../builders/index.js';
+import { buildChildren, childNames, type RelayAccess, type RelayGoogle } from '../builders/index.js';
 import { backupReachableCondition } from '../failover/backup.js';
 import { planFailover, type FailoverRecord, type PlannedEvent } from '../failover/plan.js';
 import { HealthTracker, primaryHealthyCondition, primaryStatus } from '../health/hysteresis.js';
@@ -39,6 +39,8 @@ export interface DecideOptions {
   defaultImage: string;
   /** Only for tests and the demo: the relays' Google clients go to these loopback URLs (relay config `google`). */
   relayGoogle?: RelayGoogle;
+  /** Who may reach the relays' admin and metrics port (the NetworkPolicy). */
+  relayAccess?: RelayAccess;
   now: Date;
 }
 
@@ -85,7 +87,13 @@ export function decide(seen: Live, opts: DecideOptions): Plan {
 
   const apply: Plan['apply'] = [];
   if (problems.length === 0) {
-    const built = buildChildren(mc, { defaultImage: opts.defaultImage, relayGoogle: opts.relayGoogle, adminToken: seen.adminToken, relayReplicas: scale.replicas });
+    const built = buildChildren(mc, {
+      defaultImage: opts.defaultImage,
+      relayGoogle: opts.relayGoogle,
+      relayAccess: opts.relayAccess,
+      adminToken: seen.adminToken,
+      relayReplicas: scale.replicas,
+    });
     for (const child of built) {
       const current = seen.current.get(childKey(child.kind, child.metadata.name));
       if (!current || !isSubset(child, current)) apply.push({ child, reason: current ? 'drift' : 'missing' });

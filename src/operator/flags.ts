@@ -1,0 +1,42 @@
+// Operator flags that are more than a string: label sets (the NetworkPolicy's
+// peers). Each error names the flag and the expected form.
+import type { RelayAccess } from './builders/index.js';
+
+const LABEL_KEY = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
+const LABEL_VALUE = /^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$/;
+
+/** `a=b,c=d` as labels; empty or absent: undefined. */
+export function parseLabels(flag: string, text: string | undefined): Record<string, string> | undefined {
+  if (text === undefined || text.trim() === '') return undefined;
+  const labels: Record<string, string> = {};
+  for (const pair of text.split(',')) {
+    const eq = pair.indexOf('=');
+    const key = pair.slice(0, eq).trim();
+    const value = pair.slice(eq + 1).trim();
+    if (eq < 0 || !LABEL_KEY.test(key) || !LABEL_VALUE.test(value)) {
+      throw new Error(`--${flag}: "${pair}" is not a label such as app.kubernetes.io/name=mail-continuity-operator (KEY=VALUE[,KEY=VALUE...])`);
+    }
+    labels[key] = value;
+  }
+  return labels;
+}
+
+export interface AccessFlags {
+  operatorNamespace?: string;
+  operatorPodLabels?: string;
+  scraperNamespaceLabels?: string;
+  scraperPodLabels?: string;
+}
+
+/** Who may reach the relays' HTTP port, from the flags. */
+export function relayAccessFromFlags(f: AccessFlags): RelayAccess {
+  const podLabels = parseLabels('operator-pod-labels', f.operatorPodLabels);
+  const namespaceLabels = parseLabels('metrics-scraper-namespace-labels', f.scraperNamespaceLabels);
+  const scraperPods = parseLabels('metrics-scraper-pod-labels', f.scraperPodLabels);
+  return {
+    ...(f.operatorNamespace ? { operator: { namespace: f.operatorNamespace, podLabels: podLabels ?? {} } } : {}),
+    ...(namespaceLabels || scraperPods
+      ? { metricsScraper: { ...(namespaceLabels ? { namespaceLabels } : {}), ...(scraperPods ? { podLabels: scraperPods } : {}) } }
+      : {}),
+  };
+}
