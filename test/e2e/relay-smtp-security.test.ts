@@ -44,6 +44,16 @@ async function session(port: number): Promise<RawSmtp> {
   return s;
 }
 
+/** A self-signed certificate for the relay's STARTTLS, made once. */
+async function tlsFiles(): Promise<{ tlsCert: string; tlsKey: string }> {
+  const tlsCert = join(dir, 'tls.crt');
+  const tlsKey = join(dir, 'tls.key');
+  if (!(await readdir(dir)).includes('tls.crt')) {
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', tlsKey, '-out', tlsCert, '-days', '2', '-subj', '/CN=relay.test'], { stdio: 'ignore' });
+  }
+  return { tlsCert, tlsKey };
+}
+
 async function spoolFiles(r: Relay): Promise<string[]> {
   return readdir(join(r.config.paths.spool, 'queue'));
 }
@@ -197,10 +207,7 @@ describe('relay SMTP security', () => {
   }, 90_000);
 
   it('STARTTLS offered with a certificate; requireTLS answers 530 5.7.0 before it; swaks with TLS gets through', async () => {
-    const cert = join(dir, 'tls.crt');
-    const key = join(dir, 'tls.key');
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=relay.test'], { stdio: 'ignore' });
-    const r = await relay({ spec: { relay: { acceptFrom: ['127.0.0.0/8'], requireTLS: true, tlsSecretRef: { name: 'relay-tls' } } }, paths: { tlsCert: cert, tlsKey: key } });
+    const r = await relay({ spec: { relay: { acceptFrom: ['127.0.0.0/8'], requireTLS: true, tlsSecretRef: { name: 'relay-tls' } } }, paths: await tlsFiles() });
     const s = await RawSmtp.open(r.smtpPort);
     await s.reply();
     const ehlo = await s.cmd('EHLO client.partner.example.net');
@@ -212,6 +219,20 @@ describe('relay SMTP security', () => {
     expect(tlsOk.code).toBe(0);
     const msgs = await postfix.waitFor((m) => m.some((x) => x.messageId === 'tls@partner.example.net'), 30_000, 'tls message');
     expect(msgs.find((x) => x.messageId === 'tls@partner.example.net')!.raw).toMatch(/with ESMTPS id/);
+  }, 60_000);
+
+  it('STARTTLS sessions end like plain ones: after more TLS sessions in a row from one address than maxClientsPerAddress, the next still gets 220 and 250', async () => {
+    const r = await relay({ spec: { relay: { acceptFrom: ['127.0.0.0/8'], tlsSecretRef: { name: 'relay-tls' } } }, paths: await tlsFiles(), tuning: { maxClientsPerAddress: 3 } });
+    for (let i = 0; i < 6; i++) {
+      const t = await swaks({ port: r.smtpPort, to: 'alice@corp.example.com', extra: ['--tls', '--quit-after', 'RCPT'] });
+      expect({ session: i, code: t.code }).toEqual({ session: i, code: 0 });
+      expect(t.transcript).toMatch(/^<~ +250 /m); // "<~": read over TLS
+    }
+    const s = await RawSmtp.open(r.smtpPort);
+    expect(await s.reply()).toMatch(/^220 /);
+    expect(await s.cmd('EHLO client.partner.example.net')).toMatch(/^250/);
+    expect(await s.cmd('MAIL FROM:<a@partner.example.net>')).toMatch(/^250/);
+    s.close();
   }, 60_000);
 
   it('backpressure: with the delivery backlog over its bound, MAIL waits backlogWaitMs, then gets 451 4.3.2; a MAIL held while it drains gets 250', async () => {

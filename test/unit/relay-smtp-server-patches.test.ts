@@ -2,13 +2,31 @@
 // real SMTPServer: the private member exists with the shape the patch assumes,
 // and the patch's effect is seen by a client. When an upgrade of smtp-server
 // moves one of them, this file fails.
-import { afterEach, describe, expect, it } from '@jest/globals';
+import { afterAll, afterEach, describe, expect, it } from '@jest/globals';
+import { execFileSync } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
 import * as patch from '../../src/relay/inbound/smtp-server-patches.js';
-import { RawSmtp } from '../harness/smtp-tools.js';
+import { RawSmtp, swaks } from '../harness/smtp-tools.js';
 import { waitUntil } from '../harness/wait.js';
 
 const servers: SMTPServer[] = [];
+let tlsDir: string | undefined;
+
+afterAll(async () => {
+  if (tlsDir) await rm(tlsDir, { recursive: true, force: true });
+});
+
+/** A self-signed certificate for STARTTLS. */
+async function tlsFiles(): Promise<{ key: Buffer; cert: Buffer }> {
+  tlsDir ??= await mkdtemp(join(tmpdir(), 'smtp-patches-'));
+  const key = join(tlsDir, 'tls.key');
+  const cert = join(tlsDir, 'tls.crt');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=relay.test'], { stdio: 'ignore' });
+  return { key: await readFile(key), cert: await readFile(cert) };
+}
 const clients: RawSmtp[] = [];
 
 afterEach(async () => {
@@ -51,17 +69,27 @@ describe('smtp-server patches', () => {
     expect(patch.connectedClients(server)).toBe(1);
   });
 
-  it('onSocketClose: connection._socket emits close once when the client goes away', async () => {
+  it('onClose: connection._onClose runs when the client goes away, once, in plain SMTP and after STARTTLS', async () => {
     let closed = 0;
-    const { server, port } = await start((c) => {
-      expect(typeof c._socket.once).toBe('function');
-      patch.onSocketClose(c, () => closed++);
-    });
+    const tls = await tlsFiles();
+    const { server, port } = await start(
+      (c) => {
+        expect(typeof c._onClose).toBe('function');
+        patch.onClose(c, () => closed++);
+      },
+      { disabledCommands: ['AUTH'], key: tls.key, cert: tls.cert },
+    );
     const c = await connect(port);
     clients.pop();
     c.write('QUIT\r\n');
     await c.reply();
     await waitUntil('the close hook', 5000, () => closed === 1);
+    expect(patch.connectedClients(server)).toBe(0);
+    // STARTTLS calls removeAllListeners() on the plain socket: a hook there never hears of this session's end.
+    const r = await swaks({ port, to: 'a@example.net', extra: ['--tls', '--quit-after', 'TLS'] });
+    expect(r.code).toBe(0);
+    expect(r.transcript).toMatch(/^<~ +221 /m); // "<~": read over TLS
+    await waitUntil('the close hook after STARTTLS', 5000, () => closed === 2);
     expect(patch.connectedClients(server)).toBe(0);
   });
 

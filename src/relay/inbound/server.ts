@@ -120,7 +120,7 @@ export async function startInbound(deps: InboundDeps): Promise<Inbound> {
   patch.onNewConnection(server, (c) => {
     const addr = c.remoteAddress;
     clients.opened(c.id, addr);
-    patch.onSocketClose(c, () => clients.closed(c.id, addr));
+    patch.onClose(c, () => clients.closed(c.id, addr));
     const send = patch.originalSend(c);
     patch.rewriteSizeRefusal(c, `5.3.4 Message size exceeds fixed maximum message size (${maxBytes} bytes)`, () => reject('size'));
     patch.guardLineLength(c, t.maxLineLength, () => {

@@ -6,7 +6,8 @@
 //
 //   server.connections (Set)        connected clients; `add` is hooked to see each new one
 //   server.server                   the net.Server, for the port actually bound
-//   connection._socket 'close'      the client went away (per-address count, DATA abort)
+//   connection._onClose             the client went away (per-address count, DATA abort), also after
+//                                   STARTTLS (which removes every listener of the plain socket)
 //   connection.send(code, data, ctx) the SIZE refusal's text, a goodbye at shutdown
 //   connection._parser._write       the line-length guard (sees the plaintext, also after STARTTLS)
 //   connection.init / _setListeners / connectionReady   the greeting without smtp-server's 100 ms pause
@@ -19,7 +20,7 @@ import type { SMTPServer } from 'smtp-server';
 export interface PatchedConnection {
   id: string;
   remoteAddress: string;
-  _socket: NodeJS.EventEmitter;
+  _onClose: (...args: unknown[]) => void;
   _parser: { _write: (chunk: Buffer, enc: string, next: (err?: Error) => void) => void };
   send: (code: number, data?: string | string[], context?: unknown) => void;
   close: () => void;
@@ -40,9 +41,22 @@ export function onNewConnection(server: SMTPServer, hook: (c: PatchedConnection)
   };
 }
 
-/** Calls `onClose` once when the client's socket closes. */
-export function onSocketClose(c: PatchedConnection, onClose: () => void): void {
-  c._socket.once('close', onClose);
+/**
+ * Calls `hook` once when the client goes away. smtp-server's STARTTLS calls
+ * removeAllListeners() on the plain socket, so a listener there would never hear
+ * of a TLS session's end: the connection's own close handler is hooked instead
+ * (smtp-server calls it from the plain socket's and the TLS socket's 'close').
+ */
+export function onClose(c: PatchedConnection, hook: () => void): void {
+  const close = c._onClose.bind(c);
+  let done = false;
+  c._onClose = (...args) => {
+    if (!done) {
+      done = true;
+      hook();
+    }
+    return close(...args);
+  };
 }
 
 /** smtp-server's own send, before any patch: for replies the patches make themselves. */
