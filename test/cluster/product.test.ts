@@ -200,7 +200,8 @@ describe('the operator', () => {
       expect({ code: r.code, transcript: r.transcript }).toMatchObject({ code: 0 });
       held.push(id);
     }
-    p.apply(specWith({ relay: { ...demo.spec.relay, replicas: 1 } }));
+    // The spec as the test before left it, with one replica fewer: the relay config does not change.
+    p.apply(specWith({ recovery: { maxMessagesPerSecond: 25 }, relay: { ...demo.spec.relay, replicas: 1 } }));
     const draining = await waitFor(
       'Reconciling=True DrainingRelays naming corp-relay-1',
       () => {
