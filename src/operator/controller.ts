@@ -2,6 +2,7 @@
 // cert-manager's controllers do, it says which event enqueues which key:
 //   - a MailContinuity changes               -> that MailContinuity;
 //   - an owned child changes or disappears   -> its controller owner;
+//   - an object named like a child, not ours -> the MailContinuity it blocks;
 //   - a Secret changes or disappears         -> every MailContinuity in its
 //                                               namespace that references it;
 //   - the primary's health verdict changes,
@@ -13,7 +14,7 @@
 import type { Logger } from 'pino';
 import { KIND, type MailContinuity } from '../api/v1alpha1/mailcontinuity.js';
 import { LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY } from './builders/common.js';
-import type { RelayAccess, RelayGoogle } from './builders/index.js';
+import { childNames, type RelayAccess, type RelayGoogle } from './builders/index.js';
 import { EventRecorder } from './events.js';
 import { Continuity } from './failover/continuity.js';
 import { PodDirectory, StaticDirectory, type RelayDirectory } from './failover/relays.js';
@@ -155,7 +156,14 @@ export class Controller {
 
   private enqueueOwner(obj: KubeObject) {
     const owner = obj.metadata.ownerReferences?.find((r) => r.controller && r.kind === KIND);
-    if (owner) this.queue.add(`${obj.metadata.namespace}/${owner.name}`);
+    if (owner) {
+      this.queue.add(`${obj.metadata.namespace}/${owner.name}`);
+      return;
+    }
+    // Not ours but named like a child (in the way of a MailContinuity, which stalls until it goes).
+    for (const mc of this.mailContinuities.list(obj.metadata.namespace)) {
+      if (Object.values(childNames(mc)).includes(obj.metadata.name)) this.queue.add(keyOf(mc));
+    }
   }
 
   private enqueueReferrers(secret: KubeObject) {
@@ -198,6 +206,7 @@ export class Controller {
         end({ result: result.outcome });
         metrics.reconciles.inc({ result: result.outcome });
         this.queue.forget(key);
+        if (result.requeueAfterMs !== undefined) this.queue.addAfter(key, result.requeueAfterMs);
         if (result.writes > 0) log.info({ key, outcome: result.outcome, writes: result.writes }, 'reconciled');
       } catch (err) {
         end({ result: 'Error' });

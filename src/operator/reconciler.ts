@@ -30,9 +30,10 @@ import type { Continuity } from './failover/continuity.js';
 import type { PlannedEvent } from './failover/plan.js';
 import type { EventRecorder } from './events.js';
 import type { PrimarySpec } from './health/probe.js';
-import type { KubeClient } from './kube/client.js';
+import type { KubeClient, KubeObject } from './kube/client.js';
 import { CHILD_TYPES, MAILCONTINUITIES } from './kube/resources.js';
 import { decide, type Plan } from './reconcile/decide.js';
+import { notOwnedStall, stallEvent } from './reconcile/ownership.js';
 import { childKey, gather, type Caches, type HealthSource, type Live } from './reconcile/gather.js';
 import { computeStatus, statusChanged, type StatusInputs } from './status.js';
 
@@ -69,7 +70,12 @@ export interface ReconcileResult {
   /** What happened, for logs and metrics. */
   outcome: 'Gone' | 'Stalled' | 'Applied' | 'UpToDate';
   writes: number;
+  /** Look again after this long (an object in the way that no cache may show leaving). */
+  requeueAfterMs?: number;
 }
+
+/** How often a resource stalled on a child it does not own looks again. */
+export const NOT_OWNED_RECHECK_MS = 30_000;
 
 const randomToken = () => randomBytes(32).toString('base64url');
 
@@ -107,9 +113,16 @@ export class Reconciler {
       now,
     });
     await this.failoverPhase(seen, plan);
-    if (plan.secretProblems.length > 0) {
+    if (plan.secretProblems.length === 0 && !plan.stall) {
+      // Children missing from the cache may still exist (not labelled as ours, or the cache is
+      // behind): read them, and adopt none that is not ours.
+      plan.stall = notOwnedStall(seen.mc, await this.existing(plan));
+      if (plan.stall) plan.stallEvent = stallEvent(seen.mc, plan.stall);
+    }
+    if (plan.secretProblems.length > 0 || plan.stall) {
       if (plan.stallEvent) await this.recordEvents(seen.mc, [plan.stallEvent]);
-      return { outcome: 'Stalled', writes: await this.statusPhase(seen, plan, now) };
+      const writes = await this.statusPhase(seen, plan, now);
+      return { outcome: 'Stalled', writes, ...(plan.stall ? { requeueAfterMs: NOT_OWNED_RECHECK_MS } : {}) };
     }
     let writes = 0;
     let applyError: string | undefined;
@@ -138,6 +151,16 @@ export class Reconciler {
     for (const e of events) await this.deps.recorder.record(mc, e.type, e.reason, e.message);
   }
 
+  /** The children the cache lacks that exist in the API all the same. */
+  private async existing(plan: Plan): Promise<KubeObject[]> {
+    const found: KubeObject[] = [];
+    for (const { child } of plan.apply.filter((a) => a.reason === 'missing')) {
+      const obj = await this.deps.client.findByName(CHILD_TYPES[child.kind]!, child.metadata.namespace, child.metadata.name);
+      if (obj) found.push({ ...obj, kind: child.kind });
+    }
+    return found;
+  }
+
   /** Applies the children that are missing or differ from the cache; returns the number of writes. */
   private async childrenPhase(seen: Live, plan: Plan): Promise<number> {
     const { client, fieldManager, log } = this.deps;
@@ -164,6 +187,7 @@ export class Reconciler {
       seen.mc,
       {
         secretProblems: plan.secretProblems,
+        stall: plan.stall,
         applyError,
         statefulSet: sts && { ...sts.status, generation: sts.metadata.generation },
         extraConditions: plan.conditions,

@@ -1,6 +1,7 @@
 // The status of a MailContinuity, computed in one place from gathered inputs
 // (kstatus semantics, as Flux does):
-//   Stalled=True      a human must act (a referenced Secret is missing);
+//   Stalled=True      a human must act (a referenced Secret is missing, a child
+//                     exists that the operator does not own);
 //   Reconciling=True  work in flight (children being applied, relays draining
 //                     before a scale-down, relay pods not ready);
 //   Ready=True        last, when the relay is applied and all replicas are ready.
@@ -21,9 +22,17 @@ export interface SecretProblem {
   missingKey?: string;
 }
 
+/** A condition a human must act on: Stalled=True and Ready=False with this reason and message. */
+export interface Stall {
+  reason: string;
+  message: string;
+}
+
 export interface StatusInputs {
   mc: MailContinuity;
   secretProblems: SecretProblem[];
+  /** Another reason a human must act (a child the operator does not own, a relay image not allowed). */
+  stall?: Stall;
   /** The spec does not parse (an object written before the CRD schema said no). */
   invalidSpec?: string;
   /** A failed apply of the children (transient: retried with backoff). */
@@ -73,6 +82,13 @@ export function desiredConditions(inputs: StatusInputs): NewCondition[] {
   if (inputs.secretProblems.length > 0) {
     const message = inputs.secretProblems.map((p) => describeSecretProblem(p, mc.metadata.namespace)).join('; ');
     const reason = inputs.secretProblems.every((p) => p.missingKey) ? 'SecretKeyMissing' : 'SecretNotFound';
+    return [
+      { type: STALLED, status: 'True', reason, message },
+      { type: READY, status: 'False', reason, message },
+    ];
+  }
+  if (inputs.stall) {
+    const { reason, message } = inputs.stall;
     return [
       { type: STALLED, status: 'True', reason, message },
       { type: READY, status: 'False', reason, message },

@@ -8,7 +8,7 @@ import { Controller } from '../../src/operator/controller.js';
 import { PodDirectory } from '../../src/operator/failover/relays.js';
 import { Informer } from '../../src/operator/kube/informer.js';
 import { KubeClient, type KubeObject } from '../../src/operator/kube/client.js';
-import { MAILCONTINUITIES, PODS, SECRETS, STATEFULSETS } from '../../src/operator/kube/resources.js';
+import { CONFIGMAPS, EVENTS, MAILCONTINUITIES, PODS, SECRETS, STATEFULSETS } from '../../src/operator/kube/resources.js';
 import { operatorMetrics } from '../../src/operator/metrics.js';
 import { startControlPlane, type ControlPlane } from '../harness/controlplane.js';
 import { waitFor } from '../harness/wait.js';
@@ -110,5 +110,58 @@ describe('the relays the operator talks to', () => {
     } finally {
       await Promise.all([pods.stop(), statefulSets.stop()]);
     }
+  });
+});
+
+describe('children the operator did not create', () => {
+  it('are not adopted: a planted admin Secret stalls the resource (ChildNotOwned) and keeps its token', async () => {
+    await client.create(SECRETS, {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: 'taken-relay-admin', namespace: NS },
+      data: { token: Buffer.from('planted-token').toString('base64') },
+    });
+    await createMc('taken');
+    const stalled = await waitFor('Stalled', async () => {
+      const m = await client.get<MC>(MAILCONTINUITIES, NS, 'taken');
+      return condition(m, 'Stalled')?.status === 'True' ? m : undefined;
+    });
+    expect(condition(stalled, 'Stalled')).toMatchObject({ reason: 'ChildNotOwned' });
+    expect(condition(stalled, 'Stalled')!.message).toContain('Secret default/taken-relay-admin already exists and is not owned');
+    expect(condition(stalled, 'Ready')).toMatchObject({ status: 'False', reason: 'ChildNotOwned' });
+    const planted = await client.get<KubeObject & { data: Record<string, string> }>(SECRETS, NS, 'taken-relay-admin');
+    expect(Buffer.from(planted.data.token!, 'base64').toString()).toBe('planted-token');
+    expect(planted.metadata.ownerReferences).toBeUndefined();
+    expect(JSON.stringify(planted.metadata.managedFields)).not.toContain('"manager":"mail-continuity-operator"');
+    await expect(client.get(STATEFULSETS, NS, 'taken-relay')).rejects.toThrow(/404/);
+    const events = await client.list<any>(EVENTS, NS);
+    expect(events.items.some((e) => e.involvedObject.name === 'taken' && e.reason === 'ChildNotOwned')).toBe(true);
+
+    // Once it is gone, the operator creates its own.
+    await client.delete(SECRETS, NS, 'taken-relay-admin');
+    const own = await waitFor('the operator\'s own admin Secret', () =>
+      client.get<KubeObject & { data: Record<string, string> }>(SECRETS, NS, 'taken-relay-admin').catch(() => undefined),
+    );
+    expect(own.metadata.ownerReferences?.[0]).toMatchObject({ kind: 'MailContinuity', name: 'taken', uid: stalled.metadata.uid });
+    expect(Buffer.from(own.data.token!, 'base64').toString()).not.toBe('planted-token');
+    await waitFor('StatefulSet', () => client.get(STATEFULSETS, NS, 'taken-relay').catch(() => undefined));
+  });
+
+  it('are not adopted when the cache does not hold them either (an unlabelled ConfigMap)', async () => {
+    await client.create(CONFIGMAPS, {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name: 'other-relay-config', namespace: NS },
+      data: { 'relay.yaml': 'mine: true\n' },
+    });
+    await createMc('other');
+    const stalled = await waitFor('Stalled', async () => {
+      const m = await client.get<MC>(MAILCONTINUITIES, NS, 'other');
+      return condition(m, 'Stalled')?.status === 'True' ? m : undefined;
+    });
+    expect(condition(stalled, 'Stalled')!.message).toContain('ConfigMap default/other-relay-config already exists');
+    const cm = await client.get<KubeObject & { data: Record<string, string> }>(CONFIGMAPS, NS, 'other-relay-config');
+    expect(cm.data).toEqual({ 'relay.yaml': 'mine: true\n' });
+    await expect(client.get(STATEFULSETS, NS, 'other-relay')).rejects.toThrow(/404/);
   });
 });

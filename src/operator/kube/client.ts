@@ -141,6 +141,16 @@ export class KubeClient {
     return this.request<KubeList<T>>('GET', resourcePath(type, namespace) + (qs ? `?${qs}` : ''));
   }
 
+  /**
+   * The object of that name, or undefined: a list limited to the name by a field selector, so it
+   * needs only the list permission the informers have (no get).
+   */
+  async findByName<T extends KubeObject>(type: ResourceType, namespace: string | undefined, name: string): Promise<T | undefined> {
+    const q = new URLSearchParams({ fieldSelector: `metadata.name=${name}` });
+    const list = await this.request<KubeList<T>>('GET', `${resourcePath(type, namespace)}?${q}`);
+    return list.items[0];
+  }
+
   create<T extends KubeObject>(type: ResourceType, obj: T): Promise<T> {
     return this.request<T>('POST', resourcePath(type, obj.metadata.namespace), obj);
   }

@@ -12,18 +12,21 @@ import { HealthTracker, primaryHealthyCondition, primaryStatus } from '../health
 import { describeTarget } from '../health/loop.js';
 import { isSubset } from '../kube/subset.js';
 import type { KubeObject } from '../kube/types.js';
-import { describeSecretProblem, RECONCILING, STALLED, type SecretProblem } from '../status.js';
+import { describeSecretProblem, RECONCILING, STALLED, type SecretProblem, type Stall } from '../status.js';
 import { childKey, type Live } from './gather.js';
+import { notOwnedStall, stallEvent as stallEventOf } from './ownership.js';
 import { decideScale, DRAINING_RELAYS, type ScalePlan } from './scale-down.js';
 import { secretProblems } from './secrets.js';
 
 export interface Plan {
   /** The failover's Events (a transition, a completed replay). */
   failoverEvents: PlannedEvent[];
-  /** The Event of a new stall (a Secret or key is missing, and was not before). */
+  /** The Event of a new stall (a Secret or key is missing, a child not owned, and was not before). */
   stallEvent?: PlannedEvent;
   failover: FailoverRecord;
   secretProblems: SecretProblem[];
+  /** Stalled for another reason than a Secret (a cached child that is not this resource's). */
+  stall?: Stall;
   /** Children to apply, in apply order (none while stalled). */
   apply: { child: KubeObject; reason: 'missing' | 'drift' }[];
   /** Conditions owned by the health probes and the failover phase. */
@@ -86,6 +89,7 @@ export function decide(seen: Live, opts: DecideOptions): Plan {
   });
 
   const apply: Plan['apply'] = [];
+  let stall: Stall | undefined;
   if (problems.length === 0) {
     const built = buildChildren(mc, {
       defaultImage: opts.defaultImage,
@@ -94,7 +98,9 @@ export function decide(seen: Live, opts: DecideOptions): Plan {
       adminToken: seen.adminToken,
       relayReplicas: scale.replicas,
     });
-    for (const child of built) {
+    const cached = built.flatMap((c) => seen.current.get(childKey(c.kind, c.metadata.name)) ?? []);
+    stall = notOwnedStall(mc, cached);
+    for (const child of stall ? [] : built) {
       const current = seen.current.get(childKey(child.kind, child.metadata.name));
       if (!current || !isSubset(child, current)) apply.push({ child, reason: current ? 'drift' : 'missing' });
     }
@@ -103,9 +109,10 @@ export function decide(seen: Live, opts: DecideOptions): Plan {
   const t = seen.tally;
   return {
     failoverEvents: failover.events,
-    ...(stallEvent ? { stallEvent } : {}),
+    ...(stallEvent ? { stallEvent } : stall ? { stallEvent: stallEventOf(mc, stall) } : {}),
     failover: failover.next,
     secretProblems: problems,
+    ...(stall ? { stall } : {}),
     apply,
     conditions,
     ...(health?.lastProbeTime ? { primary: primaryStatus(health) } : {}),

@@ -10,6 +10,7 @@ import type { HealthState } from '../health/hysteresis.js';
 import type { PrimarySpec } from '../health/probe.js';
 import type { Informer } from '../kube/informer.js';
 import type { KubeObject } from '../kube/types.js';
+import { controlledBy } from './ownership.js';
 import type { RelayReport, ScaleDown } from './scale-down.js';
 import { referencedSecrets, type SecretData, type SecretRef } from './secrets.js';
 
@@ -69,9 +70,13 @@ export type Observed =
 
 export const childKey = (kind: string, name: string) => `${kind}/${name}`;
 
-/** The relays' admin token of mc, from the operator's Secret in the cache (undefined until it exists). */
+/**
+ * The relays' admin token of mc, from the operator's Secret in the cache: undefined until it
+ * exists, and when a Secret of that name is not mc's (its token is nobody's to trust).
+ */
 export function adminToken(caches: Pick<Caches, 'children'>, mc: MailContinuity): string | undefined {
-  return tokenOf(caches.children.Secret!.get(mc.metadata.namespace, childNames(mc).adminToken) as SecretData);
+  const secret = caches.children.Secret!.get(mc.metadata.namespace, childNames(mc).adminToken);
+  return secret && controlledBy(secret, mc) ? tokenOf(secret as SecretData) : undefined;
 }
 
 export function gather(src: GatherSources, namespace: string, name: string): Observed {
