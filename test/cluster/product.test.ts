@@ -95,6 +95,8 @@ describe('installed with helm, a MailContinuity applied with kubectl', () => {
     const pvcs = p.kubectl(['-n', 'mail', 'get', 'pvc', '-o', 'jsonpath={range .items[*]}{.metadata.name}={.status.phase} {end}']);
     expect(pvcs.trim().split(' ').sort()).toEqual(['spool-corp-relay-0=Bound', 'spool-corp-relay-1=Bound']);
     expect(p.condition('Ready')?.status).toBe('True');
+    // kubectl logs reaches the kubelet through the apiserver, as a user reads a relay's log.
+    expect(p.kubectl(['-n', 'mail', 'logs', 'corp-relay-0'])).toMatch(/"event":"ready"/);
     console.log(`first steps (s): ${JSON.stringify(p.timings)}`);
   });
 

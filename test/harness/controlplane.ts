@@ -181,6 +181,8 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
         // Without a node no pod runs, and the ServiceAccount plugin would refuse pods whose
         // ServiceAccount the (absent) controller has not created yet.
         opts.cluster ? '--enable-admission-plugins=ServiceAccount' : '--disable-admission-plugins=ServiceAccount',
+        // kubectl logs/exec/port-forward reach the kubelet at the node's address (its name resolves nowhere).
+        ...(opts.cluster ? ['--kubelet-preferred-address-types=InternalIP'] : []),
         '--watch-cache=true',
         '--v=0',
       ],
