@@ -1,7 +1,7 @@
 import { describe, expect, it } from '@jest/globals';
 import { MailContinuitySpec } from '../../src/api/v1alpha1/mailcontinuity.js';
 import { canonicalAddress } from '../../src/relay/policy/address.js';
-import { matchExclusion, UNEVALUATED, type MessageFacts } from '../../src/relay/policy/exclusions.js';
+import { matchExclusion, MAX_MATCH_STEPS, UNEVALUATED, type MessageFacts } from '../../src/relay/policy/exclusions.js';
 import { globMatch, MAX_MATCH_CHARS } from '../../src/relay/policy/glob.js';
 import { readingsOf } from '../../src/relay/policy/header-values.js';
 import { validSpec } from '../fixtures/mailcontinuity.js';
@@ -132,5 +132,15 @@ describe('exclusions', () => {
   it('fail closed: an unevaluated header section or an over-long value excludes, saying why', () => {
     expect(ruleFor([[UNEVALUATED, 'header section over 1048576 bytes']])).toBe('unevaluated: header section over 1048576 bytes');
     expect(ruleFor([['sensitivity', 'x'.repeat(MAX_MATCH_CHARS + 1)]])).toMatch(/^confidential \(a Sensitivity value over 65536 characters/);
+  });
+
+  it('fail closed when "?" globs would cost more than the step budget on one message, and answer fast', () => {
+    const costly = Array.from({ length: 40 }, (_, i) => ({ name: `q-${i}`, header: { name: 'X-Tag', value: `*x?${i}*` } }));
+    const value = 'x'.repeat(60_000);
+    const started = performance.now();
+    const got = matchExclusion(costly, facts({ headers: [['x-tag', value]] }), 'x@corp.example.com')?.rule;
+    expect(got).toBe(`unevaluated: the rules' "?" globs cost over ${MAX_MATCH_STEPS} steps on this message's headers`);
+    expect(performance.now() - started).toBeLessThan(100);
+    expect(matchExclusion(costly.slice(0, 5), facts({ headers: [['x-tag', value]] }), 'x@corp.example.com')).toBeUndefined();
   });
 });

@@ -4,7 +4,7 @@
 // evaluated fully is treated as excluded, with the reason as the rule.
 import type { MailContinuitySpec } from '../../api/v1alpha1/mailcontinuity.js';
 import { canonicalAddress } from './address.js';
-import { codePoints, compileGlob, matchCompiled, MAX_MATCH_CHARS } from './glob.js';
+import { compileGlob, MatchValue, matchValue, MAX_MATCH_CHARS, type Glob } from './glob.js';
 import { readingsOf } from './header-values.js';
 
 export type ExcludeRule = MailContinuitySpec['policy']['exclude'][number];
@@ -39,38 +39,72 @@ export function headerNamesOfInterest(rules: readonly ExcludeRule[]): Set<string
   return new Set(rules.flatMap((r) => (r.header ? [r.header.name.toLowerCase()] : [])));
 }
 
-type Readings = Map<string, Array<number[] | 'too-long'>>;
-const prepared = new WeakMap<object, Readings>();
+/** A message's header readings, prepared once per header list, and the header matches already made. */
+interface Prepared {
+  readings: Map<string, Array<MatchValue | 'too-long'>>;
+  /** "name\0glob" -> the answer, so more recipients do not match again. */
+  answers: Map<string, HeaderAnswer>;
+}
+type HeaderAnswer = 'match' | 'no-match' | 'too-long' | 'too-costly';
 
-/** Every header's readings as code points, once per header list. */
-function readings(headers: MessageFacts['headers']): Readings {
-  let r = prepared.get(headers);
-  if (r) return r;
-  r = new Map();
+/** Automaton steps (value characters times 32-character words) one message may cost: beyond, fail closed. */
+export const MAX_MATCH_STEPS = 1_000_000;
+
+const prepared = new WeakMap<object, Prepared>();
+
+function prepare(headers: MessageFacts['headers']): Prepared {
+  let p = prepared.get(headers);
+  if (p) return p;
+  p = { readings: new Map(), answers: new Map() };
+  const seen = new Set<string>();
   for (const [name, raw] of headers) {
-    const list = r.get(name) ?? [];
+    const key = `${name}:${raw}`;
+    if (seen.has(key)) continue; // a repeated field with the same value reads the same
+    seen.add(key);
+    const list = p.readings.get(name) ?? [];
     if (raw.length > MAX_MATCH_CHARS) list.push('too-long');
-    else for (const v of readingsOf(raw)) list.push(codePoints(v));
-    r.set(name, list);
+    else for (const v of readingsOf(raw)) list.push(new MatchValue(v));
+    p.readings.set(name, list);
   }
-  prepared.set(headers, r);
-  return r;
+  prepared.set(headers, p);
+  return p;
 }
 
-const globMatches = (glob: string, address: string) => matchCompiled(compileGlob(glob), codePoints(canonicalAddress(address)));
+/** Whether any reading of any occurrence of the field matches; the step budget is shared by the message's evaluations. */
+function headerAnswer(p: Prepared, name: string, glob: Glob, key: string, budget: { steps: number }): HeaderAnswer {
+  let answer = p.answers.get(key);
+  if (answer) return answer;
+  answer = 'no-match';
+  for (const v of p.readings.get(name) ?? []) {
+    if (v === 'too-long') answer = 'too-long';
+    else {
+      if (!glob.literals) budget.steps += v.codePoints.length * glob.segments.reduce((w, s) => w + s.wild.length, 0);
+      if (budget.steps > MAX_MATCH_STEPS) answer = 'too-costly';
+      else if (matchValue(glob, v)) answer = 'match';
+    }
+    if (answer !== 'no-match') break;
+  }
+  p.answers.set(key, answer);
+  return answer;
+}
+
+const globMatches = (glob: string, address: string) => matchValue(compileGlob(glob), new MatchValue(canonicalAddress(address)));
 
 /** The first exclusion whose every matcher matches this message and recipient (or the reason to fail closed). */
 export function matchExclusion(rules: readonly ExcludeRule[], facts: MessageFacts, recipient: string): Exclusion | undefined {
   const unevaluated = facts.headers.find(([n]) => n === UNEVALUATED);
   if (unevaluated) return { rule: `unevaluated: ${unevaluated[1]}` };
+  const p = prepare(facts.headers);
+  const budget = { steps: 0 };
   for (const rule of rules) {
     if (rule.sender !== undefined && !globMatches(rule.sender, facts.mailFrom)) continue;
     if (rule.recipient !== undefined && !globMatches(rule.recipient, recipient)) continue;
     if (rule.header === undefined) return { rule: rule.name };
-    const values = readings(facts.headers).get(rule.header.name.toLowerCase()) ?? [];
-    const glob = compileGlob(rule.header.value);
-    if (values.includes('too-long')) return { rule: `${rule.name} (a ${rule.header.name} value over ${MAX_MATCH_CHARS} characters, not evaluated)` };
-    if (values.some((v) => v !== 'too-long' && matchCompiled(glob, v))) return { rule: rule.name };
+    const name = rule.header.name.toLowerCase();
+    const answer = headerAnswer(p, name, compileGlob(rule.header.value), `${name}\0${rule.header.value}`, budget);
+    if (answer === 'match') return { rule: rule.name };
+    if (answer === 'too-long') return { rule: `${rule.name} (a ${rule.header.name} value over ${MAX_MATCH_CHARS} characters, not evaluated)` };
+    if (answer === 'too-costly') return { rule: `unevaluated: the rules' "?" globs cost over ${MAX_MATCH_STEPS} steps on this message's headers` };
   }
   return undefined;
 }
