@@ -46,6 +46,12 @@ export function structuredReading(value: string): string {
 
 /** Every reading of a raw (unfolded) header value a rule is matched against, without duplicates. */
 export function readingsOf(raw: string): string[] {
-  const decoded = decodeEncodedWords(raw);
-  return [...new Set([squash(raw), squash(decoded), squash(structuredReading(decoded)), squash(decodeEncodedWords(structuredReading(raw)))])];
+  // Only what can change a reading is worked on: encoded words, comments, quotes.
+  const decoded = raw.includes('=?') ? decodeEncodedWords(raw) : raw;
+  const out = new Set([squash(raw), squash(decoded)]);
+  if (/[("\\]/.test(raw)) {
+    out.add(squash(structuredReading(decoded)));
+    out.add(squash(decodeEncodedWords(structuredReading(raw))));
+  }
+  return [...out];
 }
