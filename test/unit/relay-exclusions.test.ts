@@ -106,6 +106,8 @@ describe('exclusions', () => {
     ['a comment', 'Company-Confidential (internal)'],
     ['quoted', '"Company-Confidential"'],
     ['folded white space', ' Company-Confidential \t'],
+    ['an encoded comment', '=?utf-8?q?Company-Confidential_=28internal=29?='],
+    ['an encoded quote', '=?utf-8?b?IkNvbXBhbnktQ29uZmlkZW50aWFsIg==?='],
   ])('see through %s', (_, value) => {
     expect(ruleFor([['sensitivity', value]])).toBe('confidential');
   });

@@ -49,7 +49,7 @@ export function readingsOf(raw: string): string[] {
   // Only what can change a reading is worked on: encoded words, comments, quotes.
   const decoded = raw.includes('=?') ? decodeEncodedWords(raw) : raw;
   const out = new Set([squash(raw), squash(decoded)]);
-  if (/[("\\]/.test(raw)) {
+  if (/[("\\]/.test(raw) || /[("\\]/.test(decoded)) {
     out.add(squash(structuredReading(decoded)));
     out.add(squash(decodeEncodedWords(structuredReading(raw))));
   }
