@@ -37,6 +37,8 @@ export interface ControllerOptions {
   relayGoogle?: RelayGoogle;
   /** Who may reach the relays' admin and metrics port (their NetworkPolicy; default: no Pod). */
   relayAccess?: RelayAccess;
+  /** Images spec.relay.image may name (default: the repository of defaultImage). */
+  allowedRelayImages?: readonly string[];
   /** Watch only this namespace (default: all). */
   namespace?: string;
   workers: number;
@@ -142,6 +144,7 @@ export class Controller {
       defaultImage: opts.defaultImage,
       relayGoogle: opts.relayGoogle,
       relayAccess: opts.relayAccess,
+      allowedImages: opts.allowedRelayImages,
       recorder: this.recorder,
       log,
       continuity: this.continuity,

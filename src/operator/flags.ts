@@ -1,6 +1,7 @@
 // Operator flags that are more than a string: label sets (the NetworkPolicy's
-// peers). Each error names the flag and the expected form.
+// peers), the allowed relay images. Each error names the flag and the expected form.
 import type { RelayAccess } from './builders/index.js';
+import { imageRepository } from './reconcile/relay-image.js';
 
 const LABEL_KEY = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
 const LABEL_VALUE = /^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$/;
@@ -39,4 +40,17 @@ export function relayAccessFromFlags(f: AccessFlags): RelayAccess {
       ? { metricsScraper: { ...(namespaceLabels ? { namespaceLabels } : {}), ...(scraperPods ? { podLabels: scraperPods } : {}) } }
       : {}),
   };
+}
+
+const IMAGE_ENTRY = /^[a-z0-9][a-z0-9._\-/:@]*$/i;
+
+/** --allowed-relay-images (comma-separated); absent or empty: the repository of the relay image. */
+export function allowedRelayImages(text: string | undefined, relayImage: string): string[] {
+  const entries = (text ?? '').split(',').map((e) => e.trim()).filter((e) => e !== '');
+  for (const e of entries) {
+    if (!IMAGE_ENTRY.test(e) || e.includes('..')) {
+      throw new Error(`--allowed-relay-images: "${e}" is not a registry or repository such as ghcr.io/mail-continuity/ or registry.corp/mail/relay`);
+    }
+  }
+  return entries.length > 0 ? entries : [imageRepository(relayImage)];
 }

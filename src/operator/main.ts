@@ -8,7 +8,7 @@ import { parseDuration } from '../api/v1alpha1/formats.js';
 import type { RelayGoogle } from './builders/index.js';
 import { isLoopbackUrl } from '../lib/ip.js';
 import { Controller } from './controller.js';
-import { relayAccessFromFlags } from './flags.js';
+import { allowedRelayImages, relayAccessFromFlags } from './flags.js';
 import { KubeClient } from './kube/client.js';
 import { LeaderElector } from './leader.js';
 import { operatorMetrics } from './metrics.js';
@@ -18,6 +18,10 @@ export const operatorUsage = `usage: mail-continuity operator [flags]
   --kubeconfig FILE              kubeconfig (default: in-cluster, then ~/.kube/config)
   --namespace NS                 watch only this namespace (default: all namespaces)
   --relay-image IMAGE            relay image when spec.relay.image is empty
+  --allowed-relay-images LIST    images spec.relay.image may name, comma-separated: an entry ending in
+                                 "/", ":" or "@" is a prefix (ghcr.io/mail-continuity/,registry.corp/),
+                                 any other a repository (all its tags). Default: the repository of
+                                 --relay-image; another image stalls the MailContinuity
   --operator-namespace NS        the operator's namespace (default: $POD_NAMESPACE): its Pods may reach
                                  the relays' admin port (the relay NetworkPolicy)
   --operator-pod-labels K=V[,..] labels of the operator's Pods in that namespace (default: any Pod there)
@@ -75,6 +79,7 @@ export async function runOperator(argv: string[]): Promise<number> {
       'operator-pod-labels': { type: 'string' },
       'metrics-scraper-namespace-labels': { type: 'string' },
       'metrics-scraper-pod-labels': { type: 'string' },
+      'allowed-relay-images': { type: 'string' },
       workers: { type: 'string', default: '4' },
       'metrics-bind-address': { type: 'string', default: ':8080' },
       'leader-elect': { type: 'string', default: 'true' },
@@ -110,6 +115,7 @@ export async function runOperator(argv: string[]): Promise<number> {
     metrics,
     fieldManager: 'mail-continuity-operator',
     defaultImage: values['relay-image']!,
+    allowedRelayImages: allowedRelayImages(values['allowed-relay-images'], values['relay-image']!),
     namespace: values.namespace,
     workers,
     resyncMs: duration('resync-period', values['resync-period']!),

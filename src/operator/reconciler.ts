@@ -33,7 +33,7 @@ import type { PrimarySpec } from './health/probe.js';
 import type { KubeClient, KubeObject } from './kube/client.js';
 import { CHILD_TYPES, MAILCONTINUITIES } from './kube/resources.js';
 import { decide, type Plan } from './reconcile/decide.js';
-import { notOwnedStall, stallEvent } from './reconcile/ownership.js';
+import { CHILD_NOT_OWNED, notOwnedStall, stallEvent } from './reconcile/ownership.js';
 import { childKey, gather, type Caches, type HealthSource, type Live } from './reconcile/gather.js';
 import { computeStatus, statusChanged, type StatusInputs } from './status.js';
 
@@ -55,6 +55,8 @@ export interface ReconcilerDeps {
   relayGoogle?: RelayGoogle;
   /** Who may reach the relays' admin and metrics port (their NetworkPolicy). */
   relayAccess?: RelayAccess;
+  /** Images spec.relay.image may name (default: the repository of defaultImage). */
+  allowedImages?: readonly string[];
   recorder: Pick<EventRecorder, 'record'>;
   log: Logger;
   /** The continuity sync loops (failover record, relays' numbers). */
@@ -110,6 +112,7 @@ export class Reconciler {
       defaultImage: deps.defaultImage,
       relayGoogle: deps.relayGoogle,
       relayAccess: deps.relayAccess,
+      allowedImages: deps.allowedImages,
       now,
     });
     await this.failoverPhase(seen, plan);
@@ -122,7 +125,8 @@ export class Reconciler {
     if (plan.secretProblems.length > 0 || plan.stall) {
       if (plan.stallEvent) await this.recordEvents(seen.mc, [plan.stallEvent]);
       const writes = await this.statusPhase(seen, plan, now);
-      return { outcome: 'Stalled', writes, ...(plan.stall ? { requeueAfterMs: NOT_OWNED_RECHECK_MS } : {}) };
+      const recheck = plan.stall?.reason === CHILD_NOT_OWNED;
+      return { outcome: 'Stalled', writes, ...(recheck ? { requeueAfterMs: NOT_OWNED_RECHECK_MS } : {}) };
     }
     let writes = 0;
     let applyError: string | undefined;

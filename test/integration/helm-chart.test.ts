@@ -221,6 +221,14 @@ describe('helm lint and template', () => {
     expect(find(single, 'Role')).toHaveLength(0);
   });
 
+  it('allowedRelayImages: one --allowed-relay-images flag; none by default (the relay image repository)', () => {
+    const args = (objs: Obj[]) => one(objs, 'Deployment').spec.template.spec.containers[0].args as string[];
+    expect(args(render()).some((a) => a.startsWith('--allowed-relay-images'))).toBe(false);
+    expect(args(render('allowedRelayImages={ghcr.io/mail-continuity/,registry.corp/}'))).toContain(
+      '--allowed-relay-images=ghcr.io/mail-continuity/,registry.corp/',
+    );
+  });
+
   it('relayNetworkPolicy.metricsScraper: the scraper selectors as operator flags', () => {
     const objs = render(
       'relayNetworkPolicy.metricsScraper.namespaceSelector.kubernetes\\.io/metadata\\.name=monitoring',

@@ -1,6 +1,7 @@
 // What the operator trusts, on a real apiserver: it sends the relays' admin
 // token only to Pods its own StatefulSet controls (not to a Pod that merely
-// carries the relay's labels), and it adopts no object it does not own.
+// carries the relay's labels), it adopts no object it does not own, and it runs
+// no relay image outside its allowed list.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { pino } from 'pino';
 import { API_VERSION, type MailContinuity } from '../../src/api/v1alpha1/mailcontinuity.js';
@@ -29,12 +30,14 @@ const relayLabels = {
 type MC = MailContinuity & KubeObject;
 const condition = (mc: MC, type: string) => mc.status?.conditions?.find((c) => c.type === type);
 
-async function createMc(name: string): Promise<MC> {
+async function createMc(name: string, mutate: (s: ReturnType<typeof validSpec>) => void = () => {}): Promise<MC> {
+  const spec = validSpec();
+  mutate(spec);
   return client.create<MC>(MAILCONTINUITIES, {
     apiVersion: API_VERSION,
     kind: 'MailContinuity',
     metadata: { name, namespace: NS },
-    spec: validSpec(),
+    spec,
   } as unknown as MC);
 }
 
@@ -163,5 +166,25 @@ describe('children the operator did not create', () => {
     const cm = await client.get<KubeObject & { data: Record<string, string> }>(CONFIGMAPS, NS, 'other-relay-config');
     expect(cm.data).toEqual({ 'relay.yaml': 'mine: true\n' });
     await expect(client.get(STATEFULSETS, NS, 'other-relay')).rejects.toThrow(/404/);
+  });
+});
+
+describe('spec.relay.image', () => {
+  it('runs only an allowed image: another one stalls the resource (RelayImageNotAllowed) until it is fixed', async () => {
+    await createMc('pick', (s) => (s.relay = { ...s.relay, image: 'evil.example/reads-your-secrets:1' }));
+    const stalled = await waitFor('Stalled', async () => {
+      const m = await client.get<MC>(MAILCONTINUITIES, NS, 'pick');
+      return condition(m, 'Stalled')?.status === 'True' ? m : undefined;
+    });
+    expect(condition(stalled, 'Stalled')).toMatchObject({ reason: 'RelayImageNotAllowed' });
+    expect(condition(stalled, 'Stalled')!.message).toContain('"evil.example/reads-your-secrets:1" is not an allowed relay image');
+    await expect(client.get(STATEFULSETS, NS, 'pick-relay')).rejects.toThrow(/404/);
+
+    // The operator's own repository (its relay image is example/mail-continuity:test) is allowed.
+    await client.mergePatch(MAILCONTINUITIES, NS, 'pick', { spec: { relay: { image: 'example/mail-continuity:next' } } });
+    const sts = await waitFor('StatefulSet', () =>
+      client.get<KubeObject & { spec: any }>(STATEFULSETS, NS, 'pick-relay').catch(() => undefined),
+    );
+    expect(sts.spec.template.spec.containers[0].image).toBe('example/mail-continuity:next');
   });
 });

@@ -15,6 +15,7 @@ import type { KubeObject } from '../kube/types.js';
 import { describeSecretProblem, RECONCILING, STALLED, type SecretProblem, type Stall } from '../status.js';
 import { childKey, type Live } from './gather.js';
 import { notOwnedStall, stallEvent as stallEventOf } from './ownership.js';
+import { imageRepository, relayImageStall } from './relay-image.js';
 import { decideScale, DRAINING_RELAYS, type ScalePlan } from './scale-down.js';
 import { secretProblems } from './secrets.js';
 
@@ -44,6 +45,8 @@ export interface DecideOptions {
   relayGoogle?: RelayGoogle;
   /** Who may reach the relays' admin and metrics port (the NetworkPolicy). */
   relayAccess?: RelayAccess;
+  /** Images spec.relay.image may name (relay-image.ts); default: the repository of defaultImage. */
+  allowedImages?: readonly string[];
   now: Date;
 }
 
@@ -99,7 +102,7 @@ export function decide(seen: Live, opts: DecideOptions): Plan {
       relayReplicas: scale.replicas,
     });
     const cached = built.flatMap((c) => seen.current.get(childKey(c.kind, c.metadata.name)) ?? []);
-    stall = notOwnedStall(mc, cached);
+    stall = relayImageStall(mc, opts.allowedImages ?? [imageRepository(opts.defaultImage)]) ?? notOwnedStall(mc, cached);
     for (const child of stall ? [] : built) {
       const current = seen.current.get(childKey(child.kind, child.metadata.name));
       if (!current || !isSubset(child, current)) apply.push({ child, reason: current ? 'drift' : 'missing' });
