@@ -10,7 +10,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import YAML from 'yaml';
 import { mountsUnder } from '../harness/cluster/containerd.js';
-import { bridgeExists, cniNetns, kubeChains } from '../harness/cluster/network.js';
+import { bridgeExists, cniNetns, kubeChains, NODE_IP } from '../harness/cluster/network.js';
 import { installProduct, OPERATOR_NAMESPACE, RELEASE, type InstalledProduct } from '../harness/cluster/product.js';
 import { permanentFailures, streamMail, type SendResult } from '../harness/cluster/mail-stream.js';
 import { DEMO_USER, formatTable, runTimeline } from '../harness/demo-timeline.js';
@@ -143,11 +143,16 @@ describe('relay pods come and go', () => {
     expect(await allAcceptedArrive(results)).toBeGreaterThanOrEqual(25);
   });
 
-  it('a spec change rolls the relay pods one at a time, and no accepted message is lost', async () => {
+  it('a spec change (here: the Service becomes a NodePort) rolls the relay pods one at a time, and no accepted message is lost', async () => {
     const before = new Map(p.relayPods().map((r) => [r.name, r.uid]));
     let mostDown = 0;
     const results = await whileMailStreams('roll', async () => {
-      p.apply(specWith({ policy: { ...demo.spec.policy, maxMessageBytes: 20 * 1024 * 1024 } }));
+      p.apply(
+        specWith({
+          policy: { ...demo.spec.policy, maxMessageBytes: 20 * 1024 * 1024 },
+          relay: { ...demo.spec.relay, replicas: REPLICAS, service: { type: 'NodePort' } },
+        }),
+      );
       await waitFor(
         'both relay pods replaced and Ready',
         () => {
@@ -162,6 +167,11 @@ describe('relay pods come and go', () => {
     expect(mostDown).toBe(1);
     expect(permanentFailures(results)).toEqual([]);
     expect(await allAcceptedArrive(results)).toBeGreaterThan(0);
+    // The NodePort on the node's address reaches a relay too (externalTrafficPolicy Local: the client address is kept).
+    const nodePort = Number(p.kubectl(['-n', 'mail', 'get', 'service', 'corp-relay', '-o', 'jsonpath={.spec.ports[0].nodePort}']));
+    const r = await swaks({ host: NODE_IP, port: nodePort, to: DEMO_USER, headers: ['Message-ID: <nodeport-1@partner.example.net>'] });
+    expect({ code: r.code, transcript: r.transcript }).toMatchObject({ code: 0 });
+    await p.postfix.waitFor((m) => m.some((x) => x.messageId === 'nodeport-1@partner.example.net'), 60_000, 'the NodePort message at Exchange');
   });
 });
 
