@@ -16,6 +16,7 @@ import { describeSecretProblem, RECONCILING, STALLED, type SecretProblem, type S
 import { childKey, type Live } from './gather.js';
 import { notOwnedStall, stallEvent as stallEventOf } from './ownership.js';
 import { imageRepository, relayImageStall } from './relay-image.js';
+import { acceptFromStall } from './accept-from.js';
 import { decideScale, DRAINING_RELAYS, type ScalePlan } from './scale-down.js';
 import { secretProblems } from './secrets.js';
 
@@ -102,7 +103,10 @@ export function decide(seen: Live, opts: DecideOptions): Plan {
       relayReplicas: scale.replicas,
     });
     const cached = built.flatMap((c) => seen.current.get(childKey(c.kind, c.metadata.name)) ?? []);
-    stall = relayImageStall(mc, opts.allowedImages ?? [imageRepository(opts.defaultImage)]) ?? notOwnedStall(mc, cached);
+    stall =
+      relayImageStall(mc, opts.allowedImages ?? [imageRepository(opts.defaultImage)]) ??
+      acceptFromStall(mc) ??
+      notOwnedStall(mc, cached);
     for (const child of stall ? [] : built) {
       const current = seen.current.get(childKey(child.kind, child.metadata.name));
       if (!current || !isSubset(child, current)) apply.push({ child, reason: current ? 'drift' : 'missing' });
