@@ -1,0 +1,111 @@
+// spec.relay: the relay pods, their Service, who may send through them, TLS and
+// the spool.
+import { z } from 'zod';
+import { cidr, duration, port, quantity, resourceRequirements, secretName, withRules } from './fields.js';
+import { isCidr, parseCidr } from './formats.js';
+
+const service = z
+  .object({
+    type: z.enum(['ClusterIP', 'LoadBalancer', 'NodePort']).default('ClusterIP').describe('Type of the relay Service.'),
+    port: port('Port of the relay Service.', 25),
+    externalTrafficPolicy: z
+      .enum(['Local', 'Cluster'])
+      .default('Local')
+      .describe(
+        'For LoadBalancer and NodePort: Local keeps the client address, so acceptFrom sees the real sender. Cluster hides it behind a node address and can turn acceptFrom into an open relay.',
+      ),
+    loadBalancerSourceRanges: withRules(z.array(cidr).max(256).default([]), [
+      {
+        rule: 'self.all(c, isCIDR(c))',
+        check: (v) => v.every(isCidr),
+        message: 'every loadBalancerSourceRanges entry must be a CIDR such as "203.0.113.0/24"',
+      },
+    ]).describe('CIDRs allowed through the cloud load balancer.'),
+  })
+  .strict()
+  .describe('How the relay is exposed.');
+
+const persistence = z
+  .object({
+    enabled: z
+      .boolean()
+      .default(true)
+      .describe(
+        'Give every relay replica its own PersistentVolumeClaim for the spool. Disabled means emptyDir: mail accepted but not yet delivered is lost with the pod.',
+      ),
+    size: quantity.default('10Gi').describe('Size of each spool volume.'),
+    storageClassName: z
+      .string()
+      .min(1)
+      .max(253)
+      .optional()
+      .describe('StorageClass of the spool volumes; the cluster default when omitted.'),
+  })
+  .strict()
+  .describe('Durable spool storage.');
+
+export const relay = withRules(
+  z
+    .object({
+      replicas: z.number().int().min(1).max(50).default(2).describe('Number of relay pods.'),
+      image: z.string().min(1).max(512).optional().describe("Relay image; the operator's own image when omitted."),
+      resources: resourceRequirements.optional(),
+      service: service.prefault({}),
+      port: z
+        .number()
+        .int()
+        .min(1024)
+        .max(65535)
+        .default(2525)
+        .describe('Port the relay listens on inside the pod (non-root, so >= 1024).'),
+      tlsSecretRef: z
+        .object({ name: secretName })
+        .strict()
+        .optional()
+        .describe(
+          'A kubernetes.io/tls Secret (e.g. from cert-manager) whose certificate the relay offers with STARTTLS.',
+        ),
+      requireTLS: z
+        .boolean()
+        .default(false)
+        .describe('Refuse MAIL FROM before STARTTLS (530 5.7.0). Needs tlsSecretRef.'),
+      acceptFrom: withRules(z.array(cidr).min(1).max(1024), [
+        {
+          rule: 'self.all(c, isCIDR(c))',
+          check: (v) => v.every(isCidr),
+          message: 'every acceptFrom entry must be a CIDR such as "203.0.113.0/24" or "2001:db8::/32"',
+        },
+      ]).describe("Client networks allowed to send mail through the relay, e.g. your MX provider's ranges."),
+      allowAnySource: z
+        .boolean()
+        .default(false)
+        .describe('Allow acceptFrom to contain 0.0.0.0/0 or ::/0. The relay still takes only mail for spec.domains.'),
+      persistence: persistence.prefault({}),
+      spool: z
+        .object({
+          retention: duration(
+            'How long undeliverable mail stays in the spool before it moves to the dead-letter folder (Postfix: 5 days).',
+          ).default('120h'),
+        })
+        .strict()
+        .prefault({})
+        .describe('Spool settings.'),
+    })
+    .strict(),
+  [
+    {
+      rule: 'self.allowAnySource || !self.acceptFrom.exists(c, isCIDR(c) && cidr(c).prefixLength() == 0)',
+      check: (v) => v.allowAnySource || !v.acceptFrom.some((c) => parseCidr(c)?.prefixLength === 0),
+      message:
+        "acceptFrom contains 0.0.0.0/0 or ::/0: list your senders' networks, or set allowAnySource: true to accept any client (mail is still limited to spec.domains)",
+      fieldPath: '.acceptFrom',
+    },
+    {
+      rule: '!self.requireTLS || has(self.tlsSecretRef)',
+      check: (v) => !v.requireTLS || v.tlsSecretRef !== undefined,
+      message: 'requireTLS needs tlsSecretRef: the relay has no certificate to offer',
+      fieldPath: '.tlsSecretRef',
+      reason: 'FieldValueRequired',
+    },
+  ],
+).describe('The SMTP relay the operator runs in front of the primary.');
