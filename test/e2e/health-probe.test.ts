@@ -4,7 +4,6 @@
 // STARTTLS, implicit TLS), an HTTPS server with a self-signed certificate, and
 // the probe loop following a Postfix outage and its recovery.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
@@ -23,6 +22,7 @@ import {
 } from '../../src/operator/health/probe.js';
 import { freePort, startPostfix, type PostfixInstance } from '../harness/postfix.js';
 import { TEST_DOMAINS } from '../harness/smtp-tools.js';
+import { selfSignedCert } from '../harness/tls.js';
 import { waitFor } from '../harness/wait.js';
 
 const HOST = '127.0.0.1';
@@ -35,27 +35,7 @@ const closers: (() => Promise<void>)[] = [];
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'health-probe-'));
   await chmod(dir, 0o755);
-  cert = join(dir, 'exchange.crt');
-  key = join(dir, 'exchange.key');
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-      '-days',
-      '2',
-      '-subj',
-      '/CN=exchange.test',
-    ],
-    { stdio: 'ignore' },
-  );
+  ({ cert, key } = selfSignedCert(dir, 'exchange.test', 'exchange'));
   postfix = await startPostfix({ domains: TEST_DOMAINS, tls: { cert, key } });
 }, 120_000);
 

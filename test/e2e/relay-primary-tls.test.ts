@@ -3,7 +3,6 @@
 // never sent in clear or to an unverified server), delivered with
 // insecureSkipTLSVerify, and the hop is encrypted.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { execFileSync } from 'node:child_process';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +11,7 @@ import { startRelay, type Relay } from '../../src/relay/relay.js';
 import { readSpoolDir } from '../../src/relay/spool/read.js';
 import { startPostfix, type PostfixInstance } from '../harness/postfix.js';
 import { relayTestConfig, swaks, TEST_DOMAINS } from '../harness/smtp-tools.js';
+import { selfSignedCert } from '../harness/tls.js';
 import { waitUntil } from '../harness/wait.js';
 
 const log = pino({ level: process.env.RELAY_LOG ?? 'silent' });
@@ -22,9 +22,7 @@ const relays: Relay[] = [];
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'relay-tls-'));
   await chmod(dir, 0o755);
-  const cert = join(dir, 'exchange.crt');
-  const key = join(dir, 'exchange.key');
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=exchange.test'], { stdio: 'ignore' });
+  const { cert, key } = selfSignedCert(dir, 'exchange.test', 'exchange');
   postfix = await startPostfix({ domains: TEST_DOMAINS, tls: { cert, key } });
 }, 60_000);
 

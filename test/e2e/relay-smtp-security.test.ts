@@ -2,7 +2,6 @@
 // routing tricks, foreign clients, recipient caps, no AUTH, STARTTLS/requireTLS,
 // SMTP smuggling, malformed input, backpressure. Real Postfix behind the relay.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { execFileSync } from 'node:child_process';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +11,7 @@ import { readSpoolDir } from '../../src/relay/spool/read.js';
 import type { RecipientOutcome, SpooledMessage, Transport } from '../../src/relay/types.js';
 import { startPostfix, type PostfixInstance } from '../harness/postfix.js';
 import { RawSmtp, relayTestConfig, swaks } from '../harness/smtp-tools.js';
+import { selfSignedCert } from '../harness/tls.js';
 import { waitUntil } from '../harness/wait.js';
 
 const log = pino({ level: process.env.RELAY_LOG ?? 'silent' });
@@ -45,13 +45,13 @@ async function session(port: number): Promise<RawSmtp> {
 }
 
 /** A self-signed certificate for the relay's STARTTLS, made once. */
-async function tlsFiles(): Promise<{ tlsCert: string; tlsKey: string }> {
-  const tlsCert = join(dir, 'tls.crt');
-  const tlsKey = join(dir, 'tls.key');
-  if (!(await readdir(dir)).includes('tls.crt')) {
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', tlsKey, '-out', tlsCert, '-days', '2', '-subj', '/CN=relay.test'], { stdio: 'ignore' });
+let tls: { tlsCert: string; tlsKey: string } | undefined;
+function tlsFiles(): { tlsCert: string; tlsKey: string } {
+  if (!tls) {
+    const { cert, key } = selfSignedCert(dir, 'relay.test');
+    tls = { tlsCert: cert, tlsKey: key };
   }
-  return { tlsCert, tlsKey };
+  return tls;
 }
 
 async function spoolFiles(r: Relay): Promise<string[]> {
@@ -207,7 +207,7 @@ describe('relay SMTP security', () => {
   }, 90_000);
 
   it('STARTTLS offered with a certificate; requireTLS answers 530 5.7.0 before it; swaks with TLS gets through', async () => {
-    const r = await relay({ spec: { relay: { acceptFrom: ['127.0.0.0/8'], requireTLS: true, tlsSecretRef: { name: 'relay-tls' } } }, paths: await tlsFiles() });
+    const r = await relay({ spec: { relay: { acceptFrom: ['127.0.0.0/8'], requireTLS: true, tlsSecretRef: { name: 'relay-tls' } } }, paths: tlsFiles() });
     const s = await RawSmtp.open(r.smtpPort);
     await s.reply();
     const ehlo = await s.cmd('EHLO client.partner.example.net');
@@ -222,7 +222,7 @@ describe('relay SMTP security', () => {
   }, 60_000);
 
   it('STARTTLS sessions end like plain ones: after more TLS sessions in a row from one address than maxClientsPerAddress, the next still gets 220 and 250', async () => {
-    const r = await relay({ spec: { relay: { acceptFrom: ['127.0.0.0/8'], tlsSecretRef: { name: 'relay-tls' } } }, paths: await tlsFiles(), tuning: { maxClientsPerAddress: 3 } });
+    const r = await relay({ spec: { relay: { acceptFrom: ['127.0.0.0/8'], tlsSecretRef: { name: 'relay-tls' } } }, paths: tlsFiles(), tuning: { maxClientsPerAddress: 3 } });
     for (let i = 0; i < 6; i++) {
       const t = await swaks({ port: r.smtpPort, to: 'alice@corp.example.com', extra: ['--tls', '--quit-after', 'RCPT'] });
       expect({ session: i, code: t.code }).toEqual({ session: i, code: 0 });

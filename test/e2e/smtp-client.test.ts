@@ -5,7 +5,6 @@
 // (pipelining), count connections, offer STARTTLS with a self-signed
 // certificate, AUTH, stall, greet with 421, drop a cached connection.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
@@ -17,6 +16,7 @@ import { createSmtpTransport, type SmtpTransportOptions } from '../../src/relay/
 import type { RecipientOutcome, SpooledMessage, Transport } from '../../src/relay/types.js';
 import { freePort, startPostfix, type PostfixInstance } from '../harness/postfix.js';
 import { startSmtpSink, type SmtpSink } from '../harness/smtp-tools.js';
+import { selfSignedCert } from '../harness/tls.js';
 
 const log = pino({ level: process.env.RELAY_LOG ?? 'silent' });
 
@@ -30,9 +30,9 @@ const fakes: FakeSmtp[] = [];
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'smtp-client-'));
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'k.pem'), '-out', join(dir, 'c.pem'), '-days', '2', '-subj', '/CN=fake.test'], { stdio: 'ignore' });
-  tlsKey = readFileSync(join(dir, 'k.pem'));
-  tlsCert = readFileSync(join(dir, 'c.pem'));
+  const tls = selfSignedCert(dir, 'fake.test');
+  tlsKey = readFileSync(tls.key);
+  tlsCert = readFileSync(tls.cert);
   postfix = await startPostfix({
     domains: ['corp.example.com'],
     recipients: ['alice@corp.example.com', 'bob@corp.example.com'],

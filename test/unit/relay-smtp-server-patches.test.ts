@@ -3,13 +3,13 @@
 // and the patch's effect is seen by a client. When an upgrade of smtp-server
 // moves one of them, this file fails.
 import { afterAll, afterEach, describe, expect, it } from '@jest/globals';
-import { execFileSync } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
 import * as patch from '../../src/relay/inbound/smtp-server-patches.js';
 import { RawSmtp, swaks } from '../harness/smtp-tools.js';
+import { selfSignedCert } from '../harness/tls.js';
 import { waitUntil } from '../harness/wait.js';
 
 const servers: SMTPServer[] = [];
@@ -22,9 +22,7 @@ afterAll(async () => {
 /** A self-signed certificate for STARTTLS. */
 async function tlsFiles(): Promise<{ key: Buffer; cert: Buffer }> {
   tlsDir ??= await mkdtemp(join(tmpdir(), 'smtp-patches-'));
-  const key = join(tlsDir, 'tls.key');
-  const cert = join(tlsDir, 'tls.crt');
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=relay.test'], { stdio: 'ignore' });
+  const { key, cert } = selfSignedCert(tlsDir, 'relay.test');
   return { key: await readFile(key), cert: await readFile(cert) };
 }
 const clients: RawSmtp[] = [];
