@@ -2,13 +2,13 @@
 // runtime) imports into the emulator, Postfix gets the primary copy, the audit
 // log names the copy; an excluded message never reaches the emulator.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { RelayConfig } from '../../src/api/relay/config.js';
 import { startRelay, type Relay } from '../../src/relay/relay.js';
 import { startGmailEmulator, type GmailEmulator } from '../harness/gmail-emulator.js';
+import { gmailRelayConfig } from '../harness/gmail-relay-config.js';
 import { startPostfix, type PostfixInstance } from '../harness/postfix.js';
 import { swaks, TEST_DOMAINS } from '../harness/smtp-tools.js';
 import { waitUntil } from '../harness/wait.js';
@@ -34,23 +34,12 @@ afterAll(async () => {
 
 describe('relay with the Gmail API backup', () => {
   it('DualDelivery: Postfix and the Gmail mailbox (mapped address) each get the message once; exclusions hold', async () => {
-    const keyFile = join(dir, 'sa.json');
-    await writeFile(keyFile, emu.serviceAccount.keyJson);
-    const config = RelayConfig.parse({
+    const config = await gmailRelayConfig({
+      dir,
+      emu,
+      primaryPort: postfix.port,
       instance: 'gmail-e2e',
-      spec: {
-        domains: TEST_DOMAINS,
-        mode: 'DualDelivery',
-        primary: { host: '127.0.0.1', port: postfix.port, tls: 'None' },
-        backup: { gmail: { method: 'GmailApi', serviceAccountSecretRef: { name: 'gmail-sa' }, addressMap: [{ from: '@corp.example.com', to: '@corp.example.org' }] } },
-        policy: { exclude: [{ name: 'confidential', header: { name: 'Sensitivity', value: 'Company-Confidential' } }] },
-        relay: { acceptFrom: ['127.0.0.0/8'] },
-      },
-      listen: { host: '127.0.0.1', port: 0, hostname: 'relay.test' },
-      http: { host: '127.0.0.1', port: 0 },
-      paths: { spool: join(dir, 'spool'), gmailServiceAccount: keyFile },
-      google: { rootUrl: emu.rootUrl, tokenUrl: emu.tokenUrl },
-      tuning: { minBackoffMs: 300, maxBackoffMs: 2000, sweepIntervalMs: 200, spoolMinFreeBytes: 0 },
+      exclude: [{ name: 'confidential', header: { name: 'Sensitivity', value: 'Company-Confidential' } }],
     });
     relay = await startRelay(config, { log });
     const a = await swaks({ port: relay.smtpPort, to: 'alice@corp.example.com', headers: ['Message-ID: <gmail-1@partner.example.net>'] });

@@ -5,14 +5,14 @@
 // a marker must reach Google, so the test fails both ways. Adversarial globs
 // against 16 KB values must leave the event loop free (/healthz under 100 ms).
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { RelayConfig } from '../../src/api/relay/config.js';
 import { startRelay, type Relay } from '../../src/relay/relay.js';
 import { startGmailEmulator, type GmailEmulator } from '../harness/gmail-emulator.js';
+import { gmailRelayConfig } from '../harness/gmail-relay-config.js';
 import { startPostfix, type PostfixInstance } from '../harness/postfix.js';
 import { RawSmtp, TEST_DOMAINS } from '../harness/smtp-tools.js';
 import { waitUntil } from '../harness/wait.js';
@@ -29,34 +29,21 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'relay-leak-'));
   postfix = await startPostfix({ domains: TEST_DOMAINS });
   emu = await startGmailEmulator({ users: USERS });
-  const keyFile = join(dir, 'sa.json');
-  await writeFile(keyFile, emu.serviceAccount.keyJson);
-  const config = RelayConfig.parse({
+  const config = await gmailRelayConfig({
+    dir,
+    emu,
+    primaryPort: postfix.port,
     instance: 'leak-corpus',
-    spec: {
-      domains: TEST_DOMAINS,
-      mode: 'DualDelivery',
-      primary: { host: '127.0.0.1', port: postfix.port, tls: 'None' },
-      backup: { gmail: { method: 'GmailApi', serviceAccountSecretRef: { name: 'gmail-sa' }, addressMap: [{ from: '@corp.example.com', to: '@corp.example.org' }] } },
-      policy: {
-        exclude: [
-          // Evaluated first, for every message: they never match the corpus.
-          ...ADVERSARIAL.map((value, i) => ({ name: `adversarial-${i}`, header: { name: 'X-Tag', value } })),
-          { name: 'confidential', header: { name: 'Sensitivity', value: 'Company-Confidential' } },
-          { name: 'secret-subject', header: { name: 'Subject', value: '*streng vertraulich*' } },
-          { name: 'ceo', recipient: 'ceo@corp.example.com' },
-          // The last rule: mail to sink@ is evaluated against every rule above, then kept from Google
-          // (no import work in this process, so /healthz measures the policy, not the emulator).
-          { name: 'sink', recipient: 'sink@corp.example.com' },
-        ],
-      },
-      relay: { acceptFrom: ['127.0.0.0/8'] },
-    },
-    listen: { host: '127.0.0.1', port: 0, hostname: 'relay.test' },
-    http: { host: '127.0.0.1', port: 0 },
-    paths: { spool: join(dir, 'spool'), gmailServiceAccount: keyFile },
-    google: { rootUrl: emu.rootUrl, tokenUrl: emu.tokenUrl },
-    tuning: { minBackoffMs: 300, maxBackoffMs: 2000, sweepIntervalMs: 200, spoolMinFreeBytes: 0 },
+    exclude: [
+      // Evaluated first, for every message: they never match the corpus.
+      ...ADVERSARIAL.map((value, i) => ({ name: `adversarial-${i}`, header: { name: 'X-Tag', value } })),
+      { name: 'confidential', header: { name: 'Sensitivity', value: 'Company-Confidential' } },
+      { name: 'secret-subject', header: { name: 'Subject', value: '*streng vertraulich*' } },
+      { name: 'ceo', recipient: 'ceo@corp.example.com' },
+      // The last rule: mail to sink@ is evaluated against every rule above, then kept from Google
+      // (no import work in this process, so /healthz measures the policy, not the emulator).
+      { name: 'sink', recipient: 'sink@corp.example.com' },
+    ],
   });
   relay = await startRelay(config, { log });
 }, 60_000);

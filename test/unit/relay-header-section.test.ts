@@ -1,6 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
-import { HeaderCollector } from '../../src/relay/inbound/headers.js';
-import { policyHeaders } from '../../src/relay/inbound/receive.js';
+import { HeaderCollector, policyHeaders } from '../../src/relay/inbound/headers.js';
 import { UNEVALUATED } from '../../src/relay/policy/exclusions.js';
 
 /** Feeds `data` in pieces of the given sizes (cycled) and returns the decided section. */

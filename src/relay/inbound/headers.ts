@@ -3,6 +3,8 @@
 // the Message-ID, which is added when the sender gave none. Whether the
 // section fits is decided on its bytes alone, never on how TCP split them.
 
+import { UNEVALUATED } from '../policy/exclusions.js';
+
 /**
  * A header section must end within this many bytes to be evaluated by the
  * policy; a longer one is passed on as it came, and the message never gets a
@@ -87,4 +89,17 @@ export class HeaderCollector {
 export function messageIdOf(headers: Array<[string, string]>): string | undefined {
   const mid = headers.find(([n]) => n === 'message-id')?.[1];
   return mid?.replace(/^\s*<|>\s*$/g, '').slice(0, 998) || undefined;
+}
+
+/**
+ * The header fields the queue file keeps for the policy: every occurrence of
+ * the names the rules ask for, or the UNEVALUATED marker (no backup copy) when
+ * the section did not fit MAX_HEADER_BYTES or those fields exceed MAX_KEPT_HEADER_BYTES.
+ */
+export function policyHeaders(headers: Array<[string, string]>, complete: boolean, interesting: ReadonlySet<string>): Array<[string, string]> {
+  if (!complete) return [[UNEVALUATED, `header section over ${MAX_HEADER_BYTES} bytes`]];
+  const kept = headers.filter(([n]) => interesting.has(n));
+  const bytes = kept.reduce((sum, [n, v]) => sum + n.length + v.length, 0);
+  if (bytes > MAX_KEPT_HEADER_BYTES) return [[UNEVALUATED, `header fields the rules name over ${MAX_KEPT_HEADER_BYTES} bytes`]];
+  return kept;
 }

@@ -11,8 +11,7 @@ import { SpoolFullError, type MessageState } from '../spool/state.js';
 import type { MessageWriter } from '../spool/writer.js';
 import type { SpooledMessage } from '../types.js';
 import { argOf, type Clients } from './access.js';
-import { UNEVALUATED } from '../policy/exclusions.js';
-import { HeaderCollector, MAX_HEADER_BYTES, MAX_KEPT_HEADER_BYTES, messageIdOf, parseHeaders, type HeaderSection } from './headers.js';
+import { HeaderCollector, messageIdOf, parseHeaders, policyHeaders, type HeaderSection } from './headers.js';
 import { NewlineNormaliser } from './newlines.js';
 import { SmtpError, type Reject } from './smtp-error.js';
 
@@ -152,19 +151,6 @@ async function receiveData(d: ReceiveDeps, stream: SMTPServerDataStream, session
     d.log.error({ id: state.id, err: (e as Error).message }, 'could not schedule a spooled message (it stays in the spool until restart)');
   }
   return `2.0.0 Ok: queued as ${state.id}`;
-}
-
-/**
- * The header fields the queue file keeps for the policy: every occurrence of
- * the names the rules ask for, or the UNEVALUATED marker (no backup copy) when
- * the section did not fit MAX_HEADER_BYTES or those fields exceed MAX_KEPT_HEADER_BYTES.
- */
-export function policyHeaders(headers: Array<[string, string]>, complete: boolean, interesting: ReadonlySet<string>): Array<[string, string]> {
-  if (!complete) return [[UNEVALUATED, `header section over ${MAX_HEADER_BYTES} bytes`]];
-  const kept = headers.filter(([n]) => interesting.has(n));
-  const bytes = kept.reduce((sum, [n, v]) => sum + n.length + v.length, 0);
-  if (bytes > MAX_KEPT_HEADER_BYTES) return [[UNEVALUATED, `header fields the rules name over ${MAX_KEPT_HEADER_BYTES} bytes`]];
-  return kept;
 }
 
 async function drain(stream: SMTPServerDataStream): Promise<void> {

@@ -27,6 +27,7 @@ import type { Spool } from '../spool/spool.js';
 import type { MessageState } from '../spool/state.js';
 import type { Destination, RecipientOutcome, SpooledMessage, Transport } from '../types.js';
 import { decideBackupCopies } from './backup.js';
+import { currentPolicyHeaders, gateBackupCopies } from './backup-gate.js';
 import { DestinationHealth, isSessionFailure } from './destination-health.js';
 import { DESTINATIONS } from './destinations.js';
 import { Entry } from './entry.js';
@@ -249,24 +250,36 @@ export class Scheduler {
     }
   }
 
+  /** The recipients still to copy to the backup under the current rules (backup-gate.ts); the others are audited as excluded. */
+  private async gate(entry: Entry, recipients: string[]): Promise<string[]> {
+    const rules = this.d.config.spec.policy.exclude;
+    const { send, excluded } = gateBackupCopies(rules, entry.state, await currentPolicyHeaders(rules, entry.message), recipients, this.now());
+    this.report.excluded(entry.state, entry.message, excluded);
+    return send;
+  }
+
   private async deliver(entry: Entry, dest: Destination): Promise<void> {
     const st = entry.state;
     const ds = st.deliveries[dest]!;
-    const recipients = pendingRecipients(ds);
+    let recipients = pendingRecipients(ds);
     entry.busy.add(dest);
     this.inflight[dest]++;
-    let outcomes: RecipientOutcome[];
+    let outcomes: RecipientOutcome[] = [];
     try {
-      await this.d.spool.journal.attempt(st.id, dest, ds.attempts + 1).catch((e: unknown) => {
-        this.d.log.warn({ id: st.id, err: (e as Error).message }, 'could not journal a delivery attempt');
-      });
-      outcomes = await this.d.transports[dest].deliver(entry.message, recipients, this.abort.signal);
+      if (dest === 'backup') recipients = await this.gate(entry, recipients);
+      if (recipients.length > 0) {
+        await this.d.spool.journal.attempt(st.id, dest, ds.attempts + 1).catch((e: unknown) => {
+          this.d.log.warn({ id: st.id, err: (e as Error).message }, 'could not journal a delivery attempt');
+        });
+        outcomes = await this.d.transports[dest].deliver(entry.message, recipients, this.abort.signal);
+      }
     } catch (e) {
       outcomes = recipients.map((r) => ({ recipient: r, status: 'deferred', detail: `transport error: ${(e as Error).message}` }));
     } finally {
       this.inflight[dest]--;
       entry.busy.delete(dest);
     }
+    if (recipients.length === 0) return this.evaluate(entry, true); // every copy excluded under the current rules
     if (this.stopped && outcomes.every((o) => o.status === 'deferred')) return;
     const now = this.now();
     const rec = recordOutcomes(ds, recipients, outcomes, now, this.backoff);
