@@ -4,7 +4,7 @@
 // StatefulSet status the way the StatefulSet controller would.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { pino } from 'pino';
-import { API_VERSION, type MailContinuity } from '../../src/api/v1alpha1/mailcontinuity.js';
+import type { MailContinuity } from '../../src/api/v1alpha1/mailcontinuity.js';
 import { Controller } from '../../src/operator/controller.js';
 import { KubeClient, isNotFound, type KubeObject } from '../../src/operator/kube/client.js';
 import {
@@ -18,7 +18,7 @@ import {
 import { operatorMetrics, type OperatorMetrics } from '../../src/operator/metrics.js';
 import { startControlPlane, type ControlPlane } from '../harness/controlplane.js';
 import { waitFor } from '../harness/wait.js';
-import { validSpec } from '../fixtures/mailcontinuity.js';
+import { createMailContinuity } from '../fixtures/mailcontinuity.js';
 
 let cp: ControlPlane;
 let client: KubeClient;
@@ -40,16 +40,8 @@ const childNames = (name: string) => ({
   NetworkPolicy: `${name}-relay`,
 });
 
-async function createMc(name: string, mutate: (s: ReturnType<typeof validSpec>) => void = () => {}): Promise<MC> {
-  const spec = validSpec();
-  mutate(spec);
-  return client.create<MC>(MAILCONTINUITIES, {
-    apiVersion: API_VERSION,
-    kind: 'MailContinuity',
-    metadata: { name, namespace: NS },
-    spec,
-  } as unknown as MC);
-}
+const createMc = (name: string, mutate?: Parameters<typeof createMailContinuity>[3]) =>
+  createMailContinuity(client, NS, name, mutate);
 
 async function createGmailSecret(name = 'gmail-sa') {
   try {

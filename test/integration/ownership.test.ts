@@ -4,7 +4,7 @@
 // no relay image outside its allowed list.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { pino } from 'pino';
-import { API_VERSION, type MailContinuity } from '../../src/api/v1alpha1/mailcontinuity.js';
+import type { MailContinuity } from '../../src/api/v1alpha1/mailcontinuity.js';
 import { Controller } from '../../src/operator/controller.js';
 import { PodDirectory } from '../../src/operator/failover/relays.js';
 import { Informer } from '../../src/operator/kube/informer.js';
@@ -13,7 +13,7 @@ import { CONFIGMAPS, EVENTS, MAILCONTINUITIES, PODS, SECRETS, STATEFULSETS } fro
 import { operatorMetrics } from '../../src/operator/metrics.js';
 import { startControlPlane, type ControlPlane } from '../harness/controlplane.js';
 import { waitFor } from '../harness/wait.js';
-import { validSpec } from '../fixtures/mailcontinuity.js';
+import { createMailContinuity } from '../fixtures/mailcontinuity.js';
 
 let cp: ControlPlane;
 let client: KubeClient;
@@ -30,16 +30,8 @@ const relayLabels = {
 type MC = MailContinuity & KubeObject;
 const condition = (mc: MC, type: string) => mc.status?.conditions?.find((c) => c.type === type);
 
-async function createMc(name: string, mutate: (s: ReturnType<typeof validSpec>) => void = () => {}): Promise<MC> {
-  const spec = validSpec();
-  mutate(spec);
-  return client.create<MC>(MAILCONTINUITIES, {
-    apiVersion: API_VERSION,
-    kind: 'MailContinuity',
-    metadata: { name, namespace: NS },
-    spec,
-  } as unknown as MC);
-}
+const createMc = (name: string, mutate?: Parameters<typeof createMailContinuity>[3]) =>
+  createMailContinuity(client, NS, name, mutate);
 
 /** A Pod with the relay's labels, Running with `ip` as the kubelet would report it. */
 async function runningPod(name: string, ip: string, owner?: KubeObject): Promise<void> {

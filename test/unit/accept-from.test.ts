@@ -1,22 +1,13 @@
 // The allowAnySource guard by addresses covered (pure): 0.0.0.0/1 + 128.0.0.0/1
 // is as open as 0.0.0.0/0.
 import { describe, expect, it } from '@jest/globals';
-import { API_VERSION, MailContinuitySpec, type MailContinuity } from '../../src/api/v1alpha1/mailcontinuity.js';
 import { decide } from '../../src/operator/reconcile/decide.js';
 import { acceptFromStall, coveredAddresses } from '../../src/operator/reconcile/accept-from.js';
 import { liveOf } from '../fixtures/live.js';
-import { validSpec } from '../fixtures/mailcontinuity.js';
+import { parsedMailContinuity } from '../fixtures/mailcontinuity.js';
 
-function mc(acceptFrom: string[], allowAnySource = false): MailContinuity {
-  const input = validSpec();
-  input.relay = { ...input.relay, acceptFrom, allowAnySource };
-  return {
-    apiVersion: API_VERSION,
-    kind: 'MailContinuity',
-    metadata: { name: 'corp', namespace: 'mail', uid: 'u1' },
-    spec: MailContinuitySpec.parse(input),
-  };
-}
+const mc = (acceptFrom: string[], allowAnySource = false) =>
+  parsedMailContinuity((s) => (s.relay = { ...s.relay, acceptFrom, allowAnySource }));
 
 describe('acceptFrom coverage', () => {
   it('counts each address once, overlaps and host bits included', () => {

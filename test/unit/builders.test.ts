@@ -1,21 +1,12 @@
 import { describe, expect, it } from '@jest/globals';
 import YAML from 'yaml';
-import { API_VERSION, MailContinuitySpec, type MailContinuity } from '../../src/api/v1alpha1/mailcontinuity.js';
+import { API_VERSION } from '../../src/api/v1alpha1/mailcontinuity.js';
 import { buildChildren, configHash, configMap } from '../../src/operator/builders/index.js';
 import type { KubeObject } from '../../src/operator/kube/types.js';
 import { RelayConfig } from '../../src/api/relay/config.js';
-import { validSpec } from '../fixtures/mailcontinuity.js';
+import { parsedMailContinuity } from '../fixtures/mailcontinuity.js';
 
-function fixture(mutate: (s: ReturnType<typeof validSpec>) => void = () => {}): MailContinuity {
-  const input = validSpec();
-  mutate(input);
-  return {
-    apiVersion: API_VERSION,
-    kind: 'MailContinuity',
-    metadata: { name: 'corp', namespace: 'mail', uid: '1f6a-uid', generation: 3 },
-    spec: MailContinuitySpec.parse(input),
-  };
-}
+const fixture = parsedMailContinuity;
 
 const byKind = (objs: KubeObject[], kind: string, name?: string) =>
   objs.find((o) => o.kind === kind && (!name || o.metadata.name === name)) as Record<string, any>;
@@ -37,7 +28,7 @@ describe('builders', () => {
     for (const c of children) {
       expect(c.metadata.namespace).toBe('mail');
       expect(c.metadata.ownerReferences).toEqual([
-        { apiVersion: API_VERSION, kind: 'MailContinuity', name: 'corp', uid: '1f6a-uid', controller: true, blockOwnerDeletion: true },
+        { apiVersion: API_VERSION, kind: 'MailContinuity', name: 'corp', uid: 'u1', controller: true, blockOwnerDeletion: true },
       ]);
       expect(c.metadata.labels).toMatchObject({ 'app.kubernetes.io/managed-by': 'mail-continuity-operator' });
     }

@@ -1,21 +1,11 @@
 // The relay's NetworkPolicy (pure builder) and the flags that say who may
 // reach the relays' admin and metrics port.
 import { describe, expect, it } from '@jest/globals';
-import { API_VERSION, MailContinuitySpec, type MailContinuity } from '../../src/api/v1alpha1/mailcontinuity.js';
 import { networkPolicy } from '../../src/operator/builders/index.js';
 import { parseLabels, relayAccessFromFlags } from '../../src/operator/flags.js';
-import { validSpec } from '../fixtures/mailcontinuity.js';
+import { parsedMailContinuity } from '../fixtures/mailcontinuity.js';
 
-function mc(mutate: (s: ReturnType<typeof validSpec>) => void = () => {}): MailContinuity {
-  const input = validSpec();
-  mutate(input);
-  return {
-    apiVersion: API_VERSION,
-    kind: 'MailContinuity',
-    metadata: { name: 'corp', namespace: 'mail', uid: 'mc-uid' },
-    spec: MailContinuitySpec.parse(input),
-  };
-}
+const mc = parsedMailContinuity;
 
 const OPERATOR = {
   namespace: 'mail-continuity-system',
@@ -26,7 +16,7 @@ describe('networkPolicy', () => {
   it('selects the relay Pods, limits ingress only, SMTP from acceptFrom and HTTP from the operator', () => {
     const np = networkPolicy(mc(), { operator: OPERATOR }) as Record<string, any>;
     expect(np).toMatchObject({ apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { name: 'corp-relay', namespace: 'mail' } });
-    expect(np.metadata.ownerReferences[0]).toMatchObject({ kind: 'MailContinuity', uid: 'mc-uid', controller: true });
+    expect(np.metadata.ownerReferences[0]).toMatchObject({ kind: 'MailContinuity', uid: 'u1', controller: true });
     expect(np.spec.podSelector).toEqual({
       matchLabels: { 'app.kubernetes.io/name': 'mail-continuity-relay', 'app.kubernetes.io/instance': 'corp' },
     });

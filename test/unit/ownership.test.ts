@@ -1,7 +1,7 @@
 // What the operator refuses to trust, decided purely: a child it does not own
 // (ChildNotOwned), and the admin token of a Secret it does not own.
 import { describe, expect, it } from '@jest/globals';
-import { API_VERSION, MailContinuitySpec, type MailContinuity } from '../../src/api/v1alpha1/mailcontinuity.js';
+import { API_VERSION, type MailContinuity } from '../../src/api/v1alpha1/mailcontinuity.js';
 import { Informer } from '../../src/operator/kube/informer.js';
 import type { KubeObject } from '../../src/operator/kube/types.js';
 import { decide } from '../../src/operator/reconcile/decide.js';
@@ -9,20 +9,12 @@ import { adminToken } from '../../src/operator/reconcile/gather.js';
 import { controlledBy, notOwnedStall } from '../../src/operator/reconcile/ownership.js';
 import { desiredConditions } from '../../src/operator/status.js';
 import { liveOf } from '../fixtures/live.js';
-import { validSpec } from '../fixtures/mailcontinuity.js';
+import { parsedMailContinuity } from '../fixtures/mailcontinuity.js';
 
 const NOW = new Date('2026-12-03T10:00:00Z');
 const opts = { defaultImage: 'example/mc:1', now: NOW };
 
-function mcOf(status?: MailContinuity['status']): MailContinuity {
-  return {
-    apiVersion: API_VERSION,
-    kind: 'MailContinuity',
-    metadata: { name: 'corp', namespace: 'mail', uid: 'u1', generation: 2 },
-    spec: MailContinuitySpec.parse(validSpec()),
-    ...(status ? { status } : {}),
-  };
-}
+const mcOf = (status?: MailContinuity['status']) => parsedMailContinuity(undefined, status);
 
 function secret(name: string, owner?: { uid: string; controller?: boolean }): KubeObject {
   return {

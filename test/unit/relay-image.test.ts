@@ -1,22 +1,12 @@
 // Which relay images a MailContinuity may name (pure), and the flag that lists them.
 import { describe, expect, it } from '@jest/globals';
-import { API_VERSION, MailContinuitySpec, type MailContinuity } from '../../src/api/v1alpha1/mailcontinuity.js';
 import { allowedRelayImages } from '../../src/operator/flags.js';
 import { decide } from '../../src/operator/reconcile/decide.js';
 import { imageAllowed, imageRepository, relayImageStall } from '../../src/operator/reconcile/relay-image.js';
 import { liveOf } from '../fixtures/live.js';
-import { validSpec } from '../fixtures/mailcontinuity.js';
+import { parsedMailContinuity } from '../fixtures/mailcontinuity.js';
 
-function mc(image?: string): MailContinuity {
-  const input = validSpec();
-  if (image) input.relay = { ...input.relay, image };
-  return {
-    apiVersion: API_VERSION,
-    kind: 'MailContinuity',
-    metadata: { name: 'corp', namespace: 'mail', uid: 'u1' },
-    spec: MailContinuitySpec.parse(input),
-  };
-}
+const mc = (image?: string) => parsedMailContinuity((s) => void (image && (s.relay = { ...s.relay, image })));
 
 describe('relay images', () => {
   it('takes the repository of an image: without tag or digest, keeping a registry port', () => {
