@@ -125,6 +125,7 @@ describe('relay pods come and go', () => {
   it('a relay pod force-deleted while mail streams in comes back on the same PVC, and every 250 arrives', async () => {
     const pvcBefore = p.kubectl(['-n', 'mail', 'get', 'pvc', 'spool-corp-relay-0', '-o', 'jsonpath={.spec.volumeName}']);
     const before = p.relayPods().find((r) => r.name === 'corp-relay-0')!;
+    let atLeast = 0;
     const results = await whileMailStreams('kill', async (sent) => {
       await waitFor('some mail accepted before the kill', () => acceptedCount(sent) >= 5, 60_000);
       p.kubectl(['-n', 'mail', 'delete', 'pod', 'corp-relay-0', '--grace-period=0', '--force']);
@@ -134,13 +135,13 @@ describe('relay pods come and go', () => {
         180_000,
         500,
       );
-      const then = acceptedCount(sent);
-      await waitFor('more mail accepted after the pod came back', () => acceptedCount(sent) >= then + 10, 60_000);
+      atLeast = acceptedCount(sent) + 10;
+      await waitFor('more mail accepted after the pod came back', () => acceptedCount(sent) >= atLeast, 60_000);
     });
     const pvcAfter = p.kubectl(['-n', 'mail', 'get', 'pvc', 'spool-corp-relay-0', '-o', 'jsonpath={.spec.volumeName}']);
     expect(pvcAfter).toBe(pvcBefore);
     expect(permanentFailures(results)).toEqual([]);
-    expect(await allAcceptedArrive(results)).toBeGreaterThanOrEqual(25);
+    expect(await allAcceptedArrive(results)).toBeGreaterThanOrEqual(atLeast);
   });
 
   it('a spec change (here: the Service becomes a NodePort) rolls the relay pods one at a time, and no accepted message is lost', async () => {
