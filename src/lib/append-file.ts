@@ -7,7 +7,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 export class AppendFile {
   private fh: FileHandle | undefined;
   private lines: string[] = [];
-  private waiters: Array<{ resolve: () => void; reject: (e: unknown) => void }> = [];
+  private waiters: Array<{ resolve: () => void; reject: (e: unknown) => void; sync: boolean }> = [];
   private chain: Promise<void> = Promise.resolve();
   private scheduled = false;
   /** Bytes in the file (as written through this object). */
@@ -26,10 +26,14 @@ export class AppendFile {
     this.bytes = (await this.fh.stat()).size;
   }
 
-  /** Resolves when the line is in the file (page cache: it survives a crash of the process, not of the machine). */
-  append(line: string): Promise<void> {
+  /**
+   * Resolves when the line is in the file (page cache: it survives a crash of
+   * the process, not of the machine); with `sync`, once it is on stable storage
+   * (one fdatasync for the batch: group commit).
+   */
+  append(line: string, opts: { sync?: boolean } = {}): Promise<void> {
     this.lines.push(line);
-    const done = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
+    const done = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject, sync: opts.sync === true }));
     if (!this.scheduled) {
       this.scheduled = true;
       setImmediate(() => {
@@ -62,6 +66,7 @@ export class AppendFile {
         if (!this.fh) await this.open('a');
         await this.fh!.write(text);
         this.bytes += Buffer.byteLength(text);
+        if (waiters.some((w) => w.sync)) await this.fh!.datasync();
       }
       for (const w of waiters) w.resolve();
     } catch (e) {

@@ -15,6 +15,7 @@ export interface RelayMetrics {
   normalisedNewlines: Counter<'instance'>;
   failoverActive: Gauge<'instance'>;
   auditRecords: Counter<'instance' | 'action'>;
+  auditWriteFailing: Gauge<'instance'>;
   commits: Counter<'instance'>;
   commitBatches: Gauge<'instance'>;
 }
@@ -66,6 +67,12 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): RelayMet
       registers,
     }),
     failoverActive: new Gauge({ name: 'relay_failover_active', help: '1 while failover is active.', labelNames: ['instance'], registers }),
+    auditWriteFailing: new Gauge({
+      name: 'relay_audit_write_failing',
+      help: '1 while the audit log cannot be written: copies to the backup (Google) are paused.',
+      labelNames: ['instance'],
+      registers,
+    }),
     commits: new Counter({ name: 'relay_spool_commits_total', help: 'Messages committed to the spool (fsync + rename).', labelNames: ['instance'], registers }),
     commitBatches: new Gauge({
       name: 'relay_spool_commit_batches',

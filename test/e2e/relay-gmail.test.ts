@@ -57,10 +57,11 @@ describe('relay with the Gmail API backup', () => {
     const audit = (await readFile(join(dir, 'spool', 'audit.log'), 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(audit).toEqual(
       expect.arrayContaining([
+        expect.objectContaining({ messageId: 'gmail-1@partner.example.net', action: 'copy-intent', to: ['alice@corp.example.com'] }),
         expect.objectContaining({ messageId: 'gmail-1@partner.example.net', action: 'copied-to-backup', to: ['alice@corp.example.com'] }),
         expect.objectContaining({ messageId: 'gmail-conf@partner.example.net', action: 'excluded', rule: 'confidential' }),
       ]),
     );
-    expect(audit).toHaveLength(2);
+    expect(audit).toHaveLength(3);
   }, 120_000);
 });

@@ -159,7 +159,11 @@ describe('exclusions against a crafted corpus', () => {
     const expected = corpus.map((c) => ({
       name: c.name,
       atGoogle: c.rule === undefined,
-      audit: [c.rule === undefined ? 'copied-to-backup:' : expect.stringMatching(typeof c.rule === 'string' ? new RegExp(`^excluded:${c.rule}$`) : new RegExp(`^excluded:${c.rule.source.slice(1)}`))],
+      // A copy: its write-ahead intent, then the outcome; an exclusion: one line with the reason.
+      audit:
+        c.rule === undefined
+          ? ['copy-intent:', 'copied-to-backup:']
+          : [expect.stringMatching(typeof c.rule === 'string' ? new RegExp(`^excluded:${c.rule}$`) : new RegExp(`^excluded:${c.rule.source.slice(1)}`))],
     }));
     expect(outcome).toEqual(expected);
     // Exchange got every one of them.

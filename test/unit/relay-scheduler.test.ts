@@ -40,11 +40,11 @@ let dir: string;
 let offset = 0;
 let parts: { spool: Spool; scheduler: Scheduler; primary: FakeTransport; backup: FakeTransport; failover: FailoverState; metrics: RelayMetrics; audit: AuditLog };
 
-async function setup(spec: Parameters<typeof relayTestConfig>[0]['spec'], primary: Script, backup: Script = ok, tuning: Parameters<typeof relayTestConfig>[0]['tuning'] = {}) {
+async function setup(spec: Parameters<typeof relayTestConfig>[0]['spec'], primary: Script, backup: Script = ok, tuning: Parameters<typeof relayTestConfig>[0]['tuning'] = {}, auditPath = join(dir, 'audit.log')) {
   const config = relayTestConfig({ spool: join(dir, 'spool'), primaryPort: 25, spec, tuning: { minBackoffMs: 20, maxBackoffMs: 100, sweepIntervalMs: 60_000, ...tuning } });
   const spool = new Spool(config.paths.spool, { log });
   await spool.init();
-  const audit = new AuditLog(join(dir, 'audit.log'), 'unit', log);
+  const audit = new AuditLog(auditPath, 'unit', log);
   await audit.open();
   const metrics = createMetrics();
   const failover = new FailoverState({ active: false, replayMaxMessagesPerSecond: config.spec.recovery.maxMessagesPerSecond });
@@ -171,8 +171,12 @@ describe('scheduler', () => {
     offset = 15 * 60_000;
     parts.scheduler.sweep();
     await until('backup copy', () => parts.backup.calls.length === 1);
-    await until('audit line', async () => (await auditLines()).length === 1);
-    expect((await auditLines())[0]).toEqual(expect.objectContaining({ action: 'copied-to-backup', spoolId: st.id, to: ['a@corp.example.com'] }));
+    await until('audit lines', async () => (await auditLines()).length === 2);
+    // Write-ahead: the intent before the copy, the outcome after.
+    expect(await auditLines()).toEqual([
+      expect.objectContaining({ action: 'copy-intent', spoolId: st.id, to: ['a@corp.example.com'] }),
+      expect.objectContaining({ action: 'copied-to-backup', spoolId: st.id, to: ['a@corp.example.com'] }),
+    ]);
     expect(parts.scheduler.inspect(st.id)!.deliveries.backup!.recipients['a@corp.example.com']).toEqual(expect.objectContaining({ status: 'delivered' }));
     expect(parts.scheduler.queueDepth('primary')).toBe(1);
     expect(parts.scheduler.queueDepth('backup')).toBe(0);
@@ -227,14 +231,26 @@ describe('scheduler', () => {
     parts.scheduler.add(st);
     await until('done', () => parts.scheduler.size === 0);
     expect(parts.backup.calls.map((c) => c.rcpts)).toEqual([['bob@corp.example.com']]);
-    await until('audit', async () => (await auditLines()).length === 2);
+    await until('audit', async () => (await auditLines()).length === 3);
     const lines = await auditLines();
     expect(lines).toEqual(
       expect.arrayContaining([
         expect.objectContaining({ action: 'excluded', rule: 'ceo', to: ['ceo@corp.example.com'] }),
+        expect.objectContaining({ action: 'copy-intent', to: ['bob@corp.example.com'] }),
         expect.objectContaining({ action: 'copied-to-backup', to: ['bob@corp.example.com'] }),
       ]),
     );
+  });
+
+  it('an audit log that cannot be written pauses copies to the backup (the gauge says so); the primary goes on', async () => {
+    await setup({ mode: 'DualDelivery' }, ok, ok, {}, '/dev/full');
+    const st = await put();
+    parts.scheduler.add(st);
+    await until('the primary has it', () => parts.scheduler.queueDepth('primary') === 0);
+    await until('the copy deferred', () => parts.scheduler.inspect(st.id)?.deliveries.backup?.recipients['a@corp.example.com']?.status === 'pending' && (parts.scheduler.inspect(st.id)?.deliveries.backup?.attempts ?? 0) >= 1);
+    expect(parts.backup.calls).toHaveLength(0);
+    expect(parts.scheduler.inspect(st.id)!.deliveries.backup!.lastError).toMatch(/audit log cannot be written/);
+    expect((await parts.metrics.registry.getSingleMetricAsString('relay_audit_write_failing'))).toMatch(/relay_audit_write_failing\{instance="[^"]*"\} 1/);
   });
 
   it('retention: mail older than spec.relay.spool.retention moves to dead/ with a log line and a metric', async () => {

@@ -22,6 +22,20 @@ export class SchedulerReport {
     this.d.metrics.failoverActive.set(this.labels, active ? 1 : 0);
   }
 
+  /** The write-ahead audit record before a copy to Google; false (copies pause, the gauge says so) when it cannot be written. */
+  async copyIntent(st: MessageState, message: SpooledMessage, recipients: string[]): Promise<boolean> {
+    try {
+      await this.d.audit.intent(message, recipients);
+      this.d.metrics.auditRecords.inc({ ...this.labels, action: 'copy-intent' });
+      this.d.metrics.auditWriteFailing.set(this.labels, 0);
+      return true;
+    } catch (e) {
+      this.d.metrics.auditWriteFailing.set(this.labels, 1);
+      this.d.log.error({ id: st.id, messageId: st.messageId, err: (e as Error).message }, 'audit log cannot be written: copies to the backup paused');
+      return false;
+    }
+  }
+
   /** Recipients of `message` the backup has (an audit record for each copy to Google). */
   copied(message: SpooledMessage, recipients: string[]): Promise<void> {
     this.d.metrics.auditRecords.inc({ ...this.labels, action: 'copied-to-backup' });

@@ -51,6 +51,9 @@ export interface SchedulerDeps {
   random?: () => number;
 }
 
+/** A copy whose write-ahead audit record could not be written waits this long before it is tried again. */
+const AUDIT_RETRY_MS = 10_000;
+
 const perDestination = <T>(f: (d: Destination) => T): Record<Destination, T> => ({ primary: f('primary'), backup: f('backup') });
 
 export class Scheduler {
@@ -267,7 +270,9 @@ export class Scheduler {
     let outcomes: RecipientOutcome[] = [];
     try {
       if (dest === 'backup') recipients = await this.gate(entry, recipients);
-      if (recipients.length > 0) {
+      if (dest === 'backup' && recipients.length > 0 && !(await this.report.copyIntent(st, entry.message, recipients))) {
+        outcomes = recipients.map((r) => ({ recipient: r, status: 'deferred', detail: 'audit log cannot be written: copies to the backup paused', retryAfterMs: AUDIT_RETRY_MS }));
+      } else if (recipients.length > 0) {
         await this.d.spool.journal.attempt(st.id, dest, ds.attempts + 1).catch((e: unknown) => {
           this.d.log.warn({ id: st.id, err: (e as Error).message }, 'could not journal a delivery attempt');
         });
