@@ -2,15 +2,14 @@
 // runtime) imports into the emulator, Postfix gets the primary copy, the audit
 // log names the copy; an excluded message never reaches the emulator.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { startRelay, type Relay } from '../../src/relay/relay.js';
-import { startGmailEmulator, type GmailEmulator } from '../harness/gmail-emulator.js';
-import { gmailRelayConfig } from '../harness/gmail-relay-config.js';
-import { startPostfix, type PostfixInstance } from '../harness/postfix.js';
-import { swaks, TEST_DOMAINS } from '../harness/smtp-tools.js';
+import type { GmailEmulator } from '../harness/gmail-emulator.js';
+import { gmailRelayConfig, startGmailRelayParts, type GmailRelayParts } from '../harness/gmail-relay-config.js';
+import type { PostfixInstance } from '../harness/postfix.js';
+import { swaks } from '../harness/smtp-tools.js';
 import { waitUntil } from '../harness/wait.js';
 
 const log = pino({ level: process.env.RELAY_LOG ?? 'silent' });
@@ -19,18 +18,14 @@ let emu: GmailEmulator;
 let dir: string;
 let relay: Relay | undefined;
 
+let parts: GmailRelayParts | undefined;
+
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'relay-gmail-'));
-  postfix = await startPostfix({ domains: TEST_DOMAINS });
-  emu = await startGmailEmulator({ users: ['alice@corp.example.org', 'bob@corp.example.org'] });
+  parts = await startGmailRelayParts('relay-gmail-', ['alice@corp.example.org', 'bob@corp.example.org']);
+  ({ dir, postfix, emu } = parts);
 }, 60_000);
 
-afterAll(async () => {
-  await relay?.stop().catch(() => undefined);
-  await emu?.close();
-  await postfix?.destroy();
-  await rm(dir, { recursive: true, force: true });
-}, 60_000);
+afterAll(() => parts?.close(relay), 60_000);
 
 describe('relay with the Gmail API backup', () => {
   it('DualDelivery: Postfix and the Gmail mailbox (mapped address) each get the message once; exclusions hold', async () => {

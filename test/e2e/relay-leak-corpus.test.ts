@@ -5,16 +5,15 @@
 // a marker must reach Google, so the test fails both ways. Adversarial globs
 // against 16 KB values must leave the event loop free (/healthz under 100 ms).
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { request } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { startRelay, type Relay } from '../../src/relay/relay.js';
-import { startGmailEmulator, type GmailEmulator } from '../harness/gmail-emulator.js';
-import { gmailRelayConfig } from '../harness/gmail-relay-config.js';
-import { startPostfix, type PostfixInstance } from '../harness/postfix.js';
-import { RawSmtp, TEST_DOMAINS } from '../harness/smtp-tools.js';
+import type { GmailEmulator } from '../harness/gmail-emulator.js';
+import { gmailRelayConfig, startGmailRelayParts, type GmailRelayParts } from '../harness/gmail-relay-config.js';
+import type { PostfixInstance } from '../harness/postfix.js';
+import { RawSmtp } from '../harness/smtp-tools.js';
 import { waitUntil } from '../harness/wait.js';
 
 const log = pino({ level: process.env.RELAY_LOG ?? 'silent' });
@@ -24,11 +23,11 @@ let postfix: PostfixInstance;
 let emu: GmailEmulator;
 let dir: string;
 let relay: Relay;
+let parts: GmailRelayParts | undefined;
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'relay-leak-'));
-  postfix = await startPostfix({ domains: TEST_DOMAINS });
-  emu = await startGmailEmulator({ users: USERS });
+  parts = await startGmailRelayParts('relay-leak-', USERS);
+  ({ dir, postfix, emu } = parts);
   const config = await gmailRelayConfig({
     dir,
     emu,
@@ -48,12 +47,7 @@ beforeAll(async () => {
   relay = await startRelay(config, { log });
 }, 60_000);
 
-afterAll(async () => {
-  await relay?.stop().catch(() => undefined);
-  await emu?.close();
-  await postfix?.destroy();
-  await rm(dir, { recursive: true, force: true });
-}, 60_000);
+afterAll(() => parts?.close(relay), 60_000);
 
 const filler = (bytes: number) => {
   const line = `X-Filler: ${'f'.repeat(70)}\r\n`;
