@@ -65,6 +65,7 @@ try {
     }
     const pns = `bench-peer-${i}`;
     kubectl(['create', 'namespace', pns]);
+    secret(pns);
     const tp = Date.now();
     kubectl(['-n', pns, 'apply', '-f', '-'], rendered);
     await firstReady(pns, 'app.kubernetes.io/instance=corp');
