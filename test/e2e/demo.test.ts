@@ -3,7 +3,7 @@
 import { afterAll, expect, it } from '@jest/globals';
 import { readFileSync } from 'node:fs';
 import YAML from 'yaml';
-import { DEMO_USER, formatTable, runTimeline } from '../harness/demo-timeline.js';
+import { DEMO_USER, EXPECTED_DEMO_TABLE, formatTable, runTimeline } from '../harness/demo-timeline.js';
 import { startStack, type Stack } from '../harness/stack.js';
 
 let stack: Stack | undefined;
@@ -29,16 +29,7 @@ it('the demo timeline ends with every message at Exchange once, the outage mail 
     (l) => lines.push(l),
     (l) => lines.push(l),
   );
-  expect({ ...table, phases: undefined }).toEqual({
-    sent: 7,
-    accepted: 7,
-    atExchange: 7,
-    atGmail: 3,
-    excluded: 1,
-    lost: 0,
-    duplicated: 0,
-    phases: undefined,
-  });
+  expect({ ...table, phases: undefined }).toEqual({ ...EXPECTED_DEMO_TABLE, phases: undefined });
   expect(table.phases.map((p) => p.name)).toHaveLength(5);
   expect(lines.join('\n')).toMatch(/FailoverActive=True/);
   console.log(formatTable(table));

@@ -40,6 +40,17 @@ export interface DemoTable {
 }
 
 export const DEMO_USER = 'alice@corp.example.com';
+
+/** The final table of the timeline when all goes well (its phase timings aside). */
+export const EXPECTED_DEMO_TABLE: Omit<DemoTable, 'phases'> = {
+  sent: 7,
+  accepted: 7,
+  atExchange: 7,
+  atGmail: 3,
+  excluded: 1,
+  lost: 0,
+  duplicated: 0,
+};
 const CONFIDENTIAL = 'Company-Confidential';
 
 export async function runTimeline(

@@ -16,6 +16,7 @@ import { freePort, startControlPlane, type ControlPlane } from './controlplane.j
 import { startGmailEmulator, type GmailEmulator } from './gmail-emulator.js';
 import { startPostfix, type PostfixInstance } from './postfix.js';
 import { startTcpProxy, type TcpProxy } from './tcp-proxy.js';
+import { stopProcess } from './process.js';
 import { waitFor } from './wait.js';
 
 /** Relay timers for scenario runs: retries within seconds instead of production's 30 s to 10 min. */
@@ -166,15 +167,6 @@ function jsonLines(proc: ChildProcess, into: Record<string, unknown>[], raw: str
   });
 }
 
-async function stopProcess(p: ChildProcess | undefined, timeoutMs = 10_000): Promise<void> {
-  if (!p || p.exitCode !== null || p.signalCode !== null) return;
-  const exited = new Promise<void>((r) => p.once('exit', () => r()));
-  p.kill('SIGTERM');
-  const t = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
-  await exited;
-  clearTimeout(t);
-}
-
 export async function startStack(o: StackOptions): Promise<Stack> {
   const say = o.progress ?? (() => {});
   const namespace = o.namespace ?? 'default';
@@ -191,8 +183,8 @@ export async function startStack(o: StackOptions): Promise<Stack> {
   let stopping: Promise<void> | undefined;
   const stop = () => (stopping ??= stopAll());
   const stopAll = async () => {
-    await Promise.all(relays.map((r) => stopProcess(r.proc)));
-    await stopProcess(operator);
+    await Promise.all(relays.map((r) => stopProcess(r.proc, 10_000)));
+    await stopProcess(operator, 10_000);
     await gmail?.close();
     await proxy?.stop();
     await postfix?.destroy();
@@ -380,7 +372,7 @@ export async function startStack(o: StackOptions): Promise<Stack> {
       },
       accepted: () => relays.flatMap((r) => r.lines.filter((l) => l.msg === 'queued').map((l) => String(l.messageId))),
       stopOperator: async () => {
-        await stopProcess(operator);
+        await stopProcess(operator, 10_000);
         operator = undefined;
       },
       startOperator,
