@@ -2,7 +2,7 @@
 // containerd, ...): output to a log file per process, killed when the test
 // process exits even after a crash, waits that fail at once with the log's
 // tail when the process they wait for has died.
-import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { createWriteStream, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -93,4 +93,17 @@ export async function waitForDaemon(
     await new Promise((r) => setTimeout(r, 200));
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? ` (last error: ${lastError})` : ''}`);
+}
+
+/** SIGKILLs every process of the machine whose command line `match` accepts (what a dead parent left running). */
+export function killProcesses(match: (args: string) => boolean): void {
+  for (const line of execFileSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' }).split('\n')) {
+    const m = /^\s*(\d+)\s+(.*)$/.exec(line);
+    if (!m || Number(m[1]) === process.pid || !match(m[2]!)) continue;
+    try {
+      process.kill(Number(m[1]), 'SIGKILL');
+    } catch {
+      // gone meanwhile
+    }
+  }
 }

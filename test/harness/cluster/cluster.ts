@@ -9,14 +9,13 @@
 //   const cluster = await startCluster({ images: [pauseArchive, imageArchive], progress: console.log });
 //   cluster.kubectl(['get', 'pods', '-A']);
 //   await cluster.stop();
-import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { binDir, startControlPlane, type ControlPlane } from '../controlplane.js';
 import { waitFor } from '../wait.js';
-import { mountsUnder, startContainerd, type Containerd } from './containerd.js';
+import { startContainerd, unmountUnder, type Containerd } from './containerd.js';
 import { setupNetwork, NODE_IP, type NodeNetwork } from './network.js';
 import { NODE_NAME, startNodeParts, type NodeParts } from './node.js';
 import { CLUSTER_DIR_PREFIX, removeKubepodsCgroups, takeClusterLock } from './stale.js';
@@ -134,16 +133,6 @@ async function drainNode(cp: ControlPlane, containerd: Containerd, progress: (l:
       containerd.ctr(['tasks', 'kill', '-s', 'SIGKILL', id]);
     } catch {
       // exited meanwhile
-    }
-  }
-}
-
-function unmountUnder(dir: string): void {
-  for (const m of mountsUnder(dir)) {
-    try {
-      execFileSync('umount', ['-l', m], { stdio: 'ignore' });
-    } catch {
-      // already gone
     }
   }
 }

@@ -2,14 +2,17 @@
 // the cluster's directory (nothing shared with a containerd the machine may
 // run), its CRI plugin set up for this machine, and images imported from
 // archives (no registry is reachable, so nothing is ever pulled).
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { startDaemon, waitForDaemon, type Daemon } from '../process.js';
+import { promisify } from 'node:util';
+import { killProcesses, startDaemon, waitForDaemon, type Daemon } from '../process.js';
 import { CNI_BIN_DIR } from './network.js';
 
 /** The sandbox ("pause") image containerd's CRI runs in every pod: imported, never pulled. */
+const run = promisify(execFile);
+
 export const PAUSE_IMAGE = 'registry.k8s.io/pause:3.10';
 
 export interface Containerd {
@@ -18,6 +21,8 @@ export interface Containerd {
   state: string;
   /** `ctr` against this containerd, namespace k8s.io (the CRI's). */
   ctr(args: string[]): string;
+  /** The same without blocking the event loop, with a short timeout (for pollers). */
+  ctrAsync(args: string[]): Promise<string>;
   importImage(archive: string): void;
   /** Stops containerd and every shim it started; what the kubelet did not remove is killed. */
   stop(): Promise<void>;
@@ -69,8 +74,9 @@ export async function startContainerd(
     ].join('\n'),
   );
   const daemon: Daemon = startDaemon('containerd', '/usr/bin/containerd', ['--config', config], dir, opts);
+  const ctrArgs = (args: string[]) => ['--address', socket, '--namespace', 'k8s.io', ...args];
   const ctr = (args: string[]) =>
-    execFileSync('ctr', ['--address', socket, '--namespace', 'k8s.io', ...args], {
+    execFileSync('ctr', ctrArgs(args), {
       encoding: 'utf8',
       stdio: ['ignore', 'pipe', 'pipe'],
       // An import of the product image takes seconds; a containerd that does not answer must not
@@ -88,6 +94,7 @@ export async function startContainerd(
     root,
     state,
     ctr,
+    ctrAsync: async (args) => (await run('ctr', ctrArgs(args), { timeout: 5000 })).stdout,
     importImage(archive) {
       ctr(['images', 'import', '--no-unpack=false', archive]);
     },
@@ -95,25 +102,9 @@ export async function startContainerd(
       await daemon.stop(10_000);
       // Shims outlive containerd by design (containers keep running across a
       // containerd restart): kill the ones of this containerd.
-      for (const pid of shimsOf(socket)) {
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch {
-          // already gone
-        }
-      }
+      killProcesses((args) => args.includes('containerd-shim') && args.includes(socket));
     },
   };
-}
-
-/** PIDs of containerd-shim processes started by the containerd listening on `socket`. */
-function shimsOf(socket: string): number[] {
-  const out: number[] = [];
-  for (const line of execFileSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' }).split('\n')) {
-    const m = /^\s*(\d+)\s+(.*)$/.exec(line);
-    if (m && m[2]!.includes('containerd-shim') && m[2]!.includes(socket)) out.push(Number(m[1]));
-  }
-  return out;
 }
 
 /** Mount points at or under `prefix`, deepest first (to unmount in that order). */
@@ -123,4 +114,15 @@ export function mountsUnder(prefix: string): string[] {
     .map((l) => l.split(' ')[4])
     .filter((m): m is string => !!m && (m === prefix || m.startsWith(prefix + '/')))
     .sort((a, b) => b.length - a.length);
+}
+
+/** Unmounts everything at or under `dir`, deepest first (lazily: a busy mount goes when it is free). */
+export function unmountUnder(dir: string): void {
+  for (const m of mountsUnder(dir)) {
+    try {
+      execFileSync('umount', ['-l', m], { stdio: 'ignore' });
+    } catch {
+      // already gone
+    }
+  }
 }

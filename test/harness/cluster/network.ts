@@ -5,7 +5,7 @@
 // networking needs (forwarding, and iptables seeing bridged traffic so a pod
 // reaching a Service on its own bridge is DNATed by kube-proxy's rules).
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
@@ -45,18 +45,20 @@ export function cniNetns(): string[] {
 const TABLES = ['filter', 'nat', 'mangle'];
 const OURS = /^(KUBE|CNI)-/;
 
-/** Chains named KUBE-* or CNI-* (kubelet, kube-proxy, the CNI plugins) per table, IPv4 and IPv6. */
+/** Every table of IPv4 and IPv6 with its rules as `iptables -S` prints them. */
+function tables(): { bin: string; table: string; rules: string[] }[] {
+  return ['iptables', 'ip6tables'].flatMap((bin) =>
+    TABLES.map((table) => ({ bin, table, rules: execFileSync(bin, ['-t', table, '-S'], { encoding: 'utf8' }).split('\n') })),
+  );
+}
+
+/** The KUBE-* and CNI-* chains (kubelet, kube-proxy, the CNI plugins) of a table's rules. */
+const chainsOf = (rules: string[]) =>
+  rules.map((l) => /^-N (\S+)/.exec(l)?.[1]).filter((c): c is string => !!c && OURS.test(c));
+
+/** Chains named KUBE-* or CNI-* per table, IPv4 and IPv6, as "BIN TABLE CHAIN". */
 export function kubeChains(): string[] {
-  const out: string[] = [];
-  for (const bin of ['iptables', 'ip6tables']) {
-    for (const table of TABLES) {
-      for (const line of execFileSync(bin, ['-t', table, '-S'], { encoding: 'utf8' }).split('\n')) {
-        const m = /^-N (\S+)/.exec(line);
-        if (m && OURS.test(m[1]!)) out.push(`${bin} ${table} ${m[1]}`);
-      }
-    }
-  }
-  return out;
+  return tables().flatMap(({ bin, table, rules }) => chainsOf(rules).map((c) => `${bin} ${table} ${c}`));
 }
 
 /**
@@ -66,28 +68,35 @@ export function kubeChains(): string[] {
  */
 export function removeKubeChains(keep: Set<string> = new Set()): void {
   const ipt = (bin: string, args: string[]) => execFileSync(bin, args, { stdio: 'ignore' });
-  for (const bin of ['iptables', 'ip6tables']) {
-    for (const table of TABLES) {
-      const rules = execFileSync(bin, ['-t', table, '-S'], { encoding: 'utf8' }).split('\n');
-      const chains = rules
-        .map((l) => /^-N (\S+)/.exec(l)?.[1])
-        .filter((c): c is string => !!c && OURS.test(c) && !keep.has(`${bin} ${table} ${c}`));
-      const ours = new Set(chains);
-      for (const rule of rules) {
-        const m = /^-A (\S+) (?:(.*) )?-j (\S+)/.exec(rule);
-        if (m && ours.has(m[3]!) && !ours.has(m[1]!)) {
-          ipt(bin, ['-t', table, '-D', m[1]!, ...splitRule(m[2] ?? ''), '-j', m[3]!]);
-        }
+  for (const { bin, table, rules } of tables()) {
+    const chains = chainsOf(rules).filter((c) => !keep.has(`${bin} ${table} ${c}`));
+    const ours = new Set(chains);
+    for (const rule of rules) {
+      const m = /^-A (\S+) (?:(.*) )?-j (\S+)/.exec(rule);
+      if (m && ours.has(m[3]!) && !ours.has(m[1]!)) {
+        ipt(bin, ['-t', table, '-D', m[1]!, ...splitRule(m[2] ?? ''), '-j', m[3]!]);
       }
-      for (const c of chains) ipt(bin, ['-t', table, '-F', c]);
-      for (const c of chains) ipt(bin, ['-t', table, '-X', c]);
     }
+    for (const c of chains) ipt(bin, ['-t', table, '-F', c]);
+    for (const c of chains) ipt(bin, ['-t', table, '-X', c]);
   }
 }
 
 /** A rule's arguments as iptables -S prints them: quoted words (with \" inside) kept whole. */
 export function splitRule(text: string): string[] {
   return [...text.matchAll(/"((?:[^"\\]|\\.)*)"|(\S+)/g)].map((m) => (m[1] !== undefined ? m[1].replace(/\\(.)/g, '$1') : m[2]!));
+}
+
+/** Unmounts and removes these network namespaces of /var/run/netns (what a stopped runtime left). */
+export function removeNetns(names: string[]): void {
+  for (const ns of names) {
+    try {
+      execFileSync('umount', [`/var/run/netns/${ns}`], { stdio: 'ignore' });
+    } catch {
+      // not mounted any more
+    }
+    rmSync(`/var/run/netns/${ns}`, { force: true });
+  }
 }
 
 export async function setupNetwork(dir: string): Promise<NodeNetwork> {
@@ -144,19 +153,7 @@ export async function setupNetwork(dir: string): Promise<NodeNetwork> {
   return {
     cniConfDir,
     teardown() {
-      for (const ns of cniNetns()) {
-        if (netnsBefore.has(ns)) continue;
-        try {
-          execFileSync('umount', [`/var/run/netns/${ns}`], { stdio: 'ignore' });
-        } catch {
-          // not mounted any more
-        }
-        try {
-          execFileSync('rm', ['-f', `/var/run/netns/${ns}`]);
-        } catch {
-          // gone
-        }
-      }
+      removeNetns(cniNetns().filter((ns) => !netnsBefore.has(ns)));
       removeKubeChains(chainsBefore);
       if (bridgeExists()) ip(['link', 'del', BRIDGE]);
       SYSCTLS.forEach((f, i) => writeFileSync(f, saved[i]!));

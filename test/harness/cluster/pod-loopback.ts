@@ -8,11 +8,8 @@
 // credentials can never be sent elsewhere). In a pod, loopback is the pod's:
 // this gives each relay pod the emulator there, the way a sidecar would, and
 // follows pods as they come and go (a restarted pod has a new namespace).
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { promisify } from 'node:util';
+import { spawn, type ChildProcess } from 'node:child_process';
 import type { Containerd } from './containerd.js';
-
-const run = promisify(execFile);
 
 export interface PodLoopbackForward {
   /** Pods that currently have a forwarder (namespace/name). */
@@ -31,8 +28,7 @@ interface Sandbox {
  * Asynchronous and short: it runs in the tests' process beside everything else.
  */
 async function sandboxes(containerd: Containerd, namespace: string): Promise<Sandbox[]> {
-  const ctr = async (args: string[]) =>
-    (await run('ctr', ['--address', containerd.socket, '--namespace', 'k8s.io', ...args], { timeout: 5000 })).stdout;
+  const ctr = containerd.ctrAsync;
   const ids = (await ctr(['containers', 'ls', '-q', 'labels."io.cri-containerd.kind"==sandbox'])).split('\n').filter(Boolean);
   const out: Sandbox[] = [];
   for (const id of ids) {

@@ -7,8 +7,9 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { mountsUnder } from './containerd.js';
-import { BRIDGE, bridgeExists, cniNetns, removeKubeChains } from './network.js';
+import { killProcesses } from '../process.js';
+import { unmountUnder } from './containerd.js';
+import { BRIDGE, bridgeExists, cniNetns, removeKubeChains, removeNetns } from './network.js';
 
 const LOCK = join(tmpdir(), 'mc-cluster.lock');
 export const CLUSTER_DIR_PREFIX = 'mc-cluster-';
@@ -43,35 +44,12 @@ export function removeStale(): void {
   const dirs = readdirSync(tmpdir())
     .filter((d) => d.startsWith(CLUSTER_DIR_PREFIX))
     .map((d) => join(tmpdir(), d));
-  const ps = execFileSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' }).split('\n');
-  for (const line of ps) {
-    const m = /^\s*(\d+)\s+(.*)$/.exec(line);
-    if (m && dirs.some((d) => m[2]!.includes(d))) {
-      try {
-        process.kill(Number(m[1]), 'SIGKILL');
-      } catch {
-        // gone
-      }
-    }
-  }
+  killProcesses((args) => dirs.some((d) => args.includes(d)));
   for (const d of dirs) {
-    for (const mnt of mountsUnder(d)) {
-      try {
-        execFileSync('umount', ['-l', mnt], { stdio: 'ignore' });
-      } catch {
-        // gone
-      }
-    }
+    unmountUnder(d);
     rmSync(d, { recursive: true, force: true });
   }
-  for (const ns of cniNetns()) {
-    try {
-      execFileSync('umount', [`/var/run/netns/${ns}`], { stdio: 'ignore' });
-    } catch {
-      // not mounted
-    }
-    rmSync(`/var/run/netns/${ns}`, { force: true });
-  }
+  removeNetns(cniNetns());
   removeKubeChains();
   if (bridgeExists()) execFileSync('ip', ['link', 'del', BRIDGE]);
   removeKubepodsCgroups({ killProcesses: true });
