@@ -77,3 +77,27 @@ namespace or all of them; more than one is refused here with what to do instead.
 {{- fail (printf "replicaCount is %d but leaderElection.enabled is false: two operators would reconcile the same resources at once; enable leader election or set replicaCount: 1" (int .Values.replicaCount)) }}
 {{- end }}
 {{- end }}
+
+{{/*
+Who else manages the MailContinuity CRD, or "" when this release may apply it: the CRD does
+not exist yet, or it carries this release's Helm ownership annotations. A CRD applied with
+`kubectl apply --server-side -f crds/` (no annotations) or installed by another release (one
+release per namespace) is left alone: Helm would refuse to import it ("invalid ownership
+metadata"). `lookup` sees nothing under `helm template` or a client-side dry run, so there
+the CRD is always rendered.
+*/}}
+{{- define "mco.crdManagedElsewhere" -}}
+{{- $existing := lookup "apiextensions.k8s.io/v1" "CustomResourceDefinition" "" "mailcontinuities.mailcontinuity.io" }}
+{{- if $existing }}
+{{- $a := default (dict) $existing.metadata.annotations }}
+{{- $name := get $a "meta.helm.sh/release-name" }}
+{{- $ns := get $a "meta.helm.sh/release-namespace" }}
+{{- if not (and (eq $name .Release.Name) (eq $ns .Release.Namespace)) }}
+{{- if $name }}
+{{- printf "the Helm release %s in namespace %s" $name $ns }}
+{{- else }}
+{{- "no Helm release (applied with kubectl or another tool)" }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
