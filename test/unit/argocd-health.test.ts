@@ -1,6 +1,10 @@
-// The Argo CD health check (deploy/argocd/health.lua) run by the real Lua 5.1
-// interpreter (Argo CD runs gopher-lua, a Lua 5.1) against MailContinuity
-// objects in every state. The statuses come from the operator's own
+// The Argo CD health check (deploy/argocd/health.lua) run against
+// MailContinuity objects in every state, by two interpreters on the same
+// samples: the reference Lua 5.1 (Debian's lua5.1) and gopher-lua, the Go Lua
+// VM Argo CD embeds, opened as Argo CD opens it for a health check from
+// argocd-cm (package, base, table and a safe os; no string or math library:
+// test/harness/cmd/argocd-lua, built and cached by
+// test/harness/build-argocd-lua.sh). The statuses come from the operator's own
 // computeStatus(), so the Lua reads the conditions the operator really writes.
 import { describe, expect, it } from '@jest/globals';
 import { spawnSync } from 'node:child_process';
@@ -28,8 +32,11 @@ function toLua(value: unknown): string {
   return `{${fields.join(', ')}}`;
 }
 
-/** Runs health.lua once per object with the real interpreter; returns hs.status and hs.message of each. */
-function health(objects: unknown[], luaSource = readFileSync(LUA_FILE, 'utf8')): { status: string; message: string }[] {
+type Health = { status: string; message: string };
+type Evaluator = (objects: unknown[], luaSource?: string) => Health[];
+
+/** Runs health.lua once per object with the real Lua 5.1 interpreter; returns hs.status and hs.message of each. */
+function lua51(objects: unknown[], luaSource = readFileSync(LUA_FILE, 'utf8')): Health[] {
   const dir = mkdtempSync(join(tmpdir(), 'mc-argocd-'));
   try {
     writeFileSync(join(dir, 'health.lua'), luaSource);
@@ -54,6 +61,29 @@ function health(objects: unknown[], luaSource = readFileSync(LUA_FILE, 'utf8')):
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+let argocdLuaBinary: string | undefined;
+/** Runs health.lua once per object in gopher-lua as Argo CD runs it (the object passed as JSON, as Argo CD decodes it). */
+function gopherLua(objects: unknown[], luaSource = readFileSync(LUA_FILE, 'utf8')): Health[] {
+  if (!argocdLuaBinary) {
+    const build = spawnSync('test/harness/build-argocd-lua.sh', { encoding: 'utf8' });
+    if (build.status !== 0) throw new Error(`test/harness/build-argocd-lua.sh failed (needs Go): ${build.stderr}`);
+    argocdLuaBinary = build.stdout.trim();
+  }
+  const res = spawnSync(argocdLuaBinary, {
+    input: JSON.stringify({ script: luaSource, objects }),
+    encoding: 'utf8',
+  });
+  if (res.status !== 0) throw new Error(`argocd-lua failed: ${res.stderr}`);
+  return res.stdout
+    .trimEnd()
+    .split('\n')
+    .map((line) => {
+      const out = JSON.parse(line) as Partial<Health> & { error?: string };
+      if (out.error) throw new Error(`gopher-lua: ${out.error}`);
+      return { status: out.status ?? '', message: out.message ?? '' };
+    });
 }
 
 function mc(generation = 1, manual: 'Auto' | 'Active' = 'Auto'): MailContinuity {
@@ -82,7 +112,10 @@ const failover = {
   message: 'Exchange failed 3 probes in a row',
 };
 
-describe('Argo CD health check for MailContinuity (Lua 5.1)', () => {
+describe.each<[string, Evaluator]>([
+  ['Lua 5.1', lua51],
+  ['gopher-lua with the libraries Argo CD opens', gopherLua],
+])('Argo CD health check for MailContinuity (%s)', (_name, health) => {
   it('is Progressing before the operator wrote any status', () => {
     const [hs] = health([mc()]);
     expect(hs).toEqual({ status: 'Progressing', message: 'Waiting for the operator to report status' });
@@ -145,7 +178,26 @@ describe('Argo CD health check for MailContinuity (Lua 5.1)', () => {
     const [hs] = health([reconciled(mc(), { statefulSet: readySts })], broken);
     expect(hs!.status).toBe('Degraded');
   });
+});
 
+describe('gopher-lua as Argo CD opens it', () => {
+  it('has no string or math library (a check that used string.format would fail in Argo CD, not in lua5.1)', () => {
+    const script = 'local hs = {}\nhs.status = "Healthy"\nhs.message = string.format("%d", 1)\nreturn hs';
+    expect(lua51([mc()], script)).toEqual([{ status: 'Healthy', message: '1' }]);
+    expect(() => gopherLua([mc()], script)).toThrow(/non-table object\(nil\) with key 'format'/);
+    expect(() => gopherLua([mc()], 'return { status = "Healthy", message = tostring(math.floor(1.5)) }')).toThrow(
+      /non-table object\(nil\) with key 'floor'/,
+    );
+  });
+
+  it('maps a status Argo CD does not know to Unknown, as Argo CD does', () => {
+    expect(gopherLua([mc()], 'return { status = "Fine", message = "x" }')).toEqual([
+      { status: 'Unknown', message: 'Lua returned an invalid health status' },
+    ]);
+  });
+});
+
+describe('Argo CD files', () => {
   it('is embedded unchanged in deploy/argocd/argocd-cm.yaml', () => {
     const cm = YAML.parse(readFileSync('deploy/argocd/argocd-cm.yaml', 'utf8'));
     expect(cm.kind).toBe('ConfigMap');
