@@ -11,7 +11,7 @@
 // Ctrl-C at any point stops everything it started.
 import { readFileSync } from 'node:fs';
 import YAML from 'yaml';
-import { installProduct } from './cluster/product.js';
+import { installProduct, OPERATOR_NAMESPACE, RELEASE } from './cluster/product.js';
 import { DEMO_USER, formatTable, runTimeline, type DemoTarget } from './demo-timeline.js';
 import { startStack } from './stack.js';
 
@@ -69,12 +69,14 @@ async function main() {
         : '\n  SOMETHING WENT WRONG: see the table.',
     );
     if (!ok) process.exitCode = 1;
+    // The release and namespaces the demo used; the same commands as docs/install.md's quick start.
     console.log(`
-On your cluster (see README, Install):
-  helm install mail-continuity-operator charts/mail-continuity-operator -n mail-continuity-system --create-namespace
-  kubectl create secret generic gmail-service-account --from-file=credentials.json=sa-key.json
-  kubectl apply -f examples/failover-only.yaml      # edit domains, primary.host and acceptFrom first
-  kubectl get mc -w`);
+On your cluster (docs/install.md):
+  helm install ${RELEASE} charts/mail-continuity-operator -n ${OPERATOR_NAMESPACE} --create-namespace
+  kubectl create namespace mail
+  kubectl -n mail create secret generic gmail-service-account --from-file=credentials.json=sa-key.json
+  kubectl -n mail apply -f examples/failover-only.yaml   # edit domains, primary.host and acceptFrom first
+  kubectl -n mail get mc -w`);
   } finally {
     say('stopping everything the demo started');
     await (stop?.() ?? Promise.resolve());
