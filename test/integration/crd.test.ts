@@ -83,6 +83,40 @@ describe('MailContinuity CRD on a real apiserver', () => {
     },
   );
 
+  it.each([
+    ['longer than 46 characters', 'a'.repeat(47), 'at most 46 characters'],
+    ['with a dot', 'corp.example', 'no dots'],
+    ['starting with a digit', '1corp', 'starts with a letter'],
+  ])('rejects a name %s (its children would get invalid names), naming metadata.name', async (_what, name, says) => {
+    let error: unknown;
+    try {
+      await objects.createNamespacedCustomObject({
+        group: GROUP,
+        version: VERSION,
+        namespace: 'default',
+        plural: PLURAL,
+        body: sample(name, validSpec()),
+      });
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(ApiException);
+    const status = JSON.parse((error as ApiException<string>).body) as { message: string };
+    expect(status.message).toContain('metadata.name');
+    expect(status.message).toContain(says);
+  });
+
+  it('accepts a name of 46 characters', async () => {
+    const created = (await objects.createNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      namespace: 'default',
+      plural: PLURAL,
+      body: sample('c'.repeat(46), validSpec()),
+    })) as { metadata: { name: string } };
+    expect(created.metadata.name).toHaveLength(46);
+  });
+
   it('shows printer columns and short name through kubectl', () => {
     const out = cp.kubectl(['get', 'mc', '-n', 'default']);
     expect(out.split('\n')[0]).toMatch(/^NAME\s+MODE\s+PRIMARY\s+FAILOVER\s+READY\s+AGE/);

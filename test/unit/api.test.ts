@@ -1,6 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
-import { MailContinuitySpec } from '../../src/api/v1alpha1/mailcontinuity.js';
-import { parseCidr, parseDuration } from '../../src/api/v1alpha1/formats.js';
+import { MailContinuitySpec, nameProblems } from '../../src/api/v1alpha1/mailcontinuity.js';
+import { parseCidr, parseDuration, parseQuantity } from '../../src/api/v1alpha1/formats.js';
 import { invalidCases, validSpec } from '../fixtures/mailcontinuity.js';
 
 /** zod's issue path in the apiserver's notation: spec.a.b[0].c */
@@ -59,6 +59,36 @@ describe('MailContinuitySpec', () => {
 
   it('has at least 20 invalid samples', () => {
     expect(invalidCases.length).toBeGreaterThanOrEqual(20);
+  });
+});
+
+describe('quantities and names', () => {
+  it('accepts the quantity forms Kubernetes accepts', () => {
+    const spec = validSpec();
+    spec.relay.resources = {
+      requests: { cpu: '250m', memory: '0.5Gi', 'ephemeral-storage': '1e9' },
+      limits: { cpu: 1, memory: '512Mi', 'ephemeral-storage': '+2G' },
+    };
+    spec.relay.persistence = { size: 10737418240, storageClassName: 'fast.ssd-1' };
+    expect(MailContinuitySpec.safeParse(spec).error?.issues).toBeUndefined();
+  });
+
+  it.each([
+    ['250m', 0.25],
+    ['1Gi', 2 ** 30],
+    ['1.5k', 1500],
+    ['1e3', 1000],
+    ['.5', 0.5],
+    [7, 7],
+  ])('parseQuantity(%j) = %d', (q, v) => expect(parseQuantity(q)).toBeCloseTo(v));
+
+  it.each(['lots', '1 Gi', '1gi', '', 'Gi'])('parseQuantity(%j) is NaN', (q) => expect(parseQuantity(q)).toBeNaN());
+
+  it('names a MailContinuity whose children would get names Kubernetes refuses', () => {
+    expect(nameProblems('c'.repeat(46))).toEqual([]);
+    expect(nameProblems('c'.repeat(47))).toEqual([expect.stringContaining('at most 46 characters')]);
+    expect(nameProblems('corp.example')).toEqual([expect.stringContaining('no dots')]);
+    expect(nameProblems('1corp')).toEqual([expect.stringContaining('starts with a letter')]);
   });
 });
 

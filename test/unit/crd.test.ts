@@ -1,6 +1,7 @@
 import { describe, expect, it } from '@jest/globals';
 import { readFileSync } from 'node:fs';
 import { customResourceDefinition } from '../../src/api/v1alpha1/crd.js';
+import { QUANTITY_PATTERN } from '../../src/api/v1alpha1/fields.js';
 import { CRD_FILE, renderCrdYaml } from '../../src/generate.js';
 
 type Node = Record<string, unknown>;
@@ -32,6 +33,19 @@ describe('generated CRD', () => {
         expect([path, typeof node.type]).toEqual([path, 'string']);
       }
     }
+  });
+
+  it('holds every quantity to the Kubernetes quantity grammar, and the name to what its children allow', () => {
+    const quantities = [...walk(schema())].filter(([, n]) => n['x-kubernetes-int-or-string']);
+    expect(quantities.map(([p]) => p)).toEqual(
+      expect.arrayContaining(['$.spec.relay.resources.requests{}', '$.spec.relay.persistence.size']),
+    );
+    for (const [path, node] of quantities) {
+      expect([path, node.pattern, node.minimum]).toEqual([path, QUANTITY_PATTERN, 0]);
+      expect(new RegExp(node.pattern as string).test('-1Gi')).toBe(false);
+    }
+    const rules = schema()['x-kubernetes-validations'] as Node[];
+    expect(rules.map((r) => r.fieldPath)).toEqual(['.metadata.name', '.metadata.name']);
   });
 
   it('spells out nested defaults of object defaults, so CEL rules hold on them', () => {

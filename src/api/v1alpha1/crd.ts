@@ -11,6 +11,7 @@ import {
   KIND,
   MailContinuitySpec,
   MailContinuityStatus,
+  OBJECT_RULES,
   PLURAL,
   SHORT_NAMES,
   SINGULAR,
@@ -49,7 +50,19 @@ export function toStructural(node: Json): Json {
   }
   if (isObject(out.default) && isObject(out.properties)) out.default = withNestedDefaults(out, out.default);
   if (out['x-kubernetes-int-or-string'] === true) {
-    // The form the apiserver expects (and controller-gen writes) for quantities.
+    // The form the apiserver expects (and controller-gen writes) for quantities:
+    // the branches' checks move up beside it (pattern and maxLength hold for a
+    // string, minimum for a number).
+    const branches = (Array.isArray(out.anyOf) ? out.anyOf : []).filter(isObject);
+    const text = branches.find((b) => b.type === 'string');
+    const whole = branches.find((b) => b.type === 'integer' || b.type === 'number');
+    for (const [key, value] of [
+      ['pattern', text?.pattern],
+      ['maxLength', text?.maxLength],
+      ['minimum', whole?.minimum],
+    ] as const) {
+      if (value !== undefined && out[key] === undefined) out[key] = value;
+    }
     delete out.type;
     out.anyOf = [{ type: 'integer' }, { type: 'string' }];
   }
@@ -132,10 +145,12 @@ export function customResourceDefinition(): JsonObject {
               type: 'object',
               description: `${KIND} (${API_VERSION}) runs an SMTP relay in front of Microsoft Exchange that keeps inbound mail flowing to Google Workspace while Exchange is down, then replays what Exchange missed.`,
               required: ['spec'],
+              'x-kubernetes-validations': OBJECT_RULES.map(({ check: _check, ...celRule }) => celRule),
               properties: {
                 apiVersion: { type: 'string', description: 'APIVersion of this object: mailcontinuity.io/v1alpha1.' },
                 kind: { type: 'string', description: 'Kind of this object: MailContinuity.' },
-                metadata: { type: 'object' },
+                // Only the name is described (the apiserver allows no more): the root's rules name it.
+                metadata: { type: 'object', properties: { name: { type: 'string' } } },
                 spec: openApiSchema(MailContinuitySpec),
                 status: openApiSchema(MailContinuityStatus),
               },

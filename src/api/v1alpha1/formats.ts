@@ -39,3 +39,35 @@ export function parseCidr(text: string): Cidr | undefined {
 }
 
 export const isCidr = (text: string): boolean => parseCidr(text) !== undefined;
+
+/** Multipliers of the suffixes of a Kubernetes quantity (resource.Quantity). */
+const QUANTITY_SUFFIX: Record<string, number> = {
+  '': 1,
+  n: 1e-9,
+  u: 1e-6,
+  m: 1e-3,
+  k: 1e3,
+  M: 1e6,
+  G: 1e9,
+  T: 1e12,
+  P: 1e15,
+  E: 1e18,
+  Ki: 2 ** 10,
+  Mi: 2 ** 20,
+  Gi: 2 ** 30,
+  Ti: 2 ** 40,
+  Pi: 2 ** 50,
+  Ei: 2 ** 60,
+};
+
+/**
+ * The value of a Kubernetes quantity ("250m" = 0.25, "1Gi", "1e3", or a
+ * number) as a float, for comparisons; NaN when it is not one.
+ */
+export function parseQuantity(q: string | number): number {
+  if (typeof q === 'number') return q;
+  const m = /^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(?:([KMGTPE]i|[numkMGTPE])|[eE]([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)))?$/.exec(q);
+  if (!m) return NaN;
+  const base = Number(m[1]);
+  return m[3] !== undefined ? base * 10 ** Number(m[3]) : base * QUANTITY_SUFFIX[m[2] ?? '']!;
+}

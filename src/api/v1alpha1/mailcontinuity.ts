@@ -14,8 +14,9 @@
 import { z } from 'zod';
 import type { ObjectMeta } from '../meta.js';
 import { backup } from './backup.js';
-import { dnsName, withRules } from './fields.js';
+import { dnsName, withRules, type Rule } from './fields.js';
 import { failover, recovery } from './failover.js';
+import { parseDuration } from './formats.js';
 import { policy } from './policy.js';
 import { primary } from './primary.js';
 import { relay } from './relay.js';
@@ -67,8 +68,50 @@ export const MailContinuitySpec = withRules(
       fieldPath: '.failover.messageDeadline',
       reason: 'FieldValueRequired',
     },
+    {
+      rule:
+        '!has(self.failover) || !has(self.failover.messageDeadline) || !has(self.relay.spool) || !has(self.relay.spool.retention) || ' +
+        'duration(self.relay.spool.retention) > duration(self.failover.messageDeadline)',
+      check: (v) =>
+        v.failover.messageDeadline === undefined ||
+        !(parseDuration(v.relay.spool.retention) <= parseDuration(v.failover.messageDeadline)),
+      message:
+        'relay.spool.retention must be longer than failover.messageDeadline: mail the primary has not taken would leave the spool before the deadline sends it to Gmail',
+      fieldPath: '.relay.spool.retention',
+    },
   ],
 ).describe('The desired state of mail continuity for a set of domains.');
+
+/**
+ * The longest name a MailContinuity may have: its relay StatefulSet is
+ * <name>-relay, and the StatefulSet controller labels each Pod with
+ * controller-revision-hash=<statefulset>-<hash of up to 10 characters>, a label
+ * value of at most 63 characters; so <name>-relay holds at most 52 (the
+ * Kubernetes limit for StatefulSet names) and the name 46. Its Services
+ * (<name>-relay, <name>-relay-pods) are DNS labels: a letter first, no dots.
+ */
+export const MAX_NAME_LENGTH = 46;
+
+/** Rules on the whole object (x-kubernetes-validations at the CRD's root): the name its children's names allow. */
+export const OBJECT_RULES: Rule<{ metadata: { name: string } }>[] = [
+  {
+    rule: `size(self.metadata.name) <= ${MAX_NAME_LENGTH}`,
+    check: (o) => o.metadata.name.length <= MAX_NAME_LENGTH,
+    message: `a MailContinuity name has at most ${MAX_NAME_LENGTH} characters: its relay StatefulSet <name>-relay and the revision label of its Pods must stay within Kubernetes' 63-character limit`,
+    fieldPath: '.metadata.name',
+  },
+  {
+    rule: "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
+    check: (o) => /^[a-z]([-a-z0-9]*[a-z0-9])?$/.test(o.metadata.name),
+    message:
+      "a MailContinuity name starts with a letter and has only lower-case letters, digits and '-' (no dots): its relay Services <name>-relay and <name>-relay-pods must be DNS labels",
+    fieldPath: '.metadata.name',
+  },
+];
+
+/** What is wrong with a MailContinuity name (the messages of OBJECT_RULES it breaks). */
+export const nameProblems = (name: string): string[] =>
+  OBJECT_RULES.filter((r) => !r.check({ metadata: { name } })).map((r) => r.message);
 
 export type MailContinuitySpecInput = z.input<typeof MailContinuitySpec>;
 export type MailContinuitySpec = z.output<typeof MailContinuitySpec>;

@@ -1,7 +1,7 @@
 // spec.relay: the relay pods, their Service, who may send through them, TLS and
 // the spool.
 import { z } from 'zod';
-import { cidr, duration, port, quantity, resourceRequirements, secretName, withRules } from './fields.js';
+import { cidr, duration, kubeName, port, positiveQuantity, resourceRequirements, secretName, withRules } from './fields.js';
 import { isCidr, parseCidr } from './formats.js';
 
 const service = z
@@ -33,11 +33,8 @@ const persistence = z
       .describe(
         'Give every relay replica its own PersistentVolumeClaim for the spool. Disabled means emptyDir: mail accepted but not yet delivered is lost with the pod.',
       ),
-    size: quantity.default('10Gi').describe('Size of each spool volume.'),
-    storageClassName: z
-      .string()
-      .min(1)
-      .max(253)
+    size: positiveQuantity('Size of each spool volume (a Kubernetes quantity above zero, e.g. "10Gi").').default('10Gi'),
+    storageClassName: kubeName('StorageClass')
       .optional()
       .describe('StorageClass of the spool volumes; the cluster default when omitted.'),
   })
