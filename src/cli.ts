@@ -8,6 +8,7 @@ commands:
   operator   run the controller (see --help of the command)
   relay      run the SMTP relay from a config file (relay --config FILE)
   queue      list or show spool entries (queue list [--dead] | queue show ID) --spool DIR
+  audit      check or export the audit log (audit verify --dir DIR | audit export --dir DIR [--since T] [--until T])
   generate   write crds/ from the API schemas (src/api/v1alpha1)
 `;
 
@@ -31,6 +32,10 @@ async function main(argv: string[]): Promise<number> {
     case 'queue': {
       const { runQueue } = await import('./relay/spool/queue-cli.js');
       return runQueue(rest);
+    }
+    case 'audit': {
+      const { runAudit } = await import('./relay/audit/cli.js');
+      return runAudit(rest);
     }
     case undefined:
     case '-h':

@@ -4,8 +4,9 @@ import { readFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
-import { AuditLog } from './audit.js';
+import { AuditLog } from './audit/log.js';
 import type { RelayConfig } from '../api/relay/config.js';
+import { parseDuration } from '../api/v1alpha1/formats.js';
 import { Drain } from './control/drain.js';
 import { FailoverState } from './control/failover-state.js';
 import { httpPort, startHttp } from './control/http.js';
@@ -53,7 +54,12 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   const t = config.tuning;
   const spool = new Spool(config.paths.spool, { log: log.child({ part: 'spool' }), fsync: t.fsync, minFreeBytes: t.spoolMinFreeBytes, bodyCacheBytes: t.bodyCacheBytes });
   await spool.init();
-  const audit = new AuditLog(config.paths.audit ?? join(config.paths.spool, 'audit.log'), config.instance, log);
+  const a = config.spec.policy.audit;
+  const audit = new AuditLog(config.paths.audit ?? join(config.paths.spool, 'audit.log'), config.instance, log.child({ part: 'audit' }), {
+    maxFileBytes: a.maxFileBytes,
+    retainFiles: a.retainFiles,
+    retainForMs: a.retainFor === undefined ? Infinity : parseDuration(a.retainFor),
+  });
   await audit.open();
   const adminToken = config.paths.adminToken ? (await readFile(config.paths.adminToken, 'utf8')).trim() || undefined : undefined;
   const failover = new FailoverState({

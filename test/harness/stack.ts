@@ -333,7 +333,7 @@ export async function startStack(o: StackOptions): Promise<Stack> {
       kubectl: kube.kubectl,
       smtp: { host: '127.0.0.1', port: relays[0]!.smtpPort },
       auditLog: async () =>
-        (await readFile(relays[0]!.auditFile, 'utf8').catch(() => '')).split('\n').filter(Boolean),
+        (await readFile(relays[0]!.auditFile, 'utf8').catch(() => '')).split('\n').filter((l) => l !== '' && !l.includes('"action":"genesis"')),
       note: '  (READY stays False: no kubelet runs the relay Pods in this stack, so the StatefulSet never reports ready replicas)',
       postfix,
       proxy,

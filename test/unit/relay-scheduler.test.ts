@@ -6,7 +6,7 @@ import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { AuditLog } from '../../src/relay/audit.js';
+import { AuditLog } from '../../src/relay/audit/log.js';
 import { FailoverState } from '../../src/relay/control/failover-state.js';
 import { createMetrics, type RelayMetrics } from '../../src/relay/metrics.js';
 import { backoffMs } from '../../src/lib/backoff.js';
@@ -80,7 +80,7 @@ async function until(what: string, f: () => boolean | Promise<boolean>, timeoutM
   }
 }
 
-const auditLines = async () => (await readFile(join(dir, 'audit.log'), 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+const auditLines = async () => (await readFile(join(dir, 'audit.log'), 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>).filter((a) => a.action !== 'genesis');
 
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'relay-sched-'));

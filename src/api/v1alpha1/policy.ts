@@ -1,7 +1,7 @@
 // spec.policy: what never reaches Gmail (exclude rules) and the relay's
 // message limits.
 import { z } from 'zod';
-import { withRules } from './fields.js';
+import { duration, withRules } from './fields.js';
 
 const glob = z
   .string()
@@ -56,6 +56,23 @@ const excludeRule = withRules(
   'Mail matching every given matcher of a rule never reaches Gmail. The whole header section is evaluated; a message whose header section does not end within 1 MiB is kept out of Gmail whatever the rules (audited as unevaluated).',
 );
 
+const audit = z
+  .object({
+    maxFileBytes: z
+      .number()
+      .int()
+      .min(65536)
+      .max(1073741824)
+      .default(67108864)
+      .describe('The audit log (<spool>/audit.log) is rotated once it holds this many bytes: renamed audit.log.NNNNNNNN (the segment number), a new file starts.'),
+    retainFiles: z.number().int().min(1).max(100000).default(30).describe('Rotated audit files kept on the spool volume (the newest); older ones are removed. Export them first (mail-continuity audit export) if the law asks for longer.'),
+    retainFor: duration('Rotated audit files last written longer ago are removed, e.g. "8760h" (a year). Unset: kept by retainFiles only.').optional(),
+  })
+  .strict()
+  .describe(
+    'The audit log: one JSON line per copy to Gmail (copy-intent, on stable storage before the copy starts, and copied-to-backup) and per message kept out of it (excluded, withheld), with the rule or reason. Each line carries the SHA-256 of the line before and every file starts with a genesis record linked to the previous file, so a changed, removed or inserted line or file is found by mail-continuity audit verify.',
+  );
+
 export const policy = z
   .object({
     exclude: z
@@ -64,6 +81,7 @@ export const policy = z
       .default([])
       .meta({ 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['name'] })
       .describe('Rules that keep matching mail out of Gmail entirely, in every mode.'),
+    audit: audit.prefault({}),
     maxMessageBytes: z
       .number()
       .int()

@@ -1,7 +1,7 @@
 // What the scheduler tells about its work: metrics, audit records and log
 // lines. Decides nothing and changes no state.
 import type { Logger } from 'pino';
-import type { AuditLog } from '../audit.js';
+import type { AuditLog } from '../audit/log.js';
 import type { RelayMetrics } from '../metrics.js';
 import type { Spool } from '../spool/spool.js';
 import type { DestinationState, MessageState } from '../spool/state.js';

@@ -19,7 +19,7 @@ import type { RelayConfig } from '../../api/relay/config.js';
 import { parseDuration } from '../../api/v1alpha1/formats.js';
 import { backoffMs } from '../../lib/backoff.js';
 import { Tracked } from '../../lib/tracked.js';
-import type { AuditLog } from '../audit.js';
+import type { AuditLog } from '../audit/log.js';
 import type { DeliveryFacts, FailoverState } from '../control/failover-state.js';
 import type { RelayMetrics } from '../metrics.js';
 import { messageDeadlineMs } from '../policy/policy.js';

@@ -151,7 +151,7 @@ export function kubeView(cluster: Cluster, namespace: string, name: string): Kub
       const lines: string[] = [];
       for (const c of claims) {
         const path = kubectl(['get', 'pv', c.spec.volumeName!, '-o', 'jsonpath={.spec.local.path}']).trim();
-        lines.push(...(await readFile(join(path, 'audit.log'), 'utf8').catch(() => '')).split('\n').filter(Boolean));
+        lines.push(...(await readFile(join(path, 'audit.log'), 'utf8').catch(() => '')).split('\n').filter((l) => l !== '' && !l.includes('"action":"genesis"')));
       }
       // Each line starts with {"time":"<ISO 8601>": sorting the text sorts by time.
       return lines.sort();
