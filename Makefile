@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export NODE_NO_WARNINGS := 1
 TSX := npx tsx
 
-.PHONY: all install generate build lint typecheck test test-unit demo bench image clean help
+.PHONY: all install generate build lint typecheck test test-unit demo bench image release clean help
 
 all: build
 
@@ -14,6 +14,7 @@ help:
 	@echo "make build     compile TypeScript into dist/"
 	@echo "make bench     run the side-by-side benchmarks in bench/"
 	@echo "make image     build the image from the Dockerfile on this machine (buildah, no registry)"
+	@echo "make release   dist/release/: image (OCI archive), chart, install.yaml pinned to the digest, CRDs, SHA256SUMS"
 
 install:
 	@scripts/install.sh
@@ -50,6 +51,11 @@ bench: build
 # hash of its inputs; prints "NAME ARCHIVE" per image (scripts/build-image.sh). Production: docker build.
 image: install
 	@scripts/build-image.sh
+
+# What a release publishes, in dist/release/ (docs/release.md); the version is package.json's
+# (scripts/set-version.sh writes it everywhere else).
+release: install
+	@scripts/release.sh
 
 clean:
 	rm -rf dist .test-results
