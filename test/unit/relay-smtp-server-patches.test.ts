@@ -7,6 +7,8 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
+import { compileCidrs } from '../../src/lib/ip.js';
+import { readProxyHeader } from '../../src/relay/inbound/proxy-intake.js';
 import * as patch from '../../src/relay/inbound/smtp-server-patches.js';
 import { RawSmtp, swaks } from '../harness/smtp-tools.js';
 import { selfSignedCert } from '../harness/tls.js';
@@ -177,6 +179,39 @@ describe('smtp-server patches', () => {
       expect(await c.reply()).toBe('');
     }
     expect(patch.connectedClients(server)).toBe(0);
+  });
+
+  it('takeOverProxyHeader: server._handleProxy(socket, callback) is called per socket; the address it gives is the session\'s', async () => {
+    const sessions: string[] = [];
+    const seen: string[] = [];
+    const { server, port } = await start((c) => seen.push(c.remoteAddress), {
+      onConnect: (session, cb) => {
+        sessions.push(`${session.remoteAddress}:${session.remotePort}`);
+        cb();
+      },
+    });
+    expect(typeof (server as unknown as { _handleProxy: unknown })._handleProxy).toBe('function');
+    const trusted = compileCidrs(['127.0.0.1/32']);
+    patch.takeOverProxyHeader(server, async (socket) => {
+      const v = await readProxyHeader(socket, trusted, 5000);
+      if (!v.ok) {
+        socket.destroy();
+        return undefined;
+      }
+      return v.source ? { remoteAddress: v.source.address, remotePort: v.source.port } : {};
+    });
+    const c = await connect(port, false);
+    c.write('PROXY TCP4 192.0.2.55 127.0.0.1 40123 25\r\n');
+    expect(await c.reply()).toMatch(/^220 /);
+    c.write('EHLO client.example\r\n');
+    expect(await c.reply()).toMatch(/^250[ -]/);
+    expect(seen).toEqual(['192.0.2.55']);
+    expect(sessions).toEqual(['192.0.2.55:40123']);
+    // Refused by the handler: no SMTP session at all.
+    const bad = await connect(port, false);
+    bad.write('EHLO no-header\r\n');
+    expect(await bad.reply()).toBe('');
+    expect(seen).toHaveLength(1);
   });
 
   it('listeningPort: server.server is the net.Server with the bound port', async () => {

@@ -1,6 +1,7 @@
 // The relay's NetworkPolicy: who may open a connection to a relay Pod.
 //   - the SMTP port: the clients in spec.relay.acceptFrom (the relay checks
-//     them too; the policy stops everyone else before the SMTP greeting);
+//     them too; the policy stops everyone else before the SMTP greeting), or
+//     with spec.relay.proxyProtocol the trusted proxies in front of them;
 //   - the HTTP port (admin endpoint, /metrics, probes): the operator's own
 //     Pods, and a metrics scraper when one is configured.
 // Egress is not restricted: the relay reaches Exchange, Google and DNS.
@@ -51,7 +52,8 @@ export function networkPolicy(mc: MailContinuity, access: RelayAccess = {}): Kub
       ingress: [
         {
           ports: [{ protocol: 'TCP', port: mc.spec.relay.port }],
-          from: mc.spec.relay.acceptFrom.map((cidr) => ({ ipBlock: { cidr } })),
+          // Behind PROXY-protocol load balancers the connections come from them; the relay checks acceptFrom on the address their header carries.
+          from: (mc.spec.relay.proxyProtocol?.trustedProxies ?? mc.spec.relay.acceptFrom).map((cidr) => ({ ipBlock: { cidr } })),
         },
         ...(httpPeers.length > 0 ? [{ ports: [http], from: httpPeers }] : []),
       ],

@@ -31,6 +31,7 @@ import type { Spool } from '../spool/spool.js';
 import type { MessageState } from '../spool/state.js';
 import type { SpooledMessage } from '../types.js';
 import { Access, Clients } from './access.js';
+import { acceptThroughProxies } from './proxy-intake.js';
 import { receive } from './receive.js';
 import { SmtpError } from './smtp-error.js';
 import * as patch from './smtp-server-patches.js';
@@ -113,6 +114,9 @@ export async function startInbound(deps: InboundDeps): Promise<Inbound> {
       void p.finally(() => inflightData.delete(p));
     },
   });
+
+  // spec.relay.proxyProtocol: the client's address from the trusted proxies' PROXY headers (proxy-intake.ts).
+  if (spec.relay.proxyProtocol) acceptThroughProxies(server, spec.relay.proxyProtocol.trustedProxies, { reject, log });
 
   // Per-connection hooks smtp-server has no options for: the per-address
   // counter, the SIZE reply with its enhanced status code, the line-length

@@ -12,8 +12,11 @@
 //   connection._parser._write       the line-length guard (sees the plaintext, also after STARTTLS)
 //   connection.init / _setListeners / connectionReady   the greeting without smtp-server's 100 ms pause
 //   connection.close()              drop a client
+//   server._handleProxy(socket, cb) called with each accepted socket before its SMTP session; cb gets
+//                                   the session's id and client address (spec.relay.proxyProtocol)
 // ───────────────────────────────────────────────────────────────────────────
-import type { AddressInfo } from 'node:net';
+import { randomBytes } from 'node:crypto';
+import type { AddressInfo, Socket } from 'node:net';
 import type { SMTPServer } from 'smtp-server';
 
 /** The members of smtp-server's SMTPConnection these patches use. */
@@ -137,4 +140,28 @@ export function sendAllAway(server: SMTPServer, text: string): void {
 /** The port the server listens on (after listen). */
 export function listeningPort(server: SMTPServer): number {
   return ((server as unknown as { server: { address(): AddressInfo } }).server.address()).port;
+}
+
+/** What smtp-server's connection takes from its socket's PROXY header: the client's address. */
+export interface ProxiedClient {
+  remoteAddress?: string;
+  remotePort?: number;
+}
+
+/**
+ * Reads each accepted socket's PROXY header with `handler` instead of smtp-server (whose
+ * `useProxy` reads version 1 only and trusts peers by exact address). `handler` answers the
+ * client's address (empty: the socket's own), or undefined once it has refused the socket:
+ * no session is created for it.
+ */
+export function takeOverProxyHeader(server: SMTPServer, handler: (socket: Socket) => Promise<ProxiedClient | undefined>): void {
+  type Callback = (err: Error | null, options: ProxiedClient & { id: string }) => void;
+  (server as unknown as { _handleProxy: (socket: Socket, cb: Callback) => void })._handleProxy = (socket, cb) => {
+    void handler(socket).then(
+      (client) => {
+        if (client && !socket.destroyed) cb(null, { id: BigInt(`0x${randomBytes(10).toString('hex')}`).toString(32).padStart(16, '0'), ...client });
+      },
+      () => socket.destroy(),
+    );
+  };
 }
