@@ -35,7 +35,7 @@ import { CHILD_TYPES, MAILCONTINUITIES } from './kube/resources.js';
 import { decide, type Plan } from './reconcile/decide.js';
 import { CHILD_NOT_OWNED, notOwnedStall, stallEvent } from './reconcile/ownership.js';
 import { childKey, gather, type Caches, type HealthSource, type Live } from './reconcile/gather.js';
-import { computeStatus, statusChanged, type StatusInputs } from './status.js';
+import { computeStatus, statusChanged, statusPatch, type StatusInputs } from './status.js';
 
 export { adminToken, type Caches } from './reconcile/gather.js';
 export { referencedSecrets } from './reconcile/secrets.js';
@@ -81,6 +81,12 @@ export const NOT_OWNED_RECHECK_MS = 30_000;
 
 const randomToken = () => randomBytes(32).toString('base64url');
 
+/** The earliest of the requeues asked for, if any. */
+function requeue(...after: (number | undefined)[]): { requeueAfterMs?: number } {
+  const ms = after.filter((a): a is number => a !== undefined);
+  return ms.length > 0 ? { requeueAfterMs: Math.min(...ms) } : {};
+}
+
 export class Reconciler {
   constructor(private readonly deps: ReconcilerDeps) {}
 
@@ -125,8 +131,8 @@ export class Reconciler {
     if (plan.secretProblems.length > 0 || plan.stall) {
       if (plan.stallEvent) await this.recordEvents(seen.mc, [plan.stallEvent]);
       const writes = await this.statusPhase(seen, plan, now);
-      const recheck = plan.stall?.reason === CHILD_NOT_OWNED;
-      return { outcome: 'Stalled', writes, ...(recheck ? { requeueAfterMs: NOT_OWNED_RECHECK_MS } : {}) };
+      const recheck = plan.stall?.reason === CHILD_NOT_OWNED ? NOT_OWNED_RECHECK_MS : undefined;
+      return { outcome: 'Stalled', writes, ...requeue(recheck, plan.requeueAfterMs) };
     }
     let writes = 0;
     let applyError: string | undefined;
@@ -138,7 +144,7 @@ export class Reconciler {
     }
     writes += await this.statusPhase(seen, plan, now, applyError);
     if (applyError) throw new Error(applyError);
-    return { outcome: writes > 0 ? 'Applied' : 'UpToDate', writes };
+    return { outcome: writes > 0 ? 'Applied' : 'UpToDate', writes, ...requeue(plan.requeueAfterMs) };
   }
 
   /** Probes running for the current spec, the decided record with the sync loop, its Events recorded. */
@@ -199,6 +205,7 @@ export class Reconciler {
         lastFailover: plan.failover.lastFailover,
         relayQueues: plan.relayQueues,
         draining: plan.scale.draining,
+        schedule: plan.schedule,
       },
       now,
     );
@@ -211,7 +218,7 @@ export class Reconciler {
   ): Promise<number> {
     const status = computeStatus({ secretProblems: [], ...inputs, mc, now });
     if (!statusChanged(mc.status, status)) return 0;
-    await this.deps.client.mergePatch(MAILCONTINUITIES, mc.metadata.namespace, mc.metadata.name, { status }, 'status');
+    await this.deps.client.mergePatch(MAILCONTINUITIES, mc.metadata.namespace, mc.metadata.name, { status: statusPatch(mc.status, status) }, 'status');
     return 1;
   }
 }

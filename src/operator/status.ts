@@ -52,6 +52,8 @@ export interface StatusInputs {
   lastFailover?: MailContinuityStatus['lastFailover'];
   /** Relays draining before a scale-down (reconcile/scale-down.ts): what they still hold. */
   draining?: { message: string };
+  /** status.schedule (the maintenance windows); absent from the inputs: kept as stored, undefined: removed. */
+  schedule?: MailContinuityStatus['schedule'];
   /** Queue depths summed over the relays that answered the last sync (kept as stored when undefined). */
   relayQueues?: { queuedPrimary: number; queuedBackup: number };
   now: Date;
@@ -143,8 +145,11 @@ export function computeStatus(inputs: StatusInputs): MailContinuityStatus {
     }),
     ...kept,
   ];
+  const { schedule: oldSchedule, ...rest } = old;
+  const schedule = 'schedule' in inputs ? inputs.schedule : oldSchedule;
   return {
-    ...old,
+    ...rest,
+    ...(schedule ? { schedule } : {}),
     ...(inputs.primary ? { primary: inputs.primary } : {}),
     ...(inputs.lastFailover ? { lastFailover: inputs.lastFailover } : {}),
     observedGeneration: generation,
@@ -155,6 +160,19 @@ export function computeStatus(inputs: StatusInputs): MailContinuityStatus {
       replicas: inputs.statefulSet?.replicas ?? 0,
       readyReplicas: inputs.statefulSet?.readyReplicas ?? 0,
     },
+  };
+}
+
+/**
+ * The merge patch that makes `old` into `next`: a JSON merge patch leaves out what it does not
+ * name, so the windows of status.schedule that are over are set to null.
+ */
+export function statusPatch(old: MailContinuityStatus | undefined, next: MailContinuityStatus): Record<string, unknown> {
+  if (!old?.schedule) return next;
+  const s = next.schedule;
+  return {
+    ...next,
+    schedule: s ? { activeWindow: s.activeWindow ?? null, nextWindow: s.nextWindow ?? null } : null,
   };
 }
 

@@ -20,6 +20,11 @@ export const FailoverUpdate = z
      * scale-down was cancelled). Absent: unchanged (relays start not draining).
      */
     draining: z.boolean().optional(),
+    /**
+     * True during a maintenance window (spec.failover.schedule): deliver nothing to
+     * the primary, keep it in the spool for the replay at the window's end. Absent: false.
+     */
+    holdPrimary: z.boolean().optional(),
   })
   .strict();
 export type FailoverUpdate = z.infer<typeof FailoverUpdate>;
@@ -43,6 +48,13 @@ export interface FailoverSnapshot {
   queuedBackup: number;
   /** The backup as this relay's deliveries see it (see BackupHealth). */
   backup: BackupHealth;
+  /**
+   * The audit log could not be written at the last copy's write-ahead record: copies to
+   * the backup are paused until it can (relay_audit_write_failing). Absent from a relay that predates it.
+   */
+  auditFailing?: boolean;
+  /** Holding mail for the primary (a maintenance window); absent from a relay that predates windows. */
+  holdPrimary?: boolean;
   /** Told to drain (FailoverUpdate.draining); absent from a relay that predates draining. */
   draining?: boolean;
   /**

@@ -4,6 +4,47 @@ import { z } from 'zod';
 import { duration, withRules } from './fields.js';
 import { parseDuration } from './formats.js';
 
+/** RFC 3339 with a zone (Z or an offset), as CEL's timestamp() reads it. */
+const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;
+const instant = (description: string) =>
+  z
+    .string()
+    .regex(RFC3339, 'must be an RFC 3339 time with a zone, e.g. "2026-12-05T22:00:00+01:00" or "2026-12-05T21:00:00Z"')
+    .refine((v) => !Number.isNaN(Date.parse(v)), 'must be a real date and time')
+    .meta({ format: 'date-time' })
+    .describe(description);
+
+/** Longest maintenance window: a patch weekend, not a permanent failover (that is manual: Active). */
+export const MAX_WINDOW_MS = 7 * 24 * 3_600_000;
+
+const maintenanceWindow = withRules(
+  z
+    .object({
+      start: instant('When the window starts (RFC 3339 with a zone offset).'),
+      end: instant('When the window ends: failover ends and the relays replay to the primary.'),
+      description: z.string().max(256).optional().describe('What the window is for, e.g. "Exchange CU14"; shown in the Events.'),
+    })
+    .strict(),
+  [
+    {
+      rule: 'timestamp(self.end) > timestamp(self.start)',
+      check: (v) => Date.parse(v.end) > Date.parse(v.start),
+      message: 'end must be after start',
+      fieldPath: '.end',
+    },
+    {
+      rule: "timestamp(self.end) - timestamp(self.start) <= duration('168h')",
+      check: (v) => Date.parse(v.end) - Date.parse(v.start) <= MAX_WINDOW_MS,
+      message: 'a maintenance window lasts at most 168h (7 days); for longer, set manual: Active',
+      fieldPath: '.end',
+    },
+  ],
+).describe(
+  'A planned maintenance window of the primary: from start to end the MailContinuity is in failover (mail goes to Gmail and waits in the relay spool, not delivered to the primary), then the relays replay to the primary.',
+);
+
+export type MaintenanceWindow = z.output<typeof maintenanceWindow>;
+
 export const failover = withRules(
   z
     .object({
@@ -16,6 +57,13 @@ export const failover = withRules(
       messageDeadline: duration(
         'In FailoverOnly mode, a message the primary has not taken within this time also goes to Gmail, even when the operator is unreachable.',
       ).optional(),
+      schedule: z
+        .array(maintenanceWindow)
+        .max(50)
+        .optional()
+        .describe(
+          'Planned maintenance windows (e.g. an Exchange patch night). manual Active and Inactive win over them; windows of the past are ignored.',
+        ),
     })
     .strict(),
   [

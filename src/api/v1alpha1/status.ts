@@ -13,6 +13,14 @@ export const condition = z
   })
   .strict();
 
+const scheduledWindow = z
+  .object({
+    start: z.string().describe('Start (RFC 3339, UTC).'),
+    end: z.string().describe('End (RFC 3339, UTC).'),
+    description: z.string().optional().describe('The window\'s description.'),
+  })
+  .strict();
+
 export const MailContinuityStatus = z
   .object({
     observedGeneration: z
@@ -50,7 +58,10 @@ export const MailContinuityStatus = z
       .object({
         start: z.string().optional().describe('When the failover started (RFC 3339).'),
         end: z.string().optional().describe('When it ended; empty while it is active.'),
-        trigger: z.enum(['Automatic', 'Manual']).optional().describe('What started it.'),
+        trigger: z
+          .enum(['Automatic', 'Manual', 'Scheduled'])
+          .optional()
+          .describe('What started it: the probes (Automatic), spec.failover.manual (Manual), a maintenance window (Scheduled).'),
         messagesToBackup: z.number().int().min(0).optional().describe('Messages sent to Gmail during the failover.'),
         messagesReplayed: z.number().int().min(0).optional().describe('Messages replayed to the primary after it.'),
         replayRemaining: z.number().int().min(0).optional().describe('Messages still to replay.'),
@@ -58,6 +69,14 @@ export const MailContinuityStatus = z
       .strict()
       .optional()
       .describe('The last continuity event.'),
+    schedule: z
+      .object({
+        activeWindow: scheduledWindow.optional().describe('The maintenance window in progress.'),
+        nextWindow: scheduledWindow.optional().describe('The next maintenance window to start.'),
+      })
+      .strict()
+      .optional()
+      .describe('The maintenance windows of spec.failover.schedule: the one in progress and the next.'),
   })
   .strict()
   .describe('The observed state of mail continuity.');

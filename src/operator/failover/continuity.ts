@@ -134,7 +134,11 @@ export class Continuity {
     const prev = e.record;
     e.mc = mc;
     e.record = record;
-    if (record.phase === prev.phase) return;
+    if (record.phase === prev.phase) {
+      // The end of a maintenance window while the failover goes on (the primary failed meanwhile).
+      if (Boolean(record.holdPrimary) !== Boolean(prev.holdPrimary)) this.syncSoon(e, 0);
+      return;
+    }
     if (record.active !== prev.active) this.opts.onFailoverState?.(namespace, name, record.active);
     // A failover counts its own copies; the replay after it, its own messages.
     if (record.active) e.toBackup = newCounter();
@@ -223,7 +227,13 @@ export class Continuity {
     const said = new Map((e.reports ?? []).map((r) => [r.pod, r.draining]));
     const bodyOf = ({ pod }: RelayEndpoint) => {
       const draining = e.drain.has(pod) ? true : said.get(pod) ? false : undefined;
-      return JSON.stringify({ active, maxMessagesPerSecond: share, ...(draining !== undefined ? { draining } : {}) });
+      return JSON.stringify({
+        active,
+        maxMessagesPerSecond: share,
+        // Left out when false, for relays that predate maintenance windows.
+        ...(e.record.holdPrimary ? { holdPrimary: true } : {}),
+        ...(draining !== undefined ? { draining } : {}),
+      });
     };
     const answers = await Promise.all(relays.map((r) => this.push(e, r.url, token, bodyOf(r))));
     if (e.stopped) return;
@@ -252,6 +262,7 @@ export class Continuity {
         down: got.filter(([, s]) => s.backup === 'down').length,
         unknown: got.filter(([, s]) => s.backup !== 'up' && s.backup !== 'down').length,
       },
+      auditFailing: got.filter(([, s]) => s.auditFailing === true).length,
     };
     const changed = canonical(tally) !== canonical(e.tally ?? null);
     e.tally = tally;

@@ -1,31 +1,48 @@
 // Whether a MailContinuity is in failover: a pure function of
-// spec.failover.manual, the primary's health (after hysteresis) and whether
-// failover was active before.
+// spec.failover (manual, schedule), the primary's health (after hysteresis),
+// whether failover was active before, and whether any relay is deployed.
 //
+//   no relay deployed -> never active: there is nothing to carry mail to Gmail
+//                        (the resource is Stalled before its first relay), so
+//                        no FailoverStarted and no FailoverActive=True;
 //   manual Active    -> active (trigger Manual), whatever the probes say;
 //   manual Inactive  -> never active: the admin has forbidden automatic failover;
-//   manual Auto      -> active while the primary is Unhealthy (trigger Automatic),
-//                       inactive once it is Healthy again (successThreshold good
-//                       probes). While the health is Unknown (operator restarted,
-//                       new target) the previous verdict stands: an operator that
+//   manual Auto      -> active during a maintenance window of spec.failover.schedule
+//                       (trigger Scheduled; the relays hold mail for the primary
+//                       until it ends), else while the primary is Unhealthy
+//                       (trigger Automatic), inactive once it is Healthy again
+//                       (successThreshold good probes). While the health is Unknown
+//                       (operator restarted, new target, failures below the
+//                       threshold) the previous verdict stands: an operator that
 //                       restarts during an outage must not end the failover.
 import type { Condition, MailContinuitySpec } from '../../api/v1alpha1/mailcontinuity.js';
 import type { HealthState } from '../health/hysteresis.js';
+import { describeWindow, scheduleAt } from './schedule.js';
 
 export const FAILOVER_ACTIVE = 'FailoverActive';
 
-export type Trigger = 'Automatic' | 'Manual';
+export type Trigger = 'Automatic' | 'Manual' | 'Scheduled';
 
 export interface FailoverDecision {
   active: boolean;
   trigger?: Trigger;
+  /** A maintenance window: the relays deliver nothing to the primary until it ends. */
+  holdPrimary?: boolean;
   condition: Omit<Condition, 'lastTransitionTime' | 'observedGeneration'>;
+}
+
+export interface DecideContext {
+  /** For the maintenance windows (default: no window is in progress). */
+  now?: Date;
+  /** A relay StatefulSet of this resource exists (default true). */
+  relaysDeployed?: boolean;
 }
 
 export function decideFailover(
   spec: Pick<MailContinuitySpec, 'mode' | 'failover'>,
   health: HealthState | undefined,
   wasActive: boolean,
+  ctx: DecideContext = {},
 ): FailoverDecision {
   const whereMail =
     spec.mode === 'FailoverOnly'
@@ -38,6 +55,17 @@ export function decideFailover(
     message,
   });
   const healthy = health?.healthy;
+  if (ctx.relaysDeployed === false) {
+    return {
+      active: false,
+      condition: cond(
+        'False',
+        'NoRelayDeployed',
+        'no relay is deployed to carry mail to Gmail (see the Stalled condition): nothing fails over until one runs',
+      ),
+    };
+  }
+  const window = ctx.now && spec.failover.manual === 'Auto' ? scheduleAt(spec.failover.schedule, ctx.now).active : undefined;
   switch (spec.failover.manual) {
     case 'Active':
       return {
@@ -57,6 +85,18 @@ export function decideFailover(
         ),
       };
     default:
+      if (window) {
+        return {
+          active: true,
+          trigger: 'Scheduled',
+          holdPrimary: true,
+          condition: cond(
+            'True',
+            'MaintenanceWindow',
+            `maintenance window ${describeWindow(window)} (spec.failover.schedule): mail goes to Gmail and waits in the relay spool, delivered to the primary when the window ends`,
+          ),
+        };
+      }
       if (healthy === false) {
         return {
           active: true,
@@ -77,6 +117,15 @@ export function decideFailover(
               `failover goes on until the primary passes its health probes: ${whereMail}`,
             ),
           }
-        : { active: false, condition: cond('False', 'AwaitingProbe', 'the primary has not been probed yet') };
+        : health?.lastProbeTime === undefined
+          ? { active: false, condition: cond('False', 'AwaitingProbe', 'the primary has not been probed yet') }
+          : {
+              active: false,
+              condition: cond(
+                'False',
+                'PrimaryHealthUnknown',
+                `the primary failed its last health probe, fewer than failureThreshold (${health.failureThreshold}) in a row: no failover yet`,
+              ),
+            };
   }
 }

@@ -13,7 +13,7 @@
 // phase: a sync that answered for the previous phase says nothing about this one.
 import type { MailContinuity, MailContinuitySpec, MailContinuityStatus } from '../../api/v1alpha1/mailcontinuity.js';
 import type { HealthState } from '../health/hysteresis.js';
-import { decideFailover, FAILOVER_ACTIVE, type FailoverDecision } from './decide.js';
+import { decideFailover, FAILOVER_ACTIVE, type DecideContext, type FailoverDecision } from './decide.js';
 
 export type LastFailover = NonNullable<MailContinuityStatus['lastFailover']>;
 
@@ -24,6 +24,8 @@ export interface FailoverRecord {
   lastFailover?: LastFailover;
   /** Transitions since the operator took the resource over (0 after a start or a restart). */
   phase: number;
+  /** A maintenance window is in progress: the relays deliver nothing to the primary. */
+  holdPrimary?: boolean;
 }
 
 /** The relays' numbers as the sync loop last summed them, over the relays that answered. */
@@ -43,6 +45,8 @@ export interface RelayTally {
   replaying: boolean;
   /** Relays by what their deliveries to Gmail saw: an answer, none (suspended), no attempt yet. */
   backup: { up: number; down: number; unknown: number };
+  /** Relays whose audit log cannot be written: their copies to Gmail are paused. */
+  auditFailing?: number;
 }
 
 export interface PlannedEvent {
@@ -79,10 +83,19 @@ export function planFailover(
   health: HealthState | undefined,
   tally: RelayTally | undefined,
   now: Date,
+  ctx: Omit<DecideContext, 'now'> = {},
 ): FailoverPlan {
-  const decision = decideFailover(spec, health, prev.active);
-  return { decision, ...nextRecord(prev, decision, tally, now) };
+  const decision = decideFailover(spec, health, prev.active, { ...ctx, now });
+  const planned = nextRecord(prev, decision, tally, now);
+  const hold = decision.holdPrimary === true;
+  const next = hold === (planned.next.holdPrimary === true) ? planned.next : withHold(planned.next, hold);
+  return { decision, next, events: planned.events };
 }
+
+const withHold = (r: FailoverRecord, hold: boolean): FailoverRecord => {
+  const { holdPrimary: _, ...rest } = r;
+  return hold ? { ...rest, holdPrimary: true } : rest;
+};
 
 function nextRecord(
   prev: FailoverRecord,
@@ -140,7 +153,7 @@ function transition(prev: FailoverRecord, d: FailoverDecision, now: Date): Omit<
       {
         type: 'Normal',
         reason: 'FailoverEnded',
-        message: `failover ended (${d.condition.message}); ${lf.messagesToBackup ?? 0} messages went to Gmail during it; replaying missed mail to the primary`,
+        message: `${prev.lastFailover?.trigger === 'Scheduled' ? 'the maintenance window is over: ' : ''}failover ended (${d.condition.message}); ${lf.messagesToBackup ?? 0} messages went to Gmail during it; replaying missed mail to the primary`,
       },
     ],
   };

@@ -8,13 +8,14 @@ import type { Condition, MailContinuityStatus } from '../../api/v1alpha1/mailcon
 import { buildChildren, childNames, type RelayAccess, type RelayGoogle } from '../builders/index.js';
 import { backupReachableCondition } from '../failover/backup.js';
 import { planFailover, type FailoverRecord, type PlannedEvent } from '../failover/plan.js';
+import { scheduleAt, scheduleStatus } from '../failover/schedule.js';
 import { HealthTracker, primaryHealthyCondition, primaryStatus } from '../health/hysteresis.js';
 import { describeTarget } from '../health/loop.js';
 import { isSubset } from '../kube/subset.js';
 import type { KubeObject } from '../kube/types.js';
 import { describeSecretProblem, RECONCILING, STALLED, type SecretProblem, type Stall } from '../status.js';
 import { childKey, type Live } from './gather.js';
-import { notOwnedStall, stallEvent as stallEventOf } from './ownership.js';
+import { controlledBy, notOwnedStall, stallEvent as stallEventOf } from './ownership.js';
 import { imageRepository, relayImageStall } from './relay-image.js';
 import { acceptFromStall } from './accept-from.js';
 import { decideScale, DRAINING_RELAYS, type ScalePlan } from './scale-down.js';
@@ -38,6 +39,10 @@ export interface Plan {
   relayQueues?: { queuedPrimary: number; queuedBackup: number };
   /** The StatefulSet's replicas, the relays to drain, the drain's Events and condition. */
   scale: ScalePlan;
+  /** status.schedule: the maintenance window in progress and the next (undefined: none ahead). */
+  schedule: MailContinuityStatus['schedule'];
+  /** Reconcile again then: the next start or end of a maintenance window. */
+  requeueAfterMs?: number;
 }
 
 export interface DecideOptions {
@@ -67,8 +72,14 @@ export function decide(seen: Live, opts: DecideOptions): Plan {
       ).current;
     conditions.push(primaryHealthyCondition(shown));
   }
-  // Health and failover go on whatever else is wrong: the relay may be running.
-  const failover = planFailover(seen.failover, mc.spec, health, seen.tally, opts.now);
+  // Health and failover go on whatever else is wrong: the relay may be running. Only a relay
+  // StatefulSet of this resource can carry a failover: before the first one, nothing fails over.
+  const sts = seen.current.get(childKey('StatefulSet', childNames(mc).statefulSet)) as
+    | (KubeObject & { spec?: { replicas?: number } })
+    | undefined;
+  const relaysDeployed = sts !== undefined && controlledBy(sts, mc);
+  const failover = planFailover(seen.failover, mc.spec, health, seen.tally, opts.now, { relaysDeployed });
+  const windows = scheduleAt(mc.spec.failover.schedule, opts.now);
   conditions.push(failover.decision.condition, backupReachableCondition(seen.tally));
 
   const problems = secretProblems(seen.secretRefs, seen.secrets);
@@ -82,7 +93,6 @@ export function decide(seen: Live, opts: DecideOptions): Plan {
         }
       : undefined;
 
-  const sts = seen.current.get(childKey('StatefulSet', childNames(mc).statefulSet)) as { spec?: { replicas?: number } } | undefined;
   const scale = decideScale({
     name: mc.metadata.name,
     desired: mc.spec.relay.replicas,
@@ -125,5 +135,14 @@ export function decide(seen: Live, opts: DecideOptions): Plan {
     ...(health?.lastProbeTime ? { primary: primaryStatus(health) } : {}),
     ...(t ? { relayQueues: { queuedPrimary: t.queuedPrimary, queuedBackup: t.queuedBackup } } : {}),
     scale,
+    schedule: scheduleStatus(windows),
+    ...(windows.nextBoundaryMs !== undefined
+      ? { requeueAfterMs: Math.min(windows.nextBoundaryMs + BOUNDARY_SLACK_MS, MAX_BOUNDARY_WAIT_MS) }
+      : {}),
   };
 }
+
+/** A reconcile at a window's boundary runs this much after it, so `now` is past it. */
+const BOUNDARY_SLACK_MS = 50;
+/** A window far ahead is looked at again every hour (timers do not reach weeks). */
+const MAX_BOUNDARY_WAIT_MS = 3_600_000;

@@ -8,7 +8,7 @@ import { EventEmitter } from 'node:events';
 import type { FailoverSnapshot, FailoverUpdate } from '../../api/relay/admin.js';
 
 /** What the failover state itself holds of the admin snapshot. */
-export type FailoverStateSnapshot = Pick<FailoverSnapshot, 'active' | 'since' | 'replayMaxMessagesPerSecond'>;
+export type FailoverStateSnapshot = Pick<FailoverSnapshot, 'active' | 'since' | 'replayMaxMessagesPerSecond' | 'holdPrimary'>;
 
 /**
  * The rest of the snapshot: numbers the scheduler publishes of its own deliveries
@@ -25,6 +25,7 @@ export class FailoverState extends EventEmitter<{ change: [FailoverStateSnapshot
   private active: boolean;
   private since: Date | null = null;
   private rate: number;
+  private hold = false;
 
   constructor(initial: { active: boolean; replayMaxMessagesPerSecond: number }) {
     super();
@@ -40,8 +41,13 @@ export class FailoverState extends EventEmitter<{ change: [FailoverStateSnapshot
     return this.rate;
   }
 
+  /** A maintenance window: nothing is delivered to the primary until it ends. */
+  get holdsPrimary(): boolean {
+    return this.hold;
+  }
+
   snapshot(): FailoverStateSnapshot {
-    return { active: this.active, since: this.since?.toISOString() ?? null, replayMaxMessagesPerSecond: this.rate };
+    return { active: this.active, since: this.since?.toISOString() ?? null, replayMaxMessagesPerSecond: this.rate, holdPrimary: this.hold };
   }
 
   /**
@@ -50,11 +56,15 @@ export class FailoverState extends EventEmitter<{ change: [FailoverStateSnapshot
    */
   set(update: FailoverUpdate, now = new Date()): FailoverStateSnapshot {
     const wasActive = this.active;
+    // Only an active failover holds the primary's mail.
+    const hold = update.active && update.holdPrimary === true;
     const changed =
       update.active !== this.active ||
+      hold !== this.hold ||
       (update.maxMessagesPerSecond !== undefined && update.maxMessagesPerSecond !== this.rate);
     if (update.active !== this.active) this.since = now;
     this.active = update.active;
+    this.hold = hold;
     if (update.maxMessagesPerSecond !== undefined) this.rate = update.maxMessagesPerSecond;
     const snap = this.snapshot();
     if (changed) this.emit('change', snap, wasActive);

@@ -127,8 +127,13 @@ export class Scheduler {
    */
   backlog(): number {
     let n = this.inflight.primary + this.inflight.backup;
-    for (const dest of DESTINATIONS) if (!this.isDown(dest)) n += this.queues.ready[dest].freshLength;
+    for (const dest of DESTINATIONS) if (!this.isDown(dest) && !this.held(dest)) n += this.queues.ready[dest].freshLength;
     return n;
+  }
+
+  /** Mail for the primary waits during a maintenance window (the failover state's holdPrimary). */
+  private held(dest: Destination): boolean {
+    return dest === 'primary' && this.d.failover.holdsPrimary;
   }
 
   /** A destination whose last attempts all deferred (Postfix: "delivery temporarily suspended"). */
@@ -235,6 +240,8 @@ export class Scheduler {
     if (this.stopped) return;
     for (const dest of DESTINATIONS) {
       if (this.health[dest].isSuspended(this.now())) continue;
+      // A maintenance window: mail for the primary waits in the spool until it ends (then the replay).
+      if (this.held(dest)) continue;
       // A destination that is down gets one probing delivery at a time.
       const window = this.isDown(dest) ? 1 : this.concurrency[dest];
       while (this.inflight[dest] < window && this.queues.ready[dest].length > 0) {
