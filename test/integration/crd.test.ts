@@ -3,9 +3,9 @@
 // message that names the field.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { ApiException, ApiextensionsV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
-import { GROUP, PLURAL, VERSION, type MailContinuitySpec } from '../../src/api/v1alpha1/mailcontinuity.js';
+import { GROUP, MailContinuitySpec, PLURAL, VERSION } from '../../src/api/v1alpha1/mailcontinuity.js';
 import { startControlPlane, type ControlPlane } from '../harness/controlplane.js';
-import { invalidCases, validSpec } from '../fixtures/mailcontinuity.js';
+import { invalidCases, podTemplateSample, validSpec } from '../fixtures/mailcontinuity.js';
 
 const CRD_FILE = 'crds/mailcontinuity.io_mailcontinuities.yaml';
 let cp: ControlPlane;
@@ -104,6 +104,19 @@ describe('MailContinuity CRD on a real apiserver', () => {
     const status = JSON.parse((error as ApiException<string>).body) as { message: string };
     expect(status.message).toContain('metadata.name');
     expect(status.message).toContain(says);
+  });
+
+  it('accepts a relay podTemplate with every field, pruning none', async () => {
+    const spec = validSpec();
+    spec.relay.podTemplate = podTemplateSample();
+    const created = (await objects.createNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      namespace: 'default',
+      plural: PLURAL,
+      body: sample('placed', spec),
+    })) as { spec: MailContinuitySpec };
+    expect(created.spec.relay.podTemplate).toEqual(MailContinuitySpec.parse(spec).relay.podTemplate);
   });
 
   it('accepts a name of 46 characters', async () => {

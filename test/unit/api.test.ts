@@ -1,7 +1,7 @@
 import { describe, expect, it } from '@jest/globals';
 import { MailContinuitySpec, nameProblems } from '../../src/api/v1alpha1/mailcontinuity.js';
 import { parseCidr, parseDuration, parseQuantity } from '../../src/api/v1alpha1/formats.js';
-import { invalidCases, validSpec } from '../fixtures/mailcontinuity.js';
+import { invalidCases, podTemplateSample, validSpec } from '../fixtures/mailcontinuity.js';
 
 /** zod's issue path in the apiserver's notation: spec.a.b[0].c */
 const fieldOf = (path: PropertyKey[]) =>
@@ -41,6 +41,12 @@ describe('MailContinuitySpec', () => {
     spec.failover = {};
     spec.relay = { acceptFrom: ['0.0.0.0/0'], allowAnySource: true };
     expect(MailContinuitySpec.safeParse(spec).success).toBe(true);
+  });
+
+  it('accepts a relay podTemplate with every field', () => {
+    const spec = validSpec();
+    spec.relay.podTemplate = podTemplateSample();
+    expect(MailContinuitySpec.safeParse(spec).error?.issues).toBeUndefined();
   });
 
   it('rejects unknown fields', () => {

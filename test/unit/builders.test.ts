@@ -1,10 +1,10 @@
 import { describe, expect, it } from '@jest/globals';
 import YAML from 'yaml';
-import { API_VERSION } from '../../src/api/v1alpha1/mailcontinuity.js';
+import { API_VERSION, MailContinuitySpec } from '../../src/api/v1alpha1/mailcontinuity.js';
 import { buildChildren, configHash, configMap } from '../../src/operator/builders/index.js';
 import type { KubeObject } from '../../src/operator/kube/types.js';
 import { RelayConfig } from '../../src/api/relay/config.js';
-import { parsedMailContinuity } from '../fixtures/mailcontinuity.js';
+import { parsedMailContinuity, podTemplateSample, validSpec } from '../fixtures/mailcontinuity.js';
 
 const fixture = parsedMailContinuity;
 
@@ -120,6 +120,51 @@ describe('builders', () => {
     const pod = byKind(withTls, 'StatefulSet').spec.template.spec;
     expect(pod.volumes).toContainEqual({ name: 'tls', secret: { secretName: 'relay-tls', defaultMode: 0o440 } });
     expect(pod.volumes.find((v: { name: string }) => v.name === 'primary-credentials').secret.secretName).toBe('exchange-auth');
+  });
+
+  it('places the relay pods by spec.relay.podTemplate, keeping its own labels and annotations', () => {
+    const mc = fixture((s) => (s.relay.podTemplate = podTemplateSample()));
+    const sts = byKind(buildChildren(mc, { defaultImage: 'x', adminToken: 'tok' }), 'StatefulSet');
+    const template = sts.spec.template;
+    const sample = MailContinuitySpec.parse({ ...validSpec(), relay: { ...validSpec().relay, podTemplate: podTemplateSample() } })
+      .relay.podTemplate!;
+    expect(template.spec).toMatchObject({
+      nodeSelector: { 'node-role.corp.example.com/mail': '' },
+      tolerations: sample.tolerations,
+      affinity: sample.affinity,
+      priorityClassName: 'mail-critical',
+      imagePullSecrets: [{ name: 'registry-corp' }],
+    });
+    // A constraint without labelSelector counts this MailContinuity's relay pods; it replaces the default spread.
+    expect(template.spec.topologySpreadConstraints).toEqual([
+      {
+        maxSkew: 1,
+        topologyKey: 'topology.kubernetes.io/zone',
+        whenUnsatisfiable: 'DoNotSchedule',
+        minDomains: 2,
+        labelSelector: { matchLabels: sts.spec.selector.matchLabels },
+      },
+    ]);
+    expect(template.metadata.labels).toMatchObject({
+      ...sts.spec.selector.matchLabels,
+      'corp.example.com/cost-center': 'it-mail',
+      team: 'messaging',
+    });
+    expect(template.metadata.annotations).toMatchObject({
+      'prometheus.io/scrape': 'true',
+      'kubectl.kubernetes.io/default-container': 'relay',
+    });
+    // The relay does not read podTemplate: changing it does not change the relay config.
+    expect(configHash(configMap(mc))).toBe(configHash(configMap(fixture())));
+  });
+
+  it('without podTemplate: no placement fields, the default spread over hosts and zones', () => {
+    const pod = byKind(children, 'StatefulSet').spec.template.spec;
+    for (const f of ['nodeSelector', 'tolerations', 'priorityClassName', 'imagePullSecrets']) expect(pod[f]).toBeUndefined();
+    expect(pod.topologySpreadConstraints.map((c: { topologyKey: string; whenUnsatisfiable: string }) => [c.topologyKey, c.whenUnsatisfiable])).toEqual([
+      ['kubernetes.io/hostname', 'ScheduleAnyway'],
+      ['topology.kubernetes.io/zone', 'ScheduleAnyway'],
+    ]);
   });
 
   it('budgets one voluntary disruption at a time', () => {

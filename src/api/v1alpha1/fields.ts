@@ -28,7 +28,10 @@ export function withRules<S extends z.ZodType>(schema: S, rules: Rule<z.output<S
     .meta({
       // Keeps what the schema already carried (x-kubernetes-int-or-string...).
       ...schema.meta(),
-      'x-kubernetes-validations': rules.map(({ check: _check, ...celRule }) => celRule),
+      'x-kubernetes-validations': [
+        ...((schema.meta()?.['x-kubernetes-validations'] as object[] | undefined) ?? []),
+        ...rules.map(({ check: _check, ...celRule }) => celRule),
+      ],
     }) as S;
 }
 

@@ -25,8 +25,9 @@ export function relayConfig(mc: MailContinuity, google?: RelayGoogle): RelayConf
   const spec = mc.spec;
   const gmailKey = spec.backup.gmail.serviceAccountSecretRef?.key;
   // Without relay.replicas (no relay reads it): scaling must not change the
-  // config hash, which would roll every relay (the draining ones too).
-  const { replicas: _replicas, ...relay } = spec.relay;
+  // config hash, which would roll every relay (the draining ones too). Nor
+  // relay.podTemplate: the pod template carries it, the relay has no use for it.
+  const { replicas: _replicas, podTemplate: _podTemplate, ...relay } = spec.relay;
   return {
     spec: { ...spec, relay } as MailContinuity['spec'],
     listen: { host: '0.0.0.0', hostname: `${childNames(mc).service}.${mc.metadata.namespace}` },

@@ -1,10 +1,12 @@
 // MailContinuity -> the relay StatefulSet: one pod per replica, each with its
 // own spool volume, the config and Secrets mounted as files (never copied into
-// the environment), restricted Pod Security, spread across nodes.
+// the environment), restricted Pod Security, spread across nodes; placed by
+// spec.relay.podTemplate (placement.ts).
 import type { MailContinuity } from '../../api/v1alpha1/mailcontinuity.js';
 import type { KubeObject } from '../kube/types.js';
 import { ANNOTATION_CONFIG_HASH, childNames, labels, metadata, selectorLabels } from './common.js';
 import { CONFIG_DIR, CONFIG_FILE, HTTP_PORT, SPOOL_DIR, mounts } from './config.js';
+import { placement, podAnnotations, podLabels } from './placement.js';
 
 export interface StatefulSetOptions {
   /** Image when spec.relay.image is empty: the operator's own image. */
@@ -79,11 +81,11 @@ export function statefulSet(mc: MailContinuity, opts: StatefulSetOptions): KubeO
       persistentVolumeClaimRetentionPolicy: { whenDeleted: 'Retain', whenScaled: 'Retain' },
       template: {
         metadata: {
-          labels: labels(mc),
-          annotations: {
+          labels: podLabels(mc, labels(mc)),
+          annotations: podAnnotations(mc, {
             [ANNOTATION_CONFIG_HASH]: opts.configHash,
             'kubectl.kubernetes.io/default-container': 'relay',
-          },
+          }),
         },
         spec: {
           serviceAccountName: names.serviceAccount,
@@ -99,20 +101,8 @@ export function statefulSet(mc: MailContinuity, opts: StatefulSetOptions): KubeO
             fsGroupChangePolicy: 'OnRootMismatch',
             seccompProfile: { type: 'RuntimeDefault' },
           },
-          topologySpreadConstraints: [
-            {
-              maxSkew: 1,
-              topologyKey: 'kubernetes.io/hostname',
-              whenUnsatisfiable: 'ScheduleAnyway',
-              labelSelector: { matchLabels: selectorLabels(mc) },
-            },
-            {
-              maxSkew: 1,
-              topologyKey: 'topology.kubernetes.io/zone',
-              whenUnsatisfiable: 'ScheduleAnyway',
-              labelSelector: { matchLabels: selectorLabels(mc) },
-            },
-          ],
+          // nodeSelector, tolerations, affinity, priorityClassName, imagePullSecrets, spread.
+          ...placement(mc),
           containers: [
             {
               name: 'relay',
