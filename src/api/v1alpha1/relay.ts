@@ -42,6 +42,29 @@ const persistence = z
   .strict()
   .describe('Durable spool storage.');
 
+const proxyProtocol = z
+  .object({
+    trustedProxies: withRules(z.array(cidr).min(1).max(64), [
+      {
+        rule: 'self.all(c, isCIDR(c))',
+        check: (v) => v.every(isCidr),
+        message: 'every trustedProxies entry must be a CIDR such as "10.0.0.0/8" or "2001:db8::/32"',
+      },
+      {
+        rule: '!self.exists(c, isCIDR(c) && cidr(c).prefixLength() == 0)',
+        check: (v) => !v.some((c) => parseCidr(c)?.prefixLength === 0),
+        message:
+          'trustedProxies contains 0.0.0.0/0 or ::/0: any client could then name the address acceptFrom checks; list the addresses of your load balancers or proxies',
+      },
+    ]).describe(
+      'The load balancers or proxies (CIDRs) whose connections begin with a PROXY header. Only they may connect: a connection from any other address is refused (421) before it is read.',
+    ),
+  })
+  .strict()
+  .describe(
+    'Take each client\'s address from the PROXY protocol header (HAProxy\'s, versions 1 and 2) that a load balancer sends: acceptFrom, the per-address limits, the Received header and the logs then see the sender, not the load balancer. Off when omitted. The NetworkPolicy then admits the SMTP port from trustedProxies instead of acceptFrom.',
+  );
+
 export const relay = withRules(
   z
     .object({
@@ -78,6 +101,7 @@ export const relay = withRules(
         .boolean()
         .default(false)
         .describe('Allow acceptFrom to contain 0.0.0.0/0 or ::/0. The relay still takes only mail for spec.domains.'),
+      proxyProtocol: proxyProtocol.optional(),
       podTemplate: podTemplate.optional(),
       persistence: persistence.prefault({}),
       spool: z
