@@ -9,17 +9,15 @@ import { freePort, waitForPort } from '../test/harness/postfix.js';
 import { relayTestConfig } from '../test/harness/smtp-tools.js';
 
 /**
- * Production timers (relayTestConfig's are shortened for tests); 20 connections per
- * destination like Postfix's default_destination_concurrency_limit in the comparison;
- * no greeting pause (Postfix greets at once there).
+ * Production timers (relayTestConfig's are shortened for tests) and otherwise the
+ * relay's shipped defaults (20 connections per destination like Postfix's
+ * default_destination_concurrency_limit, no greeting pause), except the client
+ * limits: every load-generator session comes from one address.
  */
 export const BENCH_RELAY_TUNING = {
   minBackoffMs: 30_000,
   maxBackoffMs: 600_000,
   sweepIntervalMs: 5_000,
-  primaryConcurrency: 20,
-  backupConcurrency: 20,
-  greetingDelay: false,
   maxClients: 1_000,
   maxClientsPerAddress: 1_000,
 } satisfies RelayConfigInput['tuning'];

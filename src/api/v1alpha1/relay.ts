@@ -96,7 +96,9 @@ export const relay = withRules(
           check: (v) => v.every(isCidr),
           message: 'every acceptFrom entry must be a CIDR such as "203.0.113.0/24" or "2001:db8::/32"',
         },
-      ]).describe("Client networks allowed to send mail through the relay, e.g. your MX provider's ranges."),
+      ]).describe(
+        "Client networks allowed to send mail through the relay, e.g. your MX provider's ranges. Only they may connect, so the relay greets at once: no early-talker pause before the greeting (a spambot test that would cap senders opening one connection per message).",
+      ),
       allowAnySource: z
         .boolean()
         .default(false)

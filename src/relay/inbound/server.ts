@@ -9,10 +9,11 @@
 //   when a certificate is configured; spec.relay.requireTLS refuses MAIL before it.
 // - SMTP smuggling: smtp-server ends DATA only at <CRLF>.<CRLF>, so a bare-LF
 //   dot never ends a message; bare CR and bare LF are normalised (newlines.ts).
-// - Early talkers: smtp-server waits 100 ms before the greeting and answers
-//   421 to a client that talks first (a cheap pregreet test like postscreen's).
-//   Kept by default (tuning.greetingDelay); the MX providers in front of the
-//   relay reuse connections, so the pause is paid per connection, not per message.
+// - Early talkers: smtp-server's 100 ms pause before the greeting (421 to a
+//   client that talks first, a pregreet test like postscreen's) is off by
+//   default (tuning.greetingDelay): only acceptFrom networks (the MX provider
+//   or edge) may connect, so the spambot test buys nothing there, and it would
+//   cap senders that open one connection per message.
 // - Limits: concurrent clients overall and per client address (421 4.7.0), idle
 //   timeout, longest line (tuning.maxLineLength: the connection is dropped with
 //   500 5.5.2, both for commands and data), recipients per message (452 4.5.3),
