@@ -29,7 +29,8 @@ function sessions(file: string, text: string): Block[][] {
   for (let i = 0; i < lines.length; i++) {
     const m = MARKER.exec(lines[i]!.trim());
     if (!m) continue;
-    if (lines[i + 1]?.trim() !== '```sh') throw new Error(`${file}:${i + 1}: a doc-test marker must precede a \`\`\`sh fence`);
+    if (lines[i + 1]?.trim() !== '```sh')
+      throw new Error(`${file}:${i + 1}: a doc-test marker must precede a \`\`\`sh fence`);
     const end = lines.findIndex((l, j) => j > i + 1 && l.trim() === '```');
     if (end < 0) throw new Error(`${file}:${i + 2}: the block never closes`);
     const block = { file, line: i + 2, script: lines.slice(i + 2, end).join('\n') };
@@ -42,14 +43,23 @@ function sessions(file: string, text: string): Block[][] {
   return out;
 }
 
-const files = ['README.md', ...readdirSync('docs').filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)];
+const files = [
+  'README.md',
+  ...readdirSync('docs')
+    .filter((f) => f.endsWith('.md'))
+    .map((f) => `docs/${f}`),
+];
 const all = files.flatMap((f) => sessions(f, readFileSync(f, 'utf8')));
 
 /** A working directory like a clone: the repository's files (links) and a stand-in Gmail key. */
 function workdir(): string {
   const dir = mkdtempSync(join(tmpdir(), 'mc-doc-test-'));
-  for (const entry of ['charts', 'crds', 'deploy', 'examples', 'docs']) symlinkSync(join(REPO, entry), join(dir, entry));
-  writeFileSync(join(dir, 'sa-key.json'), JSON.stringify({ type: 'service_account', note: 'stand-in for the docs test' }));
+  for (const entry of ['charts', 'crds', 'deploy', 'examples', 'docs'])
+    symlinkSync(join(REPO, entry), join(dir, entry));
+  writeFileSync(
+    join(dir, 'sa-key.json'),
+    JSON.stringify({ type: 'service_account', note: 'stand-in for the docs test' }),
+  );
   mkdirSync(join(dir, '.helm'));
   return dir;
 }

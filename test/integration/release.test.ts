@@ -33,7 +33,8 @@ beforeAll(() => {
     timeout: 20 * 60_000,
     env: { ...process.env, RELEASE_DIR: out, RELEASE_ALLOW_DIRTY: '1' },
   });
-  if (res.status !== 0) throw new Error(`make release failed (${res.status ?? res.signal}):\n${res.stderr.slice(-4000)}`);
+  if (res.status !== 0)
+    throw new Error(`make release failed (${res.status ?? res.signal}):\n${res.stderr.slice(-4000)}`);
   release = JSON.parse(readFileSync(join(out, 'release.json'), 'utf8'));
 }, 21 * 60_000);
 
@@ -53,7 +54,11 @@ describe('make release', () => {
         'release.json',
       ].sort(),
     );
-    expect(release).toEqual({ version, image: `${REPOSITORY}:${version}`, digest: expect.stringMatching(/^sha256:[0-9a-f]{64}$/) });
+    expect(release).toEqual({
+      version,
+      image: `${REPOSITORY}:${version}`,
+      digest: expect.stringMatching(/^sha256:[0-9a-f]{64}$/),
+    });
     const check = spawnSync('sha256sum', ['-c', 'SHA256SUMS'], { cwd: out, encoding: 'utf8' });
     expect(check.status).toBe(0);
     expect(check.stdout.trim().split('\n')).toHaveLength(5);

@@ -9,8 +9,7 @@ import { join } from 'node:path';
 import YAML from 'yaml';
 
 const version = (JSON.parse(readFileSync('package.json', 'utf8')) as { version: string }).version;
-const check = (cwd = '.') =>
-  spawnSync('bash', ['scripts/set-version.sh', '--check'], { cwd, encoding: 'utf8' });
+const check = (cwd = '.') => spawnSync('bash', ['scripts/set-version.sh', '--check'], { cwd, encoding: 'utf8' });
 
 describe('the version', () => {
   it('is the same in every place scripts/set-version.sh knows', () => {
