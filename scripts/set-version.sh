@@ -31,7 +31,8 @@ for f in deploy/argocd/*.yaml $(find deploy/gitops -name '*.yaml' 2>/dev/null | 
   places+=("$f|targetRevision: v\K$v")
 done
 for f in README.md $(find docs -name '*.md' 2>/dev/null | sort); do
-  places+=("$f|mail-continuity-operator[:-]\K$v" "$f|--version \K$v" "$f|/(raw|releases/download|tree)/v\K$v")
+  places+=("$f|mail-continuity-operator[:-]\K$v" "$f|--version \K$v" "$f|/(raw|releases/download|tree)/v\K$v"
+    "$f|git tag v\K$v" "$f|VERSION=\K$v" "$f|targetRevision: v\K$v")
 done
 
 bad=0
