@@ -171,14 +171,14 @@ describe('Continuity with real relay admin endpoints', () => {
     await waitUntil('3 copies counted', 5000, () => m.state(KEY)?.lastFailover?.messagesToBackup === 3);
 
     // The primary is back: relays replay; 4 messages still wait for it on relay a.
-    Object.assign(a.facts, { replaying: true, queuedPrimary: 4, backup: 'up' });
+    Object.assign(a.facts, { replaying: true, queuedPrimary: 4, backup: 'up', auditFailing: true });
     const endedAt = Date.now();
     const ended = reconcile(res, health(true));
     expect(ended.decision.active).toBe(false);
     expectRecent(ended.next.lastFailover?.end, endedAt);
     await waitUntil('relays inactive', 5000, () => !a.state.isActive && !b.state.isActive);
     await waitUntil('remaining 4', 5000, () => m.state(KEY)?.lastFailover?.replayRemaining === 4);
-    expect(m.tally(KEY)).toMatchObject({ queuedPrimary: 4, backup: { up: 1, unknown: 1, down: 0 } });
+    expect(m.tally(KEY)).toMatchObject({ queuedPrimary: 4, backup: { up: 1, unknown: 1, down: 0 }, auditFailing: 1 });
     expect(m.state(KEY)?.replaying).toBe(true);
     Object.assign(a.facts, { messagesReplayed: 4, queuedPrimary: 0, replaying: false });
     await waitUntil('replay completed', 5000, () => m.state(KEY)?.replaying === false);

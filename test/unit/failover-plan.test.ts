@@ -134,4 +134,11 @@ describe('backupReachableCondition', () => {
       reason: 'BackupAnswered',
     });
   });
+
+  it('is False (AuditLogNotWritable) while a relay cannot write its audit log: its copies to Gmail are paused', () => {
+    const paused = backupReachableCondition(tally({ backup: { up: 2, down: 0, unknown: 0 }, auditFailing: 1 }));
+    expect(paused).toMatchObject({ type: 'BackupReachable', status: 'False', reason: 'AuditLogNotWritable' });
+    expect(paused.message).toMatch(/^1 of 2 relays cannot write their audit log .*copies to Gmail are paused/);
+    expect(backupReachableCondition(tally({ backup: { up: 2, down: 0, unknown: 0 }, auditFailing: 0 }))).toMatchObject({ status: 'True' });
+  });
 });

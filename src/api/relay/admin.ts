@@ -53,6 +53,11 @@ export interface FailoverSnapshot {
    * the backup are paused until it can (relay_audit_write_failing). Absent from a relay that predates it.
    */
   auditFailing?: boolean;
+  /**
+   * The audit log could not be written at the last copy's write-ahead record: copies to
+   * the backup are paused until it can (relay_audit_write_failing). Absent from a relay that predates it.
+   */
+  auditFailing?: boolean;
   /** Holding mail for the primary (a maintenance window); absent from a relay that predates windows. */
   holdPrimary?: boolean;
   /** Told to drain (FailoverUpdate.draining); absent from a relay that predates draining. */

@@ -3,7 +3,8 @@
 // not probe Google itself: what matters is whether the relays, from their
 // network and with their credentials, get an answer, and a probe from the
 // operator's Pod would say neither. So the condition speaks only of delivery
-// attempts that happened: before any, it is Unknown.
+// attempts that happened: before any, it is Unknown. A relay that cannot write
+// its audit log pauses its copies to Gmail (write-ahead): False, AuditLogNotWritable.
 import type { Condition } from '../../api/v1alpha1/mailcontinuity.js';
 import type { RelayTally } from './plan.js';
 
@@ -12,7 +13,7 @@ export const BACKUP_REACHABLE = 'BackupReachable';
 const HOW = "judged from the relays' own deliveries to Gmail, not a probe";
 
 export function backupReachableCondition(
-  tally: Pick<RelayTally, 'answered' | 'backup'> | undefined,
+  tally: Pick<RelayTally, 'answered' | 'backup' | 'auditFailing'> | undefined,
 ): Omit<Condition, 'lastTransitionTime' | 'observedGeneration'> {
   const cond = (status: 'True' | 'False' | 'Unknown', reason: string, message: string) => ({
     type: BACKUP_REACHABLE,
@@ -22,6 +23,14 @@ export function backupReachableCondition(
   });
   if (!tally) return cond('Unknown', 'RelaysNotReporting', `no relay has answered the operator yet (${HOW})`);
   const { up, down } = tally.backup;
+  // Fail closed: a copy to Gmail leaves only after its audit record is on disk.
+  if ((tally.auditFailing ?? 0) > 0) {
+    return cond(
+      'False',
+      'AuditLogNotWritable',
+      `${tally.auditFailing} of ${tally.answered} relays cannot write their audit log (spool volume full or failing): their copies to Gmail are paused until it can be written; intake and delivery to the primary go on (relay_audit_write_failing)`,
+    );
+  }
   if (down > 0) {
     return cond(
       'False',

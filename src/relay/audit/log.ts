@@ -175,15 +175,21 @@ export class AuditLog {
         text += s.text;
         head = s.head;
       }
+      const bytes = Buffer.from(text, 'utf8');
       try {
-        await this.fh.write(text);
+        // A full disk first takes part of the batch (a short write), then refuses: all or the error.
+        for (let at = 0; at < bytes.length; ) {
+          const { bytesWritten } = await this.fh.write(bytes, at, bytes.length - at);
+          if (bytesWritten === 0) throw new Error(`audit log ${this.path}: write made no progress`);
+          at += bytesWritten;
+        }
         if (batch.some((p) => p.sync)) await this.fh.datasync();
       } catch (e) {
         this.torn = true;
         throw e;
       }
       this.head = head;
-      this.bytes += Buffer.byteLength(text);
+      this.bytes += bytes.length;
       for (const p of batch) p.resolve();
     } catch (e) {
       for (const p of batch) p.reject(e);

@@ -28,7 +28,7 @@ export function decideBackupCopies(spec: PolicySpec, st: MessageState, facts: Me
     st.deliveries.backup ??= { recipients: {}, attempts: 0, nextAttemptAt: 0 };
     out.dirty = true;
     if (decision.copy) {
-      st.deliveries.backup.recipients[rcpt] = { status: 'pending', detail: decision.reason };
+      st.deliveries.backup.recipients[rcpt] = { status: 'pending', detail: decision.reason, reason: decision.reason };
     } else if (decision.reason === 'excluded') {
       st.deliveries.backup.recipients[rcpt] = { status: 'excluded', rule: decision.rule, at: now };
       out.excluded.set(decision.rule, [...(out.excluded.get(decision.rule) ?? []), rcpt]);

@@ -43,7 +43,8 @@ export function recordOutcomes(
       rec.failed.push({ recipient: rcpt, detail: o.detail });
     } else {
       rec.deferred++;
-      ds.recipients[rcpt] = { status: 'pending', detail: o.detail };
+      const reason = ds.recipients[rcpt]?.reason;
+      ds.recipients[rcpt] = { status: 'pending', detail: o.detail, ...(reason ? { reason } : {}) };
       ds.lastError = o.detail;
       if (o.retryAfterMs) rec.retryAfter = Math.max(rec.retryAfter, o.retryAfterMs);
     }

@@ -10,6 +10,9 @@ import { DESTINATIONS } from './destinations.js';
 import type { AttemptRecord } from './records.js';
 
 export class SchedulerReport {
+  /** The last write-ahead audit record could not be written: copies to the backup are paused. */
+  auditFailing = false;
+
   constructor(
     private readonly d: { instance: string; metrics: RelayMetrics; audit: AuditLog; log: Logger; spool: Pick<Spool, 'bytes' | 'dirSyncBatches'> },
   ) {}
@@ -24,13 +27,18 @@ export class SchedulerReport {
 
   /** The write-ahead audit record before a copy to Google; false (copies pause, the gauge says so) when it cannot be written. */
   async copyIntent(st: MessageState, message: SpooledMessage, recipients: string[]): Promise<boolean> {
+    // Why each copy is due (the policy's decision, kept in the recipient's backup state).
+    const reasons = [...new Set(recipients.map((r) => st.deliveries.backup?.recipients[r]?.reason ?? 'unrecorded'))].join(',');
     try {
-      await this.d.audit.intent(message, recipients);
+      await this.d.audit.intent(message, recipients, reasons);
       this.d.metrics.auditRecords.inc({ ...this.labels, action: 'copy-intent' });
       this.d.metrics.auditWriteFailing.set(this.labels, 0);
+      if (this.auditFailing) this.d.log.info('audit log written again: copies to the backup resume');
+      this.auditFailing = false;
       return true;
     } catch (e) {
       this.d.metrics.auditWriteFailing.set(this.labels, 1);
+      this.auditFailing = true;
       this.d.log.error({ id: st.id, messageId: st.messageId, err: (e as Error).message }, 'audit log cannot be written: copies to the backup paused');
       return false;
     }

@@ -110,6 +110,7 @@ export class Scheduler {
       queuedPrimary: this.entries.depth.primary,
       queuedBackup: this.entries.depth.backup,
       backup: this.health.backup.reachability,
+      auditFailing: this.report.auditFailing,
     };
   }
 

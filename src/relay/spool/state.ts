@@ -11,6 +11,8 @@ export interface RecipientState {
   detail?: string;
   /** Exclusion rule name, for status excluded. */
   rule?: string;
+  /** Backup only: why the policy decided a copy (dual-delivery, failover-active, message-deadline), audited with it. */
+  reason?: string;
   /** Epoch ms of the final outcome. */
   at?: number;
 }
