@@ -6,8 +6,8 @@ export class TokenBucket {
   private level: number;
   private last: number;
   constructor(
-    private readonly capacity: number,
-    private readonly unitsPerMinute: number,
+    private capacity: number,
+    private unitsPerMinute: number,
     private readonly now: () => number,
   ) {
     this.level = capacity;
@@ -28,6 +28,17 @@ export class TokenBucket {
       return 0;
     }
     return Math.ceil(((units - this.level) * 60_000) / this.unitsPerMinute);
+  }
+
+  /**
+   * A new rate and capacity from now on (what was earned at the old rate is kept, up to the new
+   * capacity): the operator changed this relay's share of a quota.
+   */
+  setRate(capacity: number, unitsPerMinute: number): void {
+    this.refill();
+    this.capacity = capacity;
+    this.unitsPerMinute = unitsPerMinute;
+    this.level = Math.min(this.level, capacity);
   }
 
   /** Charges `units` even when that leaves the bucket in debt (calls that must not wait). */

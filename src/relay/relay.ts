@@ -96,6 +96,9 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
       failover,
       facts: () => scheduler.facts(),
       drain,
+      ...(transports.backup.mailboxQuota && transports.backup.setMailboxQuota
+        ? { mailboxQuota: { get: () => transports.backup.mailboxQuota!(), set: (n: number) => transports.backup.setMailboxQuota!(n) } }
+        : {}),
       adminToken,
       log: log.child({ part: 'http' }),
       ready: () => {

@@ -47,5 +47,8 @@ export interface Transport {
    * tell and returns false.
    */
   alreadyDelivered?(message: SpooledMessage, recipient: string): Promise<boolean>;
+  /** Gmail API: the quota units per mailbox per minute this relay spends (its share, set by the operator). */
+  mailboxQuota?(): number;
+  setMailboxQuota?(unitsPerMinute: number): void;
   close(): Promise<void>;
 }

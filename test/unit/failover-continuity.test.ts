@@ -14,6 +14,7 @@ import { HealthTracker, type HealthState } from '../../src/operator/health/hyste
 import { Drain } from '../../src/relay/control/drain.js';
 import { FailoverState, type DeliveryFacts } from '../../src/relay/control/failover-state.js';
 import { httpPort, startHttp } from '../../src/relay/control/http.js';
+import { MailboxPacing } from '../../src/relay/transports/gmail/pacing.js';
 import { validSpec } from '../fixtures/mailcontinuity.js';
 import { waitUntil } from '../harness/wait.js';
 
@@ -99,7 +100,7 @@ describe('Continuity with real relay admin endpoints', () => {
   /** The numbers a relay's scheduler publishes, set by hand here (a fresh relay starts at 0). */
   const noFacts = (): DeliveryFacts => ({ messagesToBackup: 0, messagesReplayed: 0, replaying: false, queuedPrimary: 0, queuedBackup: 0, backup: 'unknown' });
 
-  async function relay(): Promise<{ url: string; state: FailoverState; facts: DeliveryFacts; drain: Drain }> {
+  async function relay(quota?: MailboxPacing): Promise<{ url: string; state: FailoverState; facts: DeliveryFacts; drain: Drain }> {
     const state = new FailoverState({ active: false, replayMaxMessagesPerSecond: 20 });
     const facts = noFacts();
     const drain = new Drain({ queued: () => facts.queuedPrimary + facts.queuedBackup, sessions: () => 0, log });
@@ -108,6 +109,7 @@ describe('Continuity with real relay admin endpoints', () => {
       failover: state,
       facts: () => facts,
       drain,
+      ...(quota ? { mailboxQuota: { get: () => quota.unitsPerMinute, set: (n: number) => quota.setUnitsPerMinute(n) } } : {}),
       adminToken: TOKEN,
       ready: () => ({ ready: true }),
       log,
@@ -271,5 +273,28 @@ describe('Continuity with real relay admin endpoints', () => {
     // Cancelled: the relay that said it drains is told to take mail again.
     m.drain(KEY, [], undefined);
     await waitUntil('corp-relay-1 takes mail again', 5000, () => !b.drain.draining);
+  });
+
+  it("splits each Gmail mailbox's quota across the relays, as the replay rate, and follows the number of replicas", async () => {
+    const pacing = [0, 1, 2].map(() => new MailboxPacing({ now: Date.now }));
+    const [a, b, c] = [await relay(pacing[0]), await relay(pacing[1]), await relay(pacing[2])];
+    const units = () => pacing.map((p) => p.unitsPerMinute);
+    // Two relays of spec.relay.replicas 2: half of the 13,500 units each.
+    const two = manager([a.url, b.url]);
+    two.reconcile(mc((s) => Object.assign(s.relay, { replicas: 2 })), health(true));
+    await waitUntil('6,750 units each', 5000, () => units()[0] === 6750 && units()[1] === 6750);
+    // Scaled up to 3 before the third Pod answers: a third each already.
+    two.reconcile(mc((s) => Object.assign(s.relay, { replicas: 3 })), health(true));
+    await waitUntil('4,500 units each', 5000, () => units()[0] === 4500 && units()[1] === 4500);
+    await two.m.stopAll();
+    // Scaled down to 1 while three relays still answer (two draining, delivering their spool): a third each.
+    const three = manager([a.url, b.url, c.url]);
+    three.reconcile(mc((s) => Object.assign(s.relay, { replicas: 1 })), health(true));
+    await waitUntil('4,500 units each of three', 5000, () => units().every((u) => u === 4500));
+    // Once one relay is left: the whole budget.
+    await three.m.stopAll();
+    const one = manager([a.url]);
+    one.reconcile(mc((s) => Object.assign(s.relay, { replicas: 1 })), health(true));
+    await waitUntil('13,500 units', 5000, () => units()[0] === 13_500);
   });
 });

@@ -21,6 +21,12 @@ export const FailoverUpdate = z
      */
     draining: z.boolean().optional(),
     /**
+     * This replica's share of each Gmail mailbox's quota units per minute (GmailApi backup): the
+     * operator splits GMAIL_MAILBOX_UNITS_PER_MINUTE across the replicas (mailboxQuotaShare), as
+     * it splits the replay rate. Absent: unchanged (a relay starts with the whole budget).
+     */
+    gmailUnitsPerMinute: z.number().int().min(25).max(15000).optional(),
+    /**
      * True during a maintenance window (spec.failover.schedule): deliver nothing to
      * the primary, keep it in the spool for the replay at the window's end. Absent: false.
      */
@@ -28,6 +34,20 @@ export const FailoverUpdate = z
   })
   .strict();
 export type FailoverUpdate = z.infer<typeof FailoverUpdate>;
+
+/** Gmail's quota: 15,000 units per user (mailbox) per minute, whatever the number of clients. */
+export const GMAIL_USER_QUOTA_PER_MINUTE = 15_000;
+/**
+ * What the relays of one MailContinuity spend on one mailbox together: this many units a minute
+ * and one burst, so that any minute holds at most 14,500 units, below Gmail's 15,000.
+ */
+export const GMAIL_MAILBOX_UNITS_PER_MINUTE = 13_500;
+export const GMAIL_MAILBOX_BURST_UNITS = 1_000;
+
+/** One replica's share of each mailbox's units per minute when `replicas` relays import (at least one import, 25 units). */
+export function mailboxQuotaShare(replicas: number, budget: number = GMAIL_MAILBOX_UNITS_PER_MINUTE): number {
+  return Math.max(25, Math.floor(budget / Math.max(1, Math.floor(replicas))));
+}
 
 /** The answer of GET and PUT /admin/failover: one replica's state and numbers. */
 export interface FailoverSnapshot {
@@ -60,6 +80,8 @@ export interface FailoverSnapshot {
   auditFailing?: boolean;
   /** Holding mail for the primary (a maintenance window); absent from a relay that predates windows. */
   holdPrimary?: boolean;
+  /** Units per mailbox per minute this replica spends at Gmail now (GmailApi backup only). */
+  gmailUnitsPerMinute?: number;
   /** Told to drain (FailoverUpdate.draining); absent from a relay that predates draining. */
   draining?: boolean;
   /**

@@ -8,6 +8,11 @@
 // reconcile, which folds the numbers into status. Nothing here decides a
 // transition, records an Event or computes status.
 //
+// The same call gives each replica its share of the replay rate
+// (spec.recovery.maxMessagesPerSecond) and, with the GmailApi backup, of each
+// mailbox's Gmail quota (gmailUnitsPerMinute): both are for all replicas
+// together, so the shares follow the number of relays at every sync.
+//
 // The same call tells the replicas a scale-down removes to drain
 // (`draining: true`, the set the reconcile decided in reconcile/scale-down.ts),
 // and a replica that said it drains but is no longer in that set to take mail
@@ -20,7 +25,7 @@
 // the state on relays that restarted. The sums change only when a relay's
 // numbers do, so an idle resource causes no API writes.
 import type { Logger } from 'pino';
-import type { FailoverSnapshot } from '../../api/relay/admin.js';
+import { mailboxQuotaShare, type FailoverSnapshot } from '../../api/relay/admin.js';
 import type { MailContinuity } from '../../api/v1alpha1/mailcontinuity.js';
 import type { RelayReport, ScaleDown } from '../reconcile/scale-down.js';
 import { canonical } from '../status.js';
@@ -223,6 +228,12 @@ export class Continuity {
     if (relays.length === 0) return this.report(e, []);
     // The replay rate of the spec is for all replicas together.
     const share = Math.max(1, Math.ceil(e.mc.spec.recovery.maxMessagesPerSecond / relays.length));
+    // So is Gmail's quota of each mailbox: split across every relay that may import (the replicas
+    // the spec asks for, or more while removed ones drain: they deliver their spool meanwhile).
+    const gmail =
+      e.mc.spec.backup.gmail.method === 'GmailApi'
+        ? { gmailUnitsPerMinute: mailboxQuotaShare(Math.max(relays.length, e.mc.spec.relay.replicas)) }
+        : {};
     const { phase, active } = e.record;
     const said = new Map((e.reports ?? []).map((r) => [r.pod, r.draining]));
     const bodyOf = ({ pod }: RelayEndpoint) => {
@@ -230,6 +241,7 @@ export class Continuity {
       return JSON.stringify({
         active,
         maxMessagesPerSecond: share,
+        ...gmail,
         // Left out when false, for relays that predate maintenance windows.
         ...(e.record.holdPrimary ? { holdPrimary: true } : {}),
         ...(draining !== undefined ? { draining } : {}),

@@ -16,6 +16,8 @@ export interface HttpDeps {
   facts: () => DeliveryFacts;
   /** Draining before a scale-down (its part of the snapshot, set by the same PUT). */
   drain: Pick<Drain, 'set' | 'snapshot'>;
+  /** The backup transport's share of each Gmail mailbox's quota (GmailApi), set by the same PUT. */
+  mailboxQuota?: { get(): number; set(unitsPerMinute: number): void };
   /** The admin bearer token; undefined disables /admin (always 401). */
   adminToken: string | undefined;
   ready: () => { ready: boolean; reason?: string };
@@ -63,7 +65,12 @@ export async function startHttp(host: string, port: number, deps: HttpDeps): Pro
           res.setHeader('www-authenticate', 'Bearer');
           return send(res, 401, { error: 'unauthorized' });
         }
-        const snapshot = () => ({ ...failoverSnapshot(deps.failover, deps.facts), ...deps.drain.snapshot() });
+        const quota = deps.mailboxQuota;
+        const snapshot = () => ({
+          ...failoverSnapshot(deps.failover, deps.facts),
+          ...deps.drain.snapshot(),
+          ...(quota ? { gmailUnitsPerMinute: quota.get() } : {}),
+        });
         if (req.method === 'GET') return send(res, 200, snapshot());
         if (req.method !== 'PUT') return send(res, 405, { error: 'use GET or PUT' });
         let parsed: FailoverUpdate;
@@ -76,6 +83,7 @@ export async function startHttp(host: string, port: number, deps: HttpDeps): Pro
         }
         deps.failover.set(parsed);
         if (parsed.draining !== undefined) deps.drain.set(parsed.draining);
+        if (parsed.gmailUnitsPerMinute !== undefined) quota?.set(parsed.gmailUnitsPerMinute);
         const snap = snapshot();
         deps.log.info({ failover: snap }, 'failover state set through /admin/failover');
         return send(res, 200, snap);

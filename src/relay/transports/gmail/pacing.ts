@@ -1,7 +1,12 @@
 // Per-mailbox pacing of Gmail calls: a token bucket of quota units below
 // Gmail's 15,000 per user per minute (so a replay never trips the 429s the
 // pacing exists to avoid), a pause when Google answered with a quota error,
-// and the backoff hint after failures in a row.
+// and the backoff hint after failures in a row. Gmail counts the quota per
+// mailbox across every relay replica: the operator gives each replica its
+// share (PUT /admin/failover gmailUnitsPerMinute, setUnitsPerMinute), and the
+// burst shrinks with it, so all replicas together stay within 13,500 units a
+// minute plus one burst of 1,000.
+import { GMAIL_MAILBOX_BURST_UNITS, GMAIL_MAILBOX_UNITS_PER_MINUTE } from '../../../api/relay/admin.js';
 import { backoffMs } from '../../../lib/backoff.js';
 import { TokenBucket } from '../../../lib/token-bucket.js';
 
@@ -25,22 +30,42 @@ interface MailboxState {
 }
 
 export class MailboxPacing {
-  readonly unitsPerMinute: number;
-  private readonly burstUnits: number;
+  private units: number;
+  private burstUnits: number;
+  /** The configured budget and burst, which a share scales down together. */
+  private readonly fullUnits: number;
+  private readonly fullBurst: number;
   private readonly backoffBase: number;
   private readonly backoffMax: number;
   private readonly now: () => number;
   private readonly mailboxes = new Map<string, MailboxState>();
 
   constructor(o: PacingOptions) {
-    this.unitsPerMinute = o.unitsPerMinute ?? 13_500;
-    this.burstUnits = o.burstUnits ?? 1_000;
-    if (this.unitsPerMinute > GMAIL_UNITS.perUserPerMinute) {
-      throw new Error(`pacing.unitsPerMinute ${this.unitsPerMinute} exceeds Gmail's ${GMAIL_UNITS.perUserPerMinute} per user`);
+    this.units = this.fullUnits = o.unitsPerMinute ?? GMAIL_MAILBOX_UNITS_PER_MINUTE;
+    this.burstUnits = this.fullBurst = o.burstUnits ?? GMAIL_MAILBOX_BURST_UNITS;
+    if (this.units > GMAIL_UNITS.perUserPerMinute) {
+      throw new Error(`pacing.unitsPerMinute ${this.units} exceeds Gmail's ${GMAIL_UNITS.perUserPerMinute} per user`);
     }
     this.backoffBase = o.backoff?.baseMs ?? 5_000;
     this.backoffMax = o.backoff?.maxMs ?? 10 * 60_000;
     this.now = o.now;
+  }
+
+  /** Quota units per mailbox per minute this relay spends now. */
+  get unitsPerMinute(): number {
+    return this.units;
+  }
+
+  /**
+   * This relay's share of each mailbox's quota (the operator splits the budget across the
+   * replicas); the burst scales with it (at least one import). Never above the configured budget.
+   */
+  setUnitsPerMinute(share: number): void {
+    const units = Math.max(GMAIL_UNITS.import, Math.min(this.fullUnits, Math.floor(share)));
+    if (units === this.units) return;
+    this.units = units;
+    this.burstUnits = Math.max(GMAIL_UNITS.import, Math.round((this.fullBurst * units) / this.fullUnits));
+    for (const s of this.mailboxes.values()) s.bucket.setRate(this.burstUnits, this.units);
   }
 
   /** Takes an import's units for `mailbox`; when it must wait, says why and for how long instead. */

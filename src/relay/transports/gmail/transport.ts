@@ -117,6 +117,16 @@ export class GmailApiTransport implements GmailTransport {
     this.gmail = gmailApi({ version: 'v1', rootUrl, retry: false });
   }
 
+  /** Quota units per mailbox per minute this relay spends now. */
+  mailboxQuota(): number {
+    return this.pacing.unitsPerMinute;
+  }
+
+  /** This relay's share of each mailbox's quota (the operator splits it across the replicas). */
+  setMailboxQuota(unitsPerMinute: number): void {
+    this.pacing.setUnitsPerMinute(unitsPerMinute);
+  }
+
   async deliver(message: SpooledMessage, recipients: string[], signal?: AbortSignal): Promise<RecipientOutcome[]> {
     if (this.closed) {
       return recipients.map((recipient) => ({ recipient, status: 'deferred', detail: 'Gmail transport is closed' }));
