@@ -31,8 +31,12 @@ export interface SpooledMessage extends Envelope {
 
 export type RecipientOutcome =
   | { recipient: string; status: 'delivered'; detail: string }
-  /** A 4xx, a connection failure, a 429/5xx from Google: try again later. */
-  | { recipient: string; status: 'deferred'; detail: string; retryAfterMs?: number }
+  /**
+   * A 4xx, a connection failure, a 429/5xx from Google: try again later. `scope: 'recipient'`:
+   * the server took the session and the sender and answered this recipient's RCPT TO with a 4xx
+   * (452 mailbox full): a problem of that mailbox, not an outage of the server.
+   */
+  | { recipient: string; status: 'deferred'; detail: string; retryAfterMs?: number; scope?: 'recipient' }
   /** A 5xx or a 4xx from Google that will never succeed: dead-letter and record. */
   | { recipient: string; status: 'failed'; detail: string };
 

@@ -39,6 +39,8 @@ export interface PostfixOptions {
   tls?: { cert: string; key: string };
   /** Recipients smtpd refuses permanently (554 5.7.1 ... Recipient address rejected). */
   rejectRecipients?: string[];
+  /** Recipients smtpd defers at RCPT TO (452 4.2.2 mailbox full), as a working server does for a full mailbox. */
+  deferRecipients?: string[];
   /** Extra main.cf lines. */
   extraMainCf?: string[];
 }
@@ -137,7 +139,10 @@ export async function startPostfix(opts: PostfixOptions): Promise<PostfixInstanc
   for (const r of opts.recipients ?? []) mailbox.push(`${r} ${r.split('@')[1]}/${r.split('@')[0]}/`);
   for (const d of opts.domains) mailbox.push(`@${d} ${d}/catchall/`);
   await writeFile(join(conf, 'vmailbox'), `${mailbox.join('\n')}\n`);
-  await writeFile(join(conf, 'rcpt_access'), (opts.rejectRecipients ?? []).map((r) => `${r} REJECT no such user here\n`).join(''));
+  await writeFile(
+    join(conf, 'rcpt_access'),
+    [...(opts.rejectRecipients ?? []).map((r) => `${r} REJECT no such user here\n`), ...(opts.deferRecipients ?? []).map((r) => `${r} 452 4.2.2 mailbox full\n`)].join(''),
+  );
   const main = [
     'compatibility_level = 3.6',
     `queue_directory = ${join(dir, 'queue')}`,

@@ -70,6 +70,17 @@ describe('decideBackup', () => {
     expect(at(15 * 60_000)).toEqual({ copy: true, reason: 'message-deadline' });
   });
 
+  it('FailoverOnly: a recipient the working primary defers alone (4xx to RCPT TO) is withheld after the deadline, unless copyRecipientDeferrals; a failover copies it', () => {
+    const late = { ...ctx, now: 1_000_000 + 15 * 60_000, primaryRecipientDeferral: true };
+    const s = spec({ mode: 'FailoverOnly', failover: { messageDeadline: '15m' } });
+    expect(decideBackup(s, facts(), 'a@corp.example.com', late)).toEqual({ copy: false, reason: 'withheld', detail: expect.stringMatching(/^message-deadline passed but the primary answers and defers only this recipient/) });
+    expect(decideBackup(s, facts(), 'a@corp.example.com', { ...late, primaryRecipientDeferral: false })).toEqual({ copy: true, reason: 'message-deadline' });
+    expect(decideBackup(s, facts(), 'a@corp.example.com', { ...late, failoverActive: true })).toEqual({ copy: true, reason: 'failover-active' });
+    const optIn = spec({ mode: 'FailoverOnly', failover: { messageDeadline: '15m', copyRecipientDeferrals: true } });
+    expect(decideBackup(optIn, facts(), 'a@corp.example.com', late)).toEqual({ copy: true, reason: 'message-deadline' });
+    expect(decideBackup(s, confidential, 'a@corp.example.com', late)).toEqual({ copy: false, reason: 'withheld', detail: expect.any(String) });
+  });
+
   it('FailoverOnly: no copy once the primary is done with the recipient, even in failover', () => {
     const s = spec({ mode: 'FailoverOnly' });
     expect(decideBackup(s, facts(), 'a@corp.example.com', { ...ctx, failoverActive: true, primaryDelivered: true })).toEqual({ copy: false, reason: 'primary-delivered' });

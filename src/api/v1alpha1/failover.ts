@@ -55,8 +55,14 @@ export const failover = withRules(
           'Auto: fail over when probes say the primary is down. Active: fail over now (e.g. before patching Exchange). Inactive: never fail over automatically.',
         ),
       messageDeadline: duration(
-        'In FailoverOnly mode, a message the primary has not taken within this time also goes to Gmail, even when the operator is unreachable.',
+        'In FailoverOnly mode, a recipient the primary has not taken within this time (counted from the relay\'s 250) also gets a copy in Gmail, even when the operator is unreachable: when the primary did not answer (connection refused, timeout, TLS failure, 421) or deferred the whole message (a 4xx to MAIL FROM or to the data). Not when the primary took the session and answered that recipient\'s RCPT TO with a 4xx (452 mailbox full): that is the mailbox\'s problem, not an outage, and the copy is withheld (audited as withheld) unless copyRecipientDeferrals is true.',
       ).optional(),
+      copyRecipientDeferrals: z
+        .boolean()
+        .default(false)
+        .describe(
+          'FailoverOnly: true also copies to Gmail, once messageDeadline has passed, a recipient that a working primary keeps deferring by itself (a 4xx answer to its RCPT TO, such as 452 mailbox full). False (the default): such a recipient gets a copy only during a failover.',
+        ),
       schedule: z
         .array(maintenanceWindow)
         .max(50)

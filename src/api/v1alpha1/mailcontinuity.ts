@@ -49,7 +49,7 @@ export const MailContinuitySpec = withRules(
         .enum(['DualDelivery', 'FailoverOnly'])
         .default('FailoverOnly')
         .describe(
-          'DualDelivery: every message goes to the primary and to Gmail (as Google Message Continuity did). FailoverOnly: Gmail gets a copy only during a failover or when the primary missed messageDeadline.',
+          'DualDelivery: every message goes to the primary and to Gmail (as Google Message Continuity did). FailoverOnly: Gmail gets a copy of a recipient\'s message only while a failover is active (automatic, manual: Active, or a maintenance window; also mail spooled before it started and still waiting), or once the primary has not taken it within messageDeadline because it did not answer or deferred the whole message; never once the primary has it, never when an exclude rule matches, and a recipient the working primary defers alone (452 mailbox full) only with copyRecipientDeferrals.',
         ),
       primary,
       backup,

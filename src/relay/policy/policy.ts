@@ -53,12 +53,20 @@ export interface BackupContext {
   now: number;
   /** True once the primary has the message for this recipient (FailoverOnly then needs no copy). */
   primaryDelivered: boolean;
+  /** The primary's last answer for this recipient was a 4xx to its RCPT TO (452 mailbox full) in a session that worked. */
+  primaryRecipientDeferral?: boolean;
 }
+
+/** The audit's reason for a copy withheld from a recipient the working primary defers alone. */
+export const WITHHELD_RECIPIENT_DEFERRAL =
+  'message-deadline passed but the primary answers and defers only this recipient (4xx to RCPT TO): a mailbox problem, not an outage; copyRecipientDeferrals is false';
 
 export type BackupDecision =
   | { copy: true; reason: 'dual-delivery' | 'failover-active' | 'message-deadline' }
   | { copy: false; reason: 'excluded'; rule: string }
-  | { copy: false; reason: 'not-needed' | 'primary-delivered' };
+  | { copy: false; reason: 'not-needed' | 'primary-delivered' }
+  /** FailoverOnly: the deadline passed for a recipient the working primary defers alone (may change: a failover, the primary taking it). */
+  | { copy: false; reason: 'withheld'; detail: string };
 
 /** Milliseconds of spec.failover.messageDeadline, or Infinity when unset. */
 export function messageDeadlineMs(spec: PolicySpec): number {
@@ -70,18 +78,21 @@ export function messageDeadlineMs(spec: PolicySpec): number {
  * Whether `recipient` of a message needs a copy at the backup now. The primary
  * is always required. In DualDelivery a copy is always due; in FailoverOnly
  * while failover is active (or spec.failover.manual is Active), or once the
- * message has waited messageDeadline without reaching the primary. `primaryDelivered`
- * means the primary is done with the recipient (delivered, or refused it for good).
- * Exclusions then win in every mode. "copy" and "excluded" are final (the
- * caller persists them); "not-needed" may change later.
+ * message has waited messageDeadline without reaching the primary, unless the
+ * primary's last answer was a 4xx to that recipient's RCPT TO in a session that
+ * worked (452 mailbox full: withheld, unless spec.failover.copyRecipientDeferrals).
+ * `primaryDelivered` means the primary is done with the recipient (delivered,
+ * or refused it for good). Exclusions then win in every mode. "copy" and
+ * "excluded" are final (the caller persists them); "not-needed" and "withheld" may change later.
  */
 export function decideBackup(spec: PolicySpec, facts: MessageFacts, recipient: string, ctx: BackupContext): BackupDecision {
   let due: 'dual-delivery' | 'failover-active' | 'message-deadline';
   if (spec.mode === 'DualDelivery') due = 'dual-delivery';
   else if (ctx.primaryDelivered) return { copy: false, reason: 'primary-delivered' };
   else if (ctx.failoverActive || spec.failover.manual === 'Active') due = 'failover-active';
-  else if (ctx.now - facts.receivedAt >= messageDeadlineMs(spec)) due = 'message-deadline';
-  else return { copy: false, reason: 'not-needed' };
+  else if (ctx.now - facts.receivedAt < messageDeadlineMs(spec)) return { copy: false, reason: 'not-needed' };
+  else if (ctx.primaryRecipientDeferral && !spec.failover.copyRecipientDeferrals) return { copy: false, reason: 'withheld', detail: WITHHELD_RECIPIENT_DEFERRAL };
+  else due = 'message-deadline';
   // Exclusions win in every mode; they are reported only when a copy was due, so the audit log
   // names every message a rule actually kept away from the backup.
   const excluded = matchExclusion(spec.policy.exclude, facts, recipient);

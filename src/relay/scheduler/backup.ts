@@ -10,10 +10,12 @@ export interface BackupCopies {
   undecided: boolean;
   /** Recipients kept out of the backup, by exclusion rule. */
   excluded: Map<string, string[]>;
+  /** FailoverOnly recipients whose deadline passed while the working primary defers them alone (no copy yet). */
+  withheld: string[];
 }
 
 export function decideBackupCopies(spec: PolicySpec, st: MessageState, facts: MessageFacts, failoverActive: boolean, now: number): BackupCopies {
-  const out: BackupCopies = { dirty: false, undecided: false, excluded: new Map() };
+  const out: BackupCopies = { dirty: false, undecided: false, excluded: new Map(), withheld: [] };
   const primary = st.deliveries.primary!;
   for (const rcpt of st.rcptTo) {
     if (st.deliveries.backup?.recipients[rcpt]) continue;
@@ -22,9 +24,11 @@ export function decideBackupCopies(spec: PolicySpec, st: MessageState, facts: Me
       failoverActive,
       now,
       primaryDelivered: p !== undefined && p.status !== 'pending',
+      primaryRecipientDeferral: p?.recipientDeferral === true,
     });
-    if (decision.reason === 'not-needed') out.undecided = true;
-    if (decision.reason === 'not-needed' || decision.reason === 'primary-delivered') continue;
+    if (decision.reason === 'withheld') out.withheld.push(rcpt);
+    if (decision.reason === 'not-needed' || decision.reason === 'withheld') out.undecided = true;
+    if (decision.reason === 'not-needed' || decision.reason === 'withheld' || decision.reason === 'primary-delivered') continue;
     st.deliveries.backup ??= { recipients: {}, attempts: 0, nextAttemptAt: 0 };
     out.dirty = true;
     if (decision.copy) {

@@ -44,7 +44,7 @@ export function recordOutcomes(
     } else {
       rec.deferred++;
       const reason = ds.recipients[rcpt]?.reason;
-      ds.recipients[rcpt] = { status: 'pending', detail: o.detail, ...(reason ? { reason } : {}) };
+      ds.recipients[rcpt] = { status: 'pending', detail: o.detail, ...(reason ? { reason } : {}), ...(o.scope === 'recipient' ? { recipientDeferral: true as const } : {}) };
       ds.lastError = o.detail;
       if (o.retryAfterMs) rec.retryAfter = Math.max(rec.retryAfter, o.retryAfterMs);
     }

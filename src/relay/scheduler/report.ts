@@ -3,6 +3,7 @@
 import type { Logger } from 'pino';
 import type { AuditLog } from '../audit/log.js';
 import type { RelayMetrics } from '../metrics.js';
+import { WITHHELD_RECIPIENT_DEFERRAL } from '../policy/policy.js';
 import type { Spool } from '../spool/spool.js';
 import type { DestinationState, MessageState } from '../spool/state.js';
 import type { Destination, SpooledMessage } from '../types.js';
@@ -56,6 +57,14 @@ export class SchedulerReport {
       void this.d.audit.record(message, rcpts, 'excluded', rule);
       this.d.log.info({ id: st.id, messageId: st.messageId, rule, recipients: rcpts }, 'kept out of the backup by exclusion rule');
     }
+  }
+
+  /** FailoverOnly copies withheld: the deadline passed, but the working primary defers these recipients alone. */
+  withheld(st: MessageState, message: SpooledMessage, recipients: string[]): void {
+    if (recipients.length === 0) return;
+    this.d.metrics.auditRecords.inc({ ...this.labels, action: 'withheld' });
+    void this.d.audit.record(message, recipients, 'withheld', undefined, 'backup', WITHHELD_RECIPIENT_DEFERRAL);
+    this.d.log.info({ id: st.id, messageId: st.messageId, recipients }, 'no copy to the backup: the primary answers and defers only these recipients (copyRecipientDeferrals is false)');
   }
 
   /** One attempt's outcomes: counts, the recipients refused for good, the latency and the audit of copies to the backup. */

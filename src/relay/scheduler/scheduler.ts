@@ -208,6 +208,7 @@ export class Scheduler {
     entry.undecided = copies.undecided;
     const dirty = dirtyIn || copies.dirty;
     this.report.excluded(st, entry.message, copies.excluded);
+    this.report.withheld(st, entry.message, copies.withheld.filter((r) => !entry.withheldAudited.has(r) && entry.withheldAudited.add(r)));
     const { pendingAt, failed } = pendingDestinations(st);
     this.entries.setPending(entry, pendingAt);
     if (pendingAt.size === 0 && entry.busy.size === 0) {

@@ -13,6 +13,8 @@ export interface RecipientState {
   rule?: string;
   /** Backup only: why the policy decided a copy (dual-delivery, failover-active, message-deadline), audited with it. */
   reason?: string;
+  /** Pending: the last answer was a 4xx to this recipient's RCPT TO from a server that took the session (452 mailbox full). */
+  recipientDeferral?: true;
   /** Epoch ms of the final outcome. */
   at?: number;
 }

@@ -294,7 +294,7 @@ export class Connection {
     for (const r of rcpts) {
       const reply = await step();
       if (is2xx(reply)) accepted.push(r);
-      else out.set(r, outcome(r, reply));
+      else out.set(r, outcome(r, reply, 'recipient'));
     }
     if (accepted.length === 0) {
       await skipRest();

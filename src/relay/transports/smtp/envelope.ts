@@ -6,10 +6,11 @@ import type { RecipientOutcome } from '../../types.js';
 
 export const is2xx = (r: SmtpReply) => r.code >= 200 && r.code < 300;
 
-/** 5xx failed, anything else deferred; the detail is the reply. */
-export function outcome(recipient: string, r: SmtpReply): RecipientOutcome {
+/** 5xx failed, anything else deferred; the detail is the reply. `scope` 'recipient': the reply to this recipient's RCPT TO. */
+export function outcome(recipient: string, r: SmtpReply, scope?: 'recipient'): RecipientOutcome {
   const detail = replyText(r).slice(0, 500);
-  return r.code >= 500 && r.code < 600 ? { recipient, status: 'failed', detail } : { recipient, status: 'deferred', detail };
+  if (r.code >= 500 && r.code < 600) return { recipient, status: 'failed', detail };
+  return scope ? { recipient, status: 'deferred', detail, scope } : { recipient, status: 'deferred', detail };
 }
 
 /** Non-ASCII addresses need SMTPUTF8 (RFC 6531). */
