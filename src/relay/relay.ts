@@ -52,7 +52,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   const log = deps.log ?? pino({ base: { instance: config.instance, component: 'relay' } });
   const metrics = createMetrics({ defaultMetrics: deps.defaultMetrics ?? false });
   const t = config.tuning;
-  const spool = new Spool(config.paths.spool, { log: log.child({ part: 'spool' }), fsync: t.fsync, minFreeBytes: t.spoolMinFreeBytes, bodyCacheBytes: t.bodyCacheBytes });
+  const spool = new Spool(config.paths.spool, { log: log.child({ part: 'spool' }), fsync: t.fsync, minFreeBytes: t.spoolMinFreeBytes, bodyCacheBytes: t.bodyCacheBytes, receivingBytes: t.receivingBytes });
   await spool.init();
   const a = config.spec.policy.audit;
   const audit = new AuditLog(config.paths.audit ?? join(config.paths.spool, 'audit.log'), config.instance, log.child({ part: 'audit' }), {

@@ -134,6 +134,17 @@ describe('smtp-server patches', () => {
     expect(tooLong).toBe(1);
   });
 
+  it('onActivity: every chunk the client sends (commands and DATA) and every reply is seen', async () => {
+    let seen = 0;
+    const { port } = await start((c) => patch.onActivity(c, () => seen++));
+    const c = await connect(port);
+    const afterGreeting = seen;
+    expect(afterGreeting).toBeGreaterThanOrEqual(1); // the 220
+    c.write('NOOP\r\n');
+    expect(await c.reply()).toMatch(/^250 /);
+    expect(seen).toBeGreaterThanOrEqual(afterGreeting + 2); // the command and its reply
+  });
+
   it('greetWithoutDelay: connection.init, _setListeners(callback) and connectionReady greet a client that talks first', async () => {
     const { port } = await start((c, server) => {
       expect(c.init.length).toBe(0);

@@ -8,46 +8,8 @@ import type { RelayConfig } from '../../api/relay/config.js';
 import { compileCidrs, matchClient } from '../../lib/ip.js';
 import { checkRecipient } from '../policy/policy.js';
 import type { Spool } from '../spool/spool.js';
+import type { Clients } from './clients.js';
 import { SmtpError, type Reject } from './smtp-error.js';
-
-/** A connected client, told when it goes away (smtp-server leaves an open DATA stream hanging). */
-export interface ClientConn {
-  left: boolean;
-  onLeave?: () => void;
-}
-
-/** Connected clients by connection id, and how many per address. */
-export class Clients {
-  private readonly perAddress = new Map<string, number>();
-  /** Plain objects, not AbortControllers: one per connection, and aborting one builds a DOMException with a stack trace. */
-  private readonly conns = new Map<string, ClientConn>();
-
-  opened(id: string, address: string): void {
-    this.perAddress.set(address, (this.perAddress.get(address) ?? 0) + 1);
-    this.conns.set(id, { left: false });
-  }
-
-  closed(id: string, address: string): void {
-    const conn = this.conns.get(id);
-    if (conn) {
-      conn.left = true;
-      conn.onLeave?.();
-      this.conns.delete(id);
-    }
-    const n = (this.perAddress.get(address) ?? 1) - 1;
-    if (n <= 0) this.perAddress.delete(address);
-    else this.perAddress.set(address, n);
-  }
-
-  /** Connections from `address`, this one included. */
-  from(address: string): number {
-    return this.perAddress.get(address) ?? 0;
-  }
-
-  conn(id: string): ClientConn | undefined {
-    return this.conns.get(id);
-  }
-}
 
 export interface AccessDeps {
   config: RelayConfig;
@@ -73,14 +35,14 @@ export class Access {
     this.domains = new Set(d.config.spec.domains.map((x) => x.toLowerCase()));
   }
 
-  /** At connect: the client's network and its number of connections. */
-  connect(addr: string): SmtpError | undefined {
+  /** At connect: the client's network, and whether its connection was admitted when it opened (clients.ts). */
+  connect(addr: string, sessionId: string): SmtpError | undefined {
     if (!matchClient(this.cidrs, addr)) {
       this.d.reject('client-denied');
       this.d.log.warn({ client: addr }, 'connection refused: client not in spec.relay.acceptFrom');
       return new SmtpError(554, `5.7.1 Client host [${addr}] not allowed to use this relay`);
     }
-    if (this.d.clients.from(addr) > this.d.config.tuning.maxClientsPerAddress) {
+    if (this.d.clients.conn(sessionId)?.admitted === false) {
       this.d.reject('too-many-connections');
       return new SmtpError(421, `4.7.0 Too many connections from [${addr}], try again later`);
     }
@@ -102,7 +64,7 @@ export class Access {
       this.d.reject('draining');
       throw new SmtpError(421, '4.3.2 This relay is draining before its removal, try again later');
     }
-    if (this.d.backlog() > t.maxBacklog && !(await this.backlogBelowLimit(session.id))) {
+    if (this.d.backlog() > t.maxBacklog && !(await this.d.clients.whileBusy(session.id, () => this.backlogBelowLimit(session.id)))) {
       this.d.reject('backlog');
       throw new SmtpError(451, '4.3.2 System busy: delivery backlog, try again later');
     }

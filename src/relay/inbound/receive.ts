@@ -10,7 +10,8 @@ import type { Spool } from '../spool/spool.js';
 import { SpoolFullError, type MessageState } from '../spool/state.js';
 import type { MessageWriter } from '../spool/writer.js';
 import type { SpooledMessage } from '../types.js';
-import { argOf, type Clients } from './access.js';
+import { argOf } from './access.js';
+import type { Clients } from './clients.js';
 import { HeaderCollector, messageIdOf, parseHeaders, policyHeaders, type HeaderSection } from './headers.js';
 import { NewlineNormaliser } from './newlines.js';
 import { SmtpError, type Reject } from './smtp-error.js';
@@ -82,13 +83,13 @@ async function receiveData(d: ReceiveDeps, stream: SMTPServerDataStream, session
   const norm = new NewlineNormaliser();
   let inBytes = 0;
   let over = false;
-  const collector = new HeaderCollector();
-  let collecting = true;
+  // Dropped once the section is decided: it holds the first chunks of the message.
+  let collector: HeaderCollector | undefined = new HeaderCollector();
   let kept: Array<[string, string]> = [];
   let messageId: string | undefined;
 
   const flushHeader = async (section: HeaderSection) => {
-    collecting = false;
+    collector = undefined;
     const headers = parseHeaders(section.block);
     kept = policyHeaders(headers, section.complete, d.interesting);
     messageId = messageIdOf(headers);
@@ -99,20 +100,29 @@ async function receiveData(d: ReceiveDeps, stream: SMTPServerDataStream, session
     await writer.write(section.bytes);
   };
 
-  for await (const raw of stream as AsyncIterable<Buffer>) {
+  const take = async (raw: Buffer) => {
     inBytes += raw.length;
     if (over || inBytes > d.maxBytes) {
       over = true;
-      continue;
+      return;
     }
     const chunk = norm.push(raw);
-    if (collecting) {
+    if (collector) {
       const section = collector.push(chunk);
       if (section) await flushHeader(section);
     } else await writer.write(chunk);
+  };
+  // Not `for await (const raw of stream)`: a session stalled in the middle of DATA would hold
+  // its last chunk (a whole socket read, up to 64 KiB) in the loop's frame while it waits.
+  const chunks = (stream as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+  for (;;) {
+    let next: IteratorResult<Buffer> | undefined = await chunks.next();
+    if (next.done) break;
+    await take(next.value);
+    next = undefined;
   }
   const tail = norm.end();
-  if (collecting) {
+  if (collector) {
     if (tail.length) collector.push(tail);
     await flushHeader(collector.end());
   } else if (tail.length) await writer.write(tail);
@@ -126,7 +136,7 @@ async function receiveData(d: ReceiveDeps, stream: SMTPServerDataStream, session
   let state: MessageState;
   let message: SpooledMessage;
   try {
-    ({ state, message } = await writer.commit({
+    ({ state, message } = await d.clients.whileBusy(session.id, () => writer.commit({
       mailFrom,
       rcptTo: rcpts,
       messageId,
@@ -135,7 +145,7 @@ async function receiveData(d: ReceiveDeps, stream: SMTPServerDataStream, session
       headers: kept,
       // The delivery plan: every recipient pending at the primary; the scheduler adds the backup's.
       deliveries: { primary: { recipients: Object.fromEntries(rcpts.map((r) => [r, { status: 'pending' as const }])), attempts: 0, nextAttemptAt: 0 } },
-    }));
+    })));
   } catch (e) {
     d.reject('spool-full');
     d.log.error({ err: (e as Error).message, code: e instanceof SpoolFullError ? e.causeCode : undefined }, 'message not accepted: spool write failed');

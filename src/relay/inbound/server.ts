@@ -14,8 +14,10 @@
 //   default (tuning.greetingDelay): only acceptFrom networks (the MX provider
 //   or edge) may connect, so the spambot test buys nothing there, and it would
 //   cap senders that open one connection per message.
-// - Limits: concurrent clients overall and per client address (421 4.7.0), idle
-//   timeout, longest line (tuning.maxLineLength: the connection is dropped with
+// - Limits: concurrent clients overall and per client group (an IPv4 address, an
+//   IPv6 /64; decided when the connection opens: clients.ts; 421 4.7.0), idle
+//   timeout, total session time and idle clients cut short under stress
+//   (session-limits.ts), longest line (tuning.maxLineLength: the connection is dropped with
 //   500 5.5.2, both for commands and data), recipients per message (452 4.5.3),
 //   SIZE on MAIL FROM and on the data (552 5.3.4).
 // - Backpressure: while more than tuning.maxBacklog messages are ready for
@@ -31,9 +33,11 @@ import { headerNamesOfInterest } from '../policy/exclusions.js';
 import type { Spool } from '../spool/spool.js';
 import type { MessageState } from '../spool/state.js';
 import type { SpooledMessage } from '../types.js';
-import { Access, Clients } from './access.js';
+import { Access } from './access.js';
+import { Clients } from './clients.js';
 import { acceptThroughProxies } from './proxy-intake.js';
 import { receive } from './receive.js';
+import { cutFor, underStress, type SessionLimitOptions } from './session-limits.js';
 import { SmtpError } from './smtp-error.js';
 import * as patch from './smtp-server-patches.js';
 
@@ -67,7 +71,10 @@ export async function startInbound(deps: InboundDeps): Promise<Inbound> {
       : undefined;
   if (spec.relay.requireTLS && !tls) throw new Error('spec.relay.requireTLS is set but paths.tlsCert/paths.tlsKey are not: the relay has no certificate to offer');
   const reject = (reason: string) => metrics.rejected.inc({ instance, reason });
-  const clients = new Clients();
+  const clients = new Clients({ perGroup: t.maxClientsPerAddress, ipv6Prefix: t.ipv6GroupPrefix, evictIdleMs: t.stressIdleMs });
+  const limits: SessionLimitOptions = { maxSessionMs: t.maxSessionMs, stressIdleMs: t.stressIdleMs, stressClientsRatio: t.stressClientsRatio, maxClients: t.maxClients };
+  /** Drops a connection with a 421 (the session sweep, an idle connection giving way). */
+  const drops = new Map<string, (text: string) => void>();
   let closing = false;
   const access = new Access({ config, spool, backlog: () => queue.backlog(), clients, closing: () => closing, reject, log });
   const cleanup = { spool, queue, clients, hostname, maxBytes, instance, interesting: headerNamesOfInterest(spec.policy.exclude), metrics, reject, log };
@@ -92,7 +99,7 @@ export async function startInbound(deps: InboundDeps): Promise<Inbound> {
     logger: false,
 
     onConnect(session, cb) {
-      cb(access.connect(session.remoteAddress));
+      cb(access.connect(session.remoteAddress, session.id));
     },
 
     onMailFrom(address: SMTPServerAddress, session: SMTPServerSession, cb) {
@@ -124,9 +131,23 @@ export async function startInbound(deps: InboundDeps): Promise<Inbound> {
   // guard, the greeting pause.
   patch.onNewConnection(server, (c) => {
     const addr = c.remoteAddress;
-    clients.opened(c.id, addr);
-    patch.onClose(c, () => clients.closed(c.id, addr));
+    const admission = clients.opened(c.id, addr);
+    patch.onClose(c, () => {
+      clients.closed(c.id);
+      drops.delete(c.id);
+    });
     const send = patch.originalSend(c);
+    drops.set(c.id, (text) => {
+      send(421, text, false);
+      c.close();
+    });
+    patch.onActivity(c, () => clients.active(c.id));
+    patch.compactDataTail(c);
+    if (admission.admitted && admission.evict) {
+      reject('idle-gave-way');
+      log.info({ client: addr }, 'client group full: its idlest connection gives way to a new one');
+      drops.get(admission.evict.id)?.('4.4.2 Idle connection closed for a new one from your network');
+    }
     patch.rewriteSizeRefusal(c, `5.3.4 Message size exceeds fixed maximum message size (${maxBytes} bytes)`, () => reject('size'));
     patch.guardLineLength(c, t.maxLineLength, () => {
       reject('line-too-long');
@@ -147,6 +168,20 @@ export async function startInbound(deps: InboundDeps): Promise<Inbound> {
     });
   });
   const port = patch.listeningPort(server);
+
+  // The session sweep: total session time, and idle clients cut short under stress.
+  const sweep = setInterval(() => {
+    const now = Date.now();
+    const stress = underStress({ clients: patch.connectedClients(server), memoryFull: spool.receiving.nearlyFull(64 * 1024) }, limits);
+    for (const conn of clients.all()) {
+      const cut = cutFor(conn, now, stress, limits);
+      if (!cut) continue;
+      reject(cut.reason);
+      log.info({ reason: cut.reason, sessionMs: now - conn.openedAt, idleMs: now - conn.lastActivity }, 'session cut');
+      drops.get(conn.id)?.(cut.reply);
+    }
+  }, Math.min(1000, Math.max(100, Math.floor(t.stressIdleMs / 4))));
+  sweep.unref();
   log.info({ port, tls: !!tls, requireTLS: spec.relay.requireTLS }, 'smtp listening');
 
   return {
@@ -154,6 +189,7 @@ export async function startInbound(deps: InboundDeps): Promise<Inbound> {
     clients: () => patch.connectedClients(server),
     async close(timeoutMs = 30_000) {
       closing = true;
+      clearInterval(sweep);
       // Stop listening; from now on smtp-server answers every command with 421.
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       const deadline = Date.now() + timeoutMs;

@@ -10,7 +10,10 @@
 //                                   STARTTLS (which removes every listener of the plain socket)
 //   connection.send(code, data, ctx) the SIZE refusal's text, a goodbye at shutdown
 //   connection._parser._write       the line-length guard (sees the plaintext, also after STARTTLS)
+//                                   and the client's activity (with `send`: the session sweep's idle time)
 //   connection.init / _setListeners / connectionReady   the greeting without smtp-server's 100 ms pause
+//   connection._parser._feedDataStream / _lastBytes   the last bytes of DATA kept as a copy, not as a view
+//                                   that holds the client's whole 64 KiB read (500 stalled sessions: 32 MiB)
 //   connection.close()              drop a client
 //   server._handleProxy(socket, cb) called with each accepted socket before its SMTP session; cb gets
 //                                   the session's id and client address (spec.relay.proxyProtocol)
@@ -24,7 +27,11 @@ export interface PatchedConnection {
   id: string;
   remoteAddress: string;
   _onClose: (...args: unknown[]) => void;
-  _parser: { _write: (chunk: Buffer, enc: string, next: (err?: Error) => void) => void };
+  _parser: {
+    _write: (chunk: Buffer, enc: string, next: (err?: Error) => void) => void;
+    _feedDataStream: (chunk: Buffer, done: () => void) => void;
+    _lastBytes: Buffer | false;
+  };
   send: (code: number, data?: string | string[], context?: unknown) => void;
   close: () => void;
   init: () => void;
@@ -108,6 +115,39 @@ export function guardLineLength(c: PatchedConnection, max: number, onTooLong: ()
       return next();
     }
     return write(chunk, enc, next);
+  };
+}
+
+/**
+ * smtp-server keeps the last 4 bytes of each DATA chunk (an end of data may straddle two
+ * chunks) as a slice of the chunk: a session stalled in the middle of DATA then holds its
+ * whole last socket read (up to 64 KiB) for 4 bytes. They are kept as a copy instead.
+ */
+export function compactDataTail(c: PatchedConnection): void {
+  const parser = c._parser;
+  const feed = parser._feedDataStream.bind(parser);
+  parser._feedDataStream = (chunk, done) => {
+    feed(chunk, done);
+    const tail = parser._lastBytes;
+    if (tail && tail.buffer.byteLength > 4 * tail.length + 1024) parser._lastBytes = Buffer.from(tail);
+  };
+}
+
+/**
+ * Calls `hook` for every chunk the client sends (commands and data, the plaintext also
+ * after STARTTLS) and every reply sent to it.
+ */
+export function onActivity(c: PatchedConnection, hook: () => void): void {
+  const parser = c._parser;
+  const write = parser._write.bind(parser);
+  parser._write = (chunk, enc, next) => {
+    hook();
+    return write(chunk, enc, next);
+  };
+  const send = c.send.bind(c);
+  c.send = (code, data, context) => {
+    hook();
+    return send(code, data, context);
   };
 }
 

@@ -35,6 +35,7 @@ import type { Logger } from 'pino';
 import type { SpooledMessage } from '../types.js';
 import { DirSyncer } from './dir-sync.js';
 import { Journal } from './journal.js';
+import { MemoryBudget } from './memory-budget.js';
 import { trailer } from './queue-file.js';
 import { readQueue } from './read.js';
 import { SpoolFullError, type MessageState } from './state.js';
@@ -50,6 +51,8 @@ export interface SpoolOptions {
   bodyCacheBytes?: number;
   /** Journal size that triggers a compaction (default 16 MiB). */
   journalMaxBytes?: number;
+  /** Message bytes being received that may wait in memory for their one write (default 32 MiB). */
+  receivingBytes?: number;
 }
 
 export class Spool implements CommitPort {
@@ -67,6 +70,7 @@ export class Spool implements CommitPort {
   /** Bytes of bodies held in memory. */
   cachedBytes = 0;
   readonly journal: Journal;
+  readonly receiving: MemoryBudget;
 
   constructor(
     readonly dir: string,
@@ -76,6 +80,7 @@ export class Spool implements CommitPort {
     this.deadDir = join(dir, 'dead');
     this.fsyncEnabled = opts.fsync ?? true;
     this.cacheBudget = opts.bodyCacheBytes ?? 32 * 1024 * 1024;
+    this.receiving = new MemoryBudget(opts.receivingBytes ?? 32 * 1024 * 1024);
     this.queueSync = new DirSyncer(this.queueDir, this.fsyncEnabled);
     this.journal = new Journal(join(dir, 'journal.log'), opts.journalMaxBytes ?? 16 * 1024 * 1024, opts.log);
   }

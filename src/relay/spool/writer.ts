@@ -4,6 +4,7 @@
 import { createHash } from 'node:crypto';
 import { rm, type FileHandle } from 'node:fs/promises';
 import type { SpooledMessage } from '../types.js';
+import type { MemoryBudget } from './memory-budget.js';
 import { trailer } from './queue-file.js';
 import { SpoolFullError, type MessageState } from './state.js';
 
@@ -14,6 +15,8 @@ export interface CommitPort {
   toMessage(state: MessageState): SpooledMessage;
   /** Keeps the body in memory while the budget allows. */
   cacheBody(message: SpooledMessage, body: Buffer): void;
+  /** Message bytes being received that may stay in memory (beyond: written at once). */
+  readonly receiving: MemoryBudget;
 }
 
 /** Bodies up to this size are written in one write at commit, and may be cached. */
@@ -24,6 +27,8 @@ export class MessageWriter {
   private readonly hash = createHash('sha256');
   private pending: Buffer[] = [];
   private pendingBytes = 0;
+  /** Bytes of `pending` taken from the port's receiving budget. */
+  private held = 0;
   /** Bytes already in the file (a message larger than BUFFERED_BYTES streams). */
   private written = 0;
   size = 0;
@@ -36,14 +41,25 @@ export class MessageWriter {
     private fh: FileHandle | undefined,
   ) {}
 
-  /** Buffers small writes; after an I/O error further data is dropped (the caller answers 452). */
+  /**
+   * Buffers small writes while the relay's receiving budget allows (beyond it, or past
+   * BUFFERED_BYTES, the data goes to the file at once); after an I/O error further data
+   * is dropped (the caller answers 452).
+   */
   async write(buf: Buffer): Promise<void> {
     if (this.error) return;
     this.hash.update(buf);
     this.size += buf.length;
     this.pending.push(buf);
     this.pendingBytes += buf.length;
-    if (this.pendingBytes >= BUFFERED_BYTES) await this.flush();
+    const kept = this.pendingBytes < BUFFERED_BYTES && this.port.receiving.take(buf.length);
+    if (kept) this.held += buf.length;
+    else await this.flush();
+  }
+
+  private release(): void {
+    this.port.receiving.give(this.held);
+    this.held = 0;
   }
 
   private async flush(extra?: Buffer): Promise<Buffer | undefined> {
@@ -52,6 +68,7 @@ export class MessageWriter {
     const data = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
     this.pending = [];
     this.pendingBytes = 0;
+    this.release();
     try {
       for (let off = 0; off < data.length; ) off += (await this.fh.write(data, off, data.length - off, this.written + off)).bytesWritten;
       this.written += data.length;
@@ -83,6 +100,9 @@ export class MessageWriter {
   }
 
   async abort(): Promise<void> {
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.release();
     const fh = this.fh;
     this.fh = undefined;
     await fh?.close().catch(() => undefined);
