@@ -14,6 +14,7 @@ export interface RelayMetrics {
   possibleDuplicates: Counter<'instance' | 'destination'>;
   normalisedNewlines: Counter<'instance'>;
   failoverActive: Gauge<'instance'>;
+  backupTokenOk: Gauge<'instance'>;
   auditRecords: Counter<'instance' | 'action'>;
   auditWriteFailing: Gauge<'instance'>;
   commits: Counter<'instance'>;
@@ -67,6 +68,12 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): RelayMet
       registers,
     }),
     failoverActive: new Gauge({ name: 'relay_failover_active', help: '1 while failover is active.', labelNames: ['instance'], registers }),
+    backupTokenOk: new Gauge({
+      name: 'relay_backup_token_check_ok',
+      help: "1 when Google's token endpoint granted the last access token of the backup check (GmailApi), 0 when it refused or could not be reached.",
+      labelNames: ['instance'],
+      registers,
+    }),
     auditWriteFailing: new Gauge({
       name: 'relay_audit_write_failing',
       help: '1 while the audit log cannot be written: copies to the backup (Google) are paused.',

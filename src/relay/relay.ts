@@ -7,6 +7,7 @@ import { pino, type Logger } from 'pino';
 import { AuditLog } from './audit/log.js';
 import type { RelayConfig } from '../api/relay/config.js';
 import { parseDuration } from '../api/v1alpha1/formats.js';
+import { startBackupCheck } from './control/backup-check.js';
 import { Drain } from './control/drain.js';
 import { FailoverState } from './control/failover-state.js';
 import { httpPort, startHttp } from './control/http.js';
@@ -78,6 +79,11 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   if (recovered.length > 0) log.info({ messages: recovered.length }, 'resumed from the spool');
   scheduler.start();
 
+  // The Gmail side checked by a token grant every few minutes (BackupReachable), not only by deliveries.
+  const backupCheck = deps.transports?.backup
+    ? undefined
+    : await startBackupCheck(config, log.child({ part: 'backup-check' }), (ok) => metrics.backupTokenOk.set({ instance: config.instance }, ok ? 1 : 0));
+
   let stopping = false;
   let inbound: Inbound | undefined;
   let http: Server | undefined;
@@ -96,6 +102,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
       failover,
       facts: () => scheduler.facts(),
       drain,
+      backupCheck: () => backupCheck?.snapshot(),
       ...(transports.backup.mailboxQuota && transports.backup.setMailboxQuota
         ? { mailboxQuota: { get: () => transports.backup.mailboxQuota!(), set: (n: number) => transports.backup.setMailboxQuota!(n) } }
         : {}),
@@ -107,6 +114,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
       },
     });
   } catch (e) {
+    await backupCheck?.stop();
     await inbound?.close(1000);
     await scheduler.stop(1000);
     throw e;
@@ -128,6 +136,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     async stop() {
       if (stopping) return;
       stopping = true;
+      await backupCheck?.stop();
       await inbound.close();
       await scheduler.stop();
       await Promise.all([transports.primary.close(), transports.backup.close()]).catch(() => undefined);

@@ -131,6 +131,11 @@ export interface GmailEmulator {
   serviceAccount: ServiceAccount;
   addUser(email: string): void;
   addServiceAccount(opts?: { delegatedScopes?: string[]; name?: string }): ServiceAccount;
+  /**
+   * Deletes a key of a service account (default: the one created at start) as the Cloud console
+   * does: grants signed with it get invalid_grant "Invalid JWT Signature."; tokens issued stay valid.
+   */
+  revokeKey(clientEmail?: string, keyId?: string): void;
   /** Creates a user label and returns its id (Label_<n>). */
   createLabel(user: string, name: string): string;
   /** Messages imported into a mailbox, in import order. */
@@ -828,6 +833,11 @@ export async function startGmailEmulator(opts: GmailEmulatorOptions = {}): Promi
     };
     accounts.set(clientEmail, account);
     return { key: account.key, keyJson: account.keyJson, delegatedScopes: account.delegatedScopes };
+  };
+  emulator.revokeKey = (clientEmail = emulator.serviceAccount.key.client_email, keyId?: string) => {
+    const account = accounts.get(clientEmail);
+    if (!account) throw new Error(`revokeKey: no service account ${clientEmail}`);
+    account.keys.delete(keyId ?? account.key.private_key_id);
   };
   emulator.createLabel = (user: string, name: string) => {
     const u = user.toLowerCase();

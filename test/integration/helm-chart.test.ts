@@ -264,6 +264,7 @@ describe('helm lint and template', () => {
     const rules = one(objs, 'PrometheusRule').spec.groups.flatMap((g: any) => g.rules);
     expect(rules.map((r: any) => r.alert).sort()).toEqual(
       [
+        'MailContinuityBackupUnreachable',
         'MailContinuityDeliveriesFailing',
         'MailContinuityExchangeDeferring',
         'MailContinuityExchangeUnhealthy',

@@ -78,6 +78,8 @@ export interface FailoverSnapshot {
    * the backup are paused until it can (relay_audit_write_failing). Absent from a relay that predates it.
    */
   auditFailing?: boolean;
+  /** The relay's last token grant against Google's token endpoint (GmailApi; absent before the first). */
+  backupCheck?: BackupCheckReport;
   /** Holding mail for the primary (a maintenance window); absent from a relay that predates windows. */
   holdPrimary?: boolean;
   /** Units per mailbox per minute this replica spends at Gmail now (GmailApi backup only). */
@@ -97,3 +99,15 @@ export interface FailoverSnapshot {
  * (delivery suspended); 'up' once an attempt got an answer.
  */
 export type BackupHealth = 'unknown' | 'up' | 'down';
+
+/** One token grant of the relay's backup check (relay/control/backup-check.ts). */
+export interface BackupCheckReport {
+  reachable: boolean;
+  /** TokenGranted, or why not: KeyRejected, DelegationMissing, UnknownUser, Unreachable, TokenError. */
+  reason: string;
+  message: string;
+  /** ISO time of the grant. */
+  checkedAt: string;
+  /** The mailbox impersonated (spec.backup.gmail.canaryMailbox); absent: the service account itself. */
+  subject?: string;
+}

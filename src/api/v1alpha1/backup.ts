@@ -51,6 +51,15 @@ const gmail = withRules(
         'credentials.json',
       ).optional(),
       smtpRelay: smtpRelay.optional(),
+      canaryMailbox: z
+        .string()
+        .min(3)
+        .max(320)
+        .regex(/^[^@\s]+@[a-z0-9.-]+$/, 'must be a mailbox address in lower case, e.g. "mc-canary@corp.example.org"')
+        .optional()
+        .describe(
+          'A Google Workspace mailbox the relays ask an access token for (scope gmail.insert, domain-wide delegation) every few minutes, so BackupReachable says whether the Gmail side works before an outage needs it. Without it the token is asked for the service account itself: the key and the token endpoint are checked, not the delegation. No mail is sent to it.',
+        ),
       addressMap: z
         .array(addressMapEntry)
         .max(1000)

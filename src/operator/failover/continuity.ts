@@ -29,6 +29,7 @@ import { mailboxQuotaShare, type FailoverSnapshot } from '../../api/relay/admin.
 import type { MailContinuity } from '../../api/v1alpha1/mailcontinuity.js';
 import type { RelayReport, ScaleDown } from '../reconcile/scale-down.js';
 import { canonical } from '../status.js';
+import { tokenGrants } from './backup.js';
 import type { FailoverRecord, RelayTally } from './plan.js';
 import type { RelayDirectory, RelayEndpoint } from './relays.js';
 
@@ -274,6 +275,7 @@ export class Continuity {
         down: got.filter(([, s]) => s.backup === 'down').length,
         unknown: got.filter(([, s]) => s.backup !== 'up' && s.backup !== 'down').length,
       },
+      ...tokenGrants(got.map(([, s]) => s.backupCheck)),
       auditFailing: got.filter(([, s]) => s.auditFailing === true).length,
     };
     const changed = canonical(tally) !== canonical(e.tally ?? null);

@@ -13,6 +13,7 @@
 // phase: a sync that answered for the previous phase says nothing about this one.
 import type { MailContinuity, MailContinuitySpec, MailContinuityStatus } from '../../api/v1alpha1/mailcontinuity.js';
 import type { HealthState } from '../health/hysteresis.js';
+import type { TokenGrants } from './backup.js';
 import { decideFailover, FAILOVER_ACTIVE, type DecideContext, type FailoverDecision } from './decide.js';
 
 export type LastFailover = NonNullable<MailContinuityStatus['lastFailover']>;
@@ -45,6 +46,8 @@ export interface RelayTally {
   replaying: boolean;
   /** Relays by what their deliveries to Gmail saw: an answer, none (suspended), no attempt yet. */
   backup: { up: number; down: number; unknown: number };
+  /** The relays' token grants against Google's token endpoint (backup.ts: tokenGrants). */
+  tokenGrants?: TokenGrants;
   /** Relays whose audit log cannot be written: their copies to Gmail are paused. */
   auditFailing?: number;
 }

@@ -5,7 +5,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import { ADMIN_FAILOVER_PATH, FailoverUpdate } from '../../api/relay/admin.js';
+import { ADMIN_FAILOVER_PATH, FailoverUpdate, type BackupCheckReport } from '../../api/relay/admin.js';
 import type { Drain } from './drain.js';
 import { bearerMatches, failoverSnapshot, type DeliveryFacts, type FailoverState } from './failover-state.js';
 
@@ -16,6 +16,8 @@ export interface HttpDeps {
   facts: () => DeliveryFacts;
   /** Draining before a scale-down (its part of the snapshot, set by the same PUT). */
   drain: Pick<Drain, 'set' | 'snapshot'>;
+  /** The last token grant of the backup check (backup-check.ts), for the snapshot. */
+  backupCheck?: () => BackupCheckReport | undefined;
   /** The backup transport's share of each Gmail mailbox's quota (GmailApi), set by the same PUT. */
   mailboxQuota?: { get(): number; set(unitsPerMinute: number): void };
   /** The admin bearer token; undefined disables /admin (always 401). */
@@ -70,6 +72,7 @@ export async function startHttp(host: string, port: number, deps: HttpDeps): Pro
           ...failoverSnapshot(deps.failover, deps.facts),
           ...deps.drain.snapshot(),
           ...(quota ? { gmailUnitsPerMinute: quota.get() } : {}),
+          ...withBackupCheck(deps.backupCheck?.()),
         });
         if (req.method === 'GET') return send(res, 200, snapshot());
         if (req.method !== 'PUT') return send(res, 405, { error: 'use GET or PUT' });
@@ -103,5 +106,7 @@ export async function startHttp(host: string, port: number, deps: HttpDeps): Pro
   });
   return server;
 }
+
+const withBackupCheck = (r: BackupCheckReport | undefined) => (r ? { backupCheck: r } : {});
 
 export const httpPort = (s: Server): number => (s.address() as AddressInfo).port;

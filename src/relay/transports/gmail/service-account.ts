@@ -56,8 +56,9 @@ export class ServiceAccountClients {
     private readonly timeoutMs: number,
   ) {}
 
-  get(subject: string, scope: string): JWT {
-    const k = `${scope} ${subject}`;
+  /** The client for `subject` (undefined: the service account itself, without delegation). */
+  get(subject: string | undefined, scope: string): JWT {
+    const k = `${scope} ${subject ?? ''}`;
     let client = this.clients.get(k);
     if (client) {
       // Keep the map in least-recently-used order.
