@@ -149,7 +149,7 @@ export class Reconciler {
 
   /** Probes running for the current spec, the decided record with the sync loop, its Events recorded. */
   private async failoverPhase(seen: Live, plan: Plan): Promise<void> {
-    this.deps.probes?.ensure(seen.key, seen.mc.spec.primary);
+    this.deps.probes?.ensure(seen.key, seen.primary);
     this.deps.continuity.set(seen.mc, plan.failover);
     for (const e of plan.failoverEvents) {
       this.deps.log[e.type === 'Warning' ? 'warn' : 'info']({ key: seen.key, reason: e.reason }, e.message);

@@ -2,10 +2,12 @@
 // kubectl, every placement field in the relay StatefulSet the controller
 // applies (so the apiserver's own validation of the pod template took it),
 // a change followed, and the default spread back once the field is removed.
+// And spec.primary.caSecretRef: a missing Secret stalls the resource, naming
+// the field; once it exists, only its CA key is mounted into the relay pods.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { pino } from 'pino';
 import YAML from 'yaml';
-import { API_VERSION, MailContinuitySpec } from '../../src/api/v1alpha1/mailcontinuity.js';
+import { API_VERSION, MailContinuitySpec, type MailContinuity } from '../../src/api/v1alpha1/mailcontinuity.js';
 import { Controller } from '../../src/operator/controller.js';
 import { KubeClient, type KubeObject } from '../../src/operator/kube/client.js';
 import { MAILCONTINUITIES, SECRETS, STATEFULSETS } from '../../src/operator/kube/resources.js';
@@ -24,15 +26,15 @@ type Sts = KubeObject & {
   spec: { selector: { matchLabels: Record<string, string> }; template: { metadata: { labels: Record<string, string>; annotations: Record<string, string> }; spec: PodSpec } };
 };
 
-const apply = (spec: unknown) =>
+const apply = (spec: unknown, name = 'placed') =>
   cp.kubectl(
     ['apply', '--server-side', '--field-manager', 'platform-team', '-f', '-'],
-    YAML.stringify({ apiVersion: API_VERSION, kind: 'MailContinuity', metadata: { name: 'placed', namespace: NS }, spec }),
+    YAML.stringify({ apiVersion: API_VERSION, kind: 'MailContinuity', metadata: { name, namespace: NS }, spec }),
   );
 
-const relaySts = (until: (s: Sts) => boolean, what: string) =>
+const relaySts = (until: (s: Sts) => boolean, what: string, name = 'placed') =>
   waitFor(what, async () => {
-    const s = await client.get<Sts>(STATEFULSETS, NS, 'placed-relay').catch(() => undefined);
+    const s = await client.get<Sts>(STATEFULSETS, NS, `${name}-relay`).catch(() => undefined);
     return s && until(s) ? s : undefined;
   });
 
@@ -109,5 +111,29 @@ describe('relay podTemplate', () => {
       'topology.kubernetes.io/zone ScheduleAnyway',
     ]);
     expect(sts.spec.template.metadata.labels.team).toBeUndefined();
+  });
+
+  it('stalls on a missing caSecretRef Secret naming the field, then mounts only its CA key', async () => {
+    const spec = validSpec();
+    spec.primary.caSecretRef = { name: 'corp-ca' };
+    apply(spec, 'ca');
+    await waitFor('Stalled on the CA Secret', async () => {
+      const mc = await client.get<MailContinuity & KubeObject>(MAILCONTINUITIES, NS, 'ca');
+      const stalled = mc.status?.conditions?.find((c) => c.type === 'Stalled');
+      return stalled?.status === 'True' && stalled.message.includes('spec.primary.caSecretRef');
+    });
+    await client.create(SECRETS, {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: 'corp-ca', namespace: NS },
+      data: { 'ca.crt': Buffer.from('-----BEGIN CERTIFICATE-----\n').toString('base64'), 'tls.key': 'eA==' },
+    });
+    const sts = await relaySts(() => true, 'relay StatefulSet with the CA', 'ca');
+    const volumes = sts.spec.template.spec.volumes as { name: string; secret?: unknown }[];
+    expect(volumes.find((v) => v.name === 'primary-ca')?.secret).toEqual({
+      secretName: 'corp-ca',
+      defaultMode: 0o444,
+      items: [{ key: 'ca.crt', path: 'ca.crt' }],
+    });
   });
 });

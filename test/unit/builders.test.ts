@@ -167,6 +167,20 @@ describe('builders', () => {
     ]);
   });
 
+  it('mounts only the CA key of spec.primary.caSecretRef and names its file in the relay config', () => {
+    const mc = fixture((s) => (s.primary.caSecretRef = { name: 'corp-ca-issuer' }));
+    const built = buildChildren(mc, { defaultImage: 'x', adminToken: 'tok' });
+    const pod = byKind(built, 'StatefulSet').spec.template.spec;
+    expect(pod.volumes).toContainEqual({
+      name: 'primary-ca',
+      secret: { secretName: 'corp-ca-issuer', defaultMode: 0o444, items: [{ key: 'ca.crt', path: 'ca.crt' }] },
+    });
+    expect(pod.containers[0].volumeMounts).toContainEqual({ name: 'primary-ca', mountPath: '/etc/mail-continuity/primary-ca', readOnly: true });
+    const config = RelayConfig.parse(YAML.parse(byKind(built, 'ConfigMap').data['relay.yaml']));
+    expect(config.paths.primaryCa).toBe('/etc/mail-continuity/primary-ca/ca.crt');
+    expect(config.spec.primary.caSecretRef).toEqual({ name: 'corp-ca-issuer', key: 'ca.crt' });
+  });
+
   it('budgets one voluntary disruption at a time', () => {
     expect(byKind(children, 'PodDisruptionBudget').spec.maxUnavailable).toBe(1);
   });

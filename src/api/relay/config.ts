@@ -40,6 +40,7 @@ export const RelayConfig = z
         tlsKey: filePath.optional().describe('PEM private key for tlsCert.'),
         primaryUsername: filePath.optional().describe('File holding the SMTP AUTH user for the primary.'),
         primaryPassword: filePath.optional().describe('File holding the SMTP AUTH password for the primary.'),
+        primaryCa: filePath.optional().describe('PEM CA certificates of spec.primary.caSecretRef, trusted in addition to the system roots.'),
         gmailServiceAccount: filePath.optional().describe('Service account JSON key (spec.backup.gmail.serviceAccountSecretRef).'),
         adminToken: filePath.optional().describe('Bearer token that the operator presents to /admin endpoints.'),
       })

@@ -1,7 +1,7 @@
 // spec.primary: the Exchange server, how the relay reaches it and how the
 // operator probes its health.
 import { z } from 'zod';
-import { dnsName, port, secretName, withRules } from './fields.js';
+import { dnsName, port, secretKeyRef, secretName, withRules } from './fields.js';
 
 export const TlsMode = z.enum(['STARTTLS', 'Implicit', 'None']);
 
@@ -29,7 +29,9 @@ const httpsHealth = z
     insecureSkipTLSVerify: z
       .boolean()
       .default(false)
-      .describe('Do not verify the health endpoint certificate. Only for test setups.'),
+      .describe(
+          'Do not verify the health endpoint certificate. Only for test setups: trust a private CA with primary.caBundle or caSecretRef instead.',
+        ),
   })
   .strict()
   .describe("Optional HTTPS health check, e.g. Exchange's /owa/healthcheck.htm.");
@@ -86,7 +88,22 @@ export const primary = withRules(
       insecureSkipTLSVerify: z
         .boolean()
         .default(false)
-        .describe('Do not verify the primary server certificate. Only for test setups: it allows a man in the middle.'),
+        .describe(
+          'Do not verify the primary server certificate. Only for test setups: it allows a man in the middle. For a certificate from a private CA, set caBundle or caSecretRef.',
+        ),
+      caBundle: z
+        .string()
+        .min(1)
+        .max(65536)
+        .regex(/-----BEGIN CERTIFICATE-----/, 'must hold PEM certificates ("-----BEGIN CERTIFICATE-----")')
+        .optional()
+        .describe(
+          "PEM CA certificates (e.g. your internal CA) that the relay's SMTP client and the operator's SMTP and HTTPS probes trust in addition to the system roots, for an Exchange certificate from a private CA.",
+        ),
+      caSecretRef: secretKeyRef(
+        'Secret key holding PEM CA certificates trusted in addition to the system roots, as caBundle (which it replaces): e.g. the ca.crt of a cert-manager CA issuer Secret.',
+        'ca.crt',
+      ).optional(),
       credentialsSecretRef: z
         .object({
           name: secretName,
@@ -104,6 +121,18 @@ export const primary = withRules(
       rule: "!has(self.credentialsSecretRef) || self.tls != 'None'",
       check: (v) => !v.credentialsSecretRef || v.tls !== 'None',
       message: 'credentialsSecretRef needs tls STARTTLS or Implicit: passwords are never sent in clear text',
+      fieldPath: '.tls',
+    },
+    {
+      rule: '!has(self.caBundle) || !has(self.caSecretRef)',
+      check: (v) => v.caBundle === undefined || v.caSecretRef === undefined,
+      message: 'set caBundle or caSecretRef, not both',
+      fieldPath: '.caSecretRef',
+    },
+    {
+      rule: "self.tls != 'None' || !has(self.caBundle) && !has(self.caSecretRef)",
+      check: (v) => v.tls !== 'None' || (v.caBundle === undefined && v.caSecretRef === undefined),
+      message: 'caBundle and caSecretRef need tls STARTTLS or Implicit: with tls None no certificate is checked',
       fieldPath: '.tls',
     },
   ],

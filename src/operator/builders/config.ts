@@ -16,6 +16,7 @@ export const mounts = {
   primary: `${CONFIG_DIR}/primary`,
   gmail: `${CONFIG_DIR}/gmail`,
   admin: `${CONFIG_DIR}/admin`,
+  primaryCa: `${CONFIG_DIR}/primary-ca`,
 };
 
 /** The relay config's `google` section: loopback URLs of a Gmail emulator (the relay refuses any other). */
@@ -24,6 +25,7 @@ export type RelayGoogle = NonNullable<RelayConfigInput['google']>;
 export function relayConfig(mc: MailContinuity, google?: RelayGoogle): RelayConfigInput {
   const spec = mc.spec;
   const gmailKey = spec.backup.gmail.serviceAccountSecretRef?.key;
+  const caKey = spec.primary.caSecretRef?.key;
   // Without relay.replicas (no relay reads it): scaling must not change the
   // config hash, which would roll every relay (the draining ones too). Nor
   // relay.podTemplate: the pod template carries it, the relay has no use for it.
@@ -41,6 +43,7 @@ export function relayConfig(mc: MailContinuity, google?: RelayGoogle): RelayConf
         ? { primaryUsername: `${mounts.primary}/username`, primaryPassword: `${mounts.primary}/password` }
         : {}),
       ...(gmailKey ? { gmailServiceAccount: `${mounts.gmail}/${gmailKey}` } : {}),
+      ...(caKey ? { primaryCa: `${mounts.primaryCa}/${caKey}` } : {}),
     },
     ...(google ? { google } : {}),
   };

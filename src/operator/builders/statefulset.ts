@@ -57,6 +57,15 @@ export function statefulSet(mc: MailContinuity, opts: StatefulSetOptions): KubeO
     });
     volumeMounts.push({ name: 'primary-credentials', mountPath: mounts.primary, readOnly: true });
   }
+  const ca = spec.primary.caSecretRef;
+  if (ca) {
+    // Only the CA key: a cert-manager issuer Secret also holds the CA's private key.
+    volumes.push({
+      name: 'primary-ca',
+      secret: { secretName: ca.name, defaultMode: 0o444, items: [{ key: ca.key, path: ca.key }] },
+    });
+    volumeMounts.push({ name: 'primary-ca', mountPath: mounts.primaryCa, readOnly: true });
+  }
   const sa = spec.backup.gmail.serviceAccountSecretRef;
   if (sa) {
     volumes.push({

@@ -59,6 +59,7 @@ function targetOf(p: PrimarySpec): unknown {
     port: p.port,
     tls: p.tls,
     insecureSkipTLSVerify: p.insecureSkipTLSVerify,
+    caBundle: p.caBundle ?? null,
     smtp: p.health.smtp.enabled,
     https: p.health.https ?? null,
   };

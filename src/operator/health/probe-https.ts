@@ -3,12 +3,15 @@
 import type { ClientRequest, IncomingMessage } from 'node:http';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import { untrustedCaHint, trustedCa } from '../../lib/tls-trust.js';
 import { classify, elapsed, hostPort, ProbeFailure, quoteSeen, type ProbeResult } from './probe-result.js';
 
 export interface HttpsProbeOptions {
   url: string;
   expectedStatus?: number;
   insecureSkipTLSVerify?: boolean;
+  /** PEM CA certificates trusted in addition to the system roots (spec.primary.caBundle / caSecretRef). */
+  ca?: string;
   timeoutMs: number;
 }
 
@@ -52,14 +55,17 @@ export async function probeHttps(o: HttpsProbeOptions): Promise<ProbeResult> {
         method: 'GET',
         agent: false as const,
         headers: { 'user-agent': 'mail-continuity-operator health probe', connection: 'close' },
-        ...(isHttps ? { rejectUnauthorized: !o.insecureSkipTLSVerify } : {}),
+        ...(isHttps ? { rejectUnauthorized: !o.insecureSkipTLSVerify, ...(o.ca ? { ca: trustedCa(o.ca) } : {}) } : {}),
       };
       req = (isHttps ? httpsRequest : httpRequest)(url, options, (r) => {
         res = r;
         resolve(r.statusCode ?? 0);
       });
       req.on('socket', (s) => s.once('connect', () => (connected = true)));
-      req.on('error', (err) => reject(classify(err, target, host, false, o.timeoutMs)));
+      req.on('error', (err) => {
+        const f = classify(err, target, host, false, o.timeoutMs);
+        reject(new ProbeFailure(f.reason, f.message + untrustedCaHint(err, !!o.ca)));
+      });
       req.end();
     });
     if (status !== expected) {

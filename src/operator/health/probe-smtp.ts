@@ -6,6 +6,7 @@ import { connect as netConnect, isIP, type Socket } from 'node:net';
 import { hostname } from 'node:os';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { SmtpReplyReader, type SmtpReply } from '../../lib/smtp-reply.js';
+import { trustedCa, untrustedCaHint } from '../../lib/tls-trust.js';
 import { classify, elapsed, hostPort, ProbeFailure, quoteSeen, type ProbeResult, type TlsMode } from './probe-result.js';
 
 export interface SmtpProbeOptions {
@@ -13,6 +14,8 @@ export interface SmtpProbeOptions {
   port: number;
   tls: TlsMode;
   insecureSkipTLSVerify?: boolean;
+  /** PEM CA certificates trusted in addition to the system roots (spec.primary.caBundle / caSecretRef). */
+  ca?: string;
   timeoutMs: number;
   /** Name sent with EHLO (default: this host's name). */
   heloName?: string;
@@ -113,7 +116,10 @@ export async function probeSmtp(o: SmtpProbeOptions): Promise<ProbeResult> {
     new Promise<void>((resolve, reject) => {
       inTls = true;
       stage = 'the TLS handshake';
-      const onError = (err: Error) => reject(classify(err, target, o.host, true, o.timeoutMs));
+      const onError = (err: Error) => {
+        const f = classify(err, target, o.host, true, o.timeoutMs);
+        reject(new ProbeFailure(f.reason, f.message + untrustedCaHint(err, !!o.ca)));
+      };
       sock.once('error', onError);
       sock.once('secureConnect', () => {
         sock.off('error', onError);
@@ -121,7 +127,12 @@ export async function probeSmtp(o: SmtpProbeOptions): Promise<ProbeResult> {
         resolve();
       });
     });
-  const tlsOptions = { rejectUnauthorized: !o.insecureSkipTLSVerify, servername, host: o.host };
+  const tlsOptions = {
+    rejectUnauthorized: !o.insecureSkipTLSVerify,
+    servername,
+    host: o.host,
+    ...(o.ca ? { ca: trustedCa(o.ca) } : {}),
+  };
 
   const run = async (): Promise<number> => {
     if (o.tls === 'Implicit') {

@@ -40,6 +40,7 @@ export async function probePrimary(primary: PrimarySpec, opts: ProbePrimaryOptio
         port: primary.port,
         tls: primary.tls,
         insecureSkipTLSVerify: primary.insecureSkipTLSVerify,
+        ca: primary.caBundle,
         timeoutMs,
         heloName: opts.heloName,
       }),
@@ -52,6 +53,7 @@ export async function probePrimary(primary: PrimarySpec, opts: ProbePrimaryOptio
         url: https.url,
         expectedStatus: https.expectedStatus,
         insecureSkipTLSVerify: https.insecureSkipTLSVerify,
+        ca: primary.caBundle,
         timeoutMs,
       }),
     );

@@ -12,7 +12,7 @@ import type { Informer } from '../kube/informer.js';
 import type { KubeObject } from '../kube/types.js';
 import { controlledBy } from './ownership.js';
 import type { RelayReport, ScaleDown } from './scale-down.js';
-import { referencedSecrets, type SecretData, type SecretRef } from './secrets.js';
+import { probedPrimary, referencedSecrets, type SecretData, type SecretRef } from './secrets.js';
 
 export interface Caches {
   mailContinuities: Informer<MailContinuity & KubeObject>;
@@ -50,6 +50,8 @@ export interface Live {
   secretRefs: SecretRef[];
   /** The referenced Secrets by name (undefined: not in the cache). */
   secrets: Map<string, SecretData>;
+  /** spec.primary as probed: with the PEM of caSecretRef in caBundle (reconcile/secrets.ts). */
+  primary: PrimarySpec;
   /** Our children as the cache holds them, by `Kind/name`. */
   current: Map<string, KubeObject>;
   adminToken: string;
@@ -98,6 +100,7 @@ export function gather(src: GatherSources, namespace: string, name: string): Obs
   const secrets = new Map(
     secretRefs.map((r) => [r.name, children.Secret!.get(namespace, r.name) as SecretData] as const),
   );
+  const primary = probedPrimary(mc.spec, secrets);
   const current = new Map<string, KubeObject>();
   for (const childName of new Set(Object.values(childNames(mc)))) {
     for (const [kind, informer] of Object.entries(children)) {
@@ -111,10 +114,11 @@ export function gather(src: GatherSources, namespace: string, name: string): Obs
     mc,
     secretRefs,
     secrets,
+    primary,
     current,
     adminToken: adminToken(src.caches, mc) ?? src.newToken(),
     probing: src.health !== undefined,
-    health: src.health?.reportedFor(key, mc.spec.primary),
+    health: src.health?.reportedFor(key, primary),
     failover: src.failover.record(key) ?? seedRecord(mc.status),
     tally: src.failover.tally(key),
     relays: src.failover.relays(key),

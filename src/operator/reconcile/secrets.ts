@@ -26,6 +26,9 @@ export function referencedSecrets(spec: MailContinuitySpec): SecretRef[] {
       keys: ['username', 'password'],
     });
   }
+  if (spec.primary.caSecretRef) {
+    refs.push({ field: 'spec.primary.caSecretRef', name: spec.primary.caSecretRef.name, keys: [spec.primary.caSecretRef.key] });
+  }
   if (spec.relay.tlsSecretRef) {
     refs.push({ field: 'spec.relay.tlsSecretRef', name: spec.relay.tlsSecretRef.name, keys: ['tls.crt', 'tls.key'] });
   }
@@ -45,4 +48,15 @@ export function secretProblems(refs: SecretRef[], secrets: ReadonlyMap<string, S
     if (missing) problems.push({ field: ref.field, name: ref.name, missingKey: missing });
   }
   return problems;
+}
+
+/**
+ * spec.primary as the operator's probes use it: with caSecretRef, the PEM of
+ * its key (as gathered) in caBundle, so the probes trust what the relay trusts.
+ * A missing Secret or key leaves caBundle unset (and stalls the resource).
+ */
+export function probedPrimary(spec: MailContinuitySpec, secrets: ReadonlyMap<string, SecretData>): MailContinuitySpec['primary'] {
+  const ref = spec.primary.caSecretRef;
+  const data = ref ? secrets.get(ref.name)?.data?.[ref.key] : undefined;
+  return data === undefined ? spec.primary : { ...spec.primary, caBundle: Buffer.from(data, 'base64').toString('utf8') };
 }

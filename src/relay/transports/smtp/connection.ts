@@ -18,6 +18,7 @@ import { connect as netConnect, isIP, type Socket } from 'node:net';
 import { connect as tlsConnect, TLSSocket } from 'node:tls';
 import { replyText, SmtpReplyReader, type SmtpReply } from '../../../lib/smtp-reply.js';
 import type { RecipientOutcome } from '../../types.js';
+import { trustedCa, untrustedCaHint } from '../../../lib/tls-trust.js';
 import { authenticate } from './auth.js';
 import { writeData, type MessageSource } from './data-writer.js';
 import { is2xx, needsUtf8, outcome, prepareEnvelope } from './envelope.js';
@@ -99,6 +100,7 @@ export class Connection {
       // SNI takes host names only (RFC 6066); the certificate is still checked against an IP.
       ...(isIP(this.o.host) ? {} : { servername: this.o.host }),
       rejectUnauthorized: !this.o.insecureSkipTLSVerify,
+      ...(this.o.ca ? { ca: trustedCa(this.o.ca) } : {}),
     });
   }
 
@@ -114,7 +116,9 @@ export class Connection {
   private readonly onError = (e: Error) => {
     // Certificate and handshake errors carry no syscall: say they are about TLS.
     const tlsError = this.socket instanceof TLSSocket && !('syscall' in e);
-    this.fail(tlsError ? new SmtpSessionError(`TLS with ${this.where} failed: ${e.message}`) : e);
+    this.fail(
+      tlsError ? new SmtpSessionError(`TLS with ${this.where} failed: ${e.message}${untrustedCaHint(e, !!this.o.ca)}`) : e,
+    );
   };
 
   private readonly onClose = () => {

@@ -8,6 +8,8 @@ export interface SmtpClientOptions {
   /** STARTTLS only when offered. */
   opportunisticTLS?: boolean;
   insecureSkipTLSVerify?: boolean;
+  /** PEM CA certificates trusted in addition to the system roots (spec.primary.caBundle / caSecretRef). */
+  ca?: string;
   auth?: { user: string; pass: string };
   maxConnections: number;
   /** EHLO name. */

@@ -44,12 +44,15 @@ export async function createPrimaryTransport(config: RelayConfig, log: Logger): 
   const p = config.spec.primary;
   const user = await readSecretFile(config.paths.primaryUsername);
   const pass = await readSecretFile(config.paths.primaryPassword);
+  // spec.primary.caBundle, or the caSecretRef key the operator mounted.
+  const ca = p.caBundle ?? (await readSecretFile(config.paths.primaryCa));
   return createSmtpTransport({
     destination: 'primary',
     host: p.host,
     port: p.port,
     tls: p.tls,
     insecureSkipTLSVerify: p.insecureSkipTLSVerify,
+    ...(ca ? { ca } : {}),
     ...(user !== undefined && pass !== undefined ? { auth: { user, pass } } : {}),
     maxConnections: config.tuning.primaryConcurrency,
     name: config.listen.hostname,
