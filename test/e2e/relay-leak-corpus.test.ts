@@ -39,6 +39,7 @@ beforeAll(async () => {
       { name: 'confidential', header: { name: 'Sensitivity', value: 'Company-Confidential' } },
       { name: 'secret-subject', header: { name: 'Subject', value: '*streng vertraulich*' } },
       { name: 'ceo', recipient: 'ceo@corp.example.com' },
+      { name: 'hr', sender: '*@hr.corp.example.com' },
       // The last rule: mail to sink@ is evaluated against every rule above, then kept from Google
       // (no import work in this process, so /healthz measures the policy, not the emulator).
       { name: 'sink', recipient: 'sink@corp.example.com' },
@@ -60,6 +61,8 @@ interface Case {
   head: string;
   body?: string;
   rcpt?: string;
+  /** The envelope sender (default sender@partner.example.net; '' is the null sender <>). */
+  mailFrom?: string;
   /** Bare LF line ends instead of CRLF. */
   lf?: boolean;
   smtputf8?: boolean;
@@ -89,7 +92,19 @@ const corpus: Case[] = [
   { name: 'encoded UTF-8 subject', head: 'Subject: =?utf-8?q?Q3_=E2=80=93_Streng_vertraulich?=\r\n', rule: 'secret-subject' },
   { name: 'quoted local part recipient', head: 'Subject: hi\r\n', rcpt: '"ceo"@corp.example.com', rule: 'ceo' },
   { name: 'recipient domain in capitals', head: 'Subject: hi\r\n', rcpt: 'ceo@CORP.Example.COM', rule: 'ceo' },
+  // Envelope vs header: a sender rule matches MAIL FROM or any From:/Sender: address; a recipient rule the envelope recipient.
+  { name: 'envelope sender HR, From: someone else', head: 'From: Someone <someone@partner.example.net>\r\n', mailFrom: 'boss@hr.corp.example.com', rule: 'hr' },
+  { name: 'From: HR, envelope sender someone else', head: 'From: HR <boss@hr.corp.example.com>\r\n', rule: 'hr' },
+  { name: 'From: HR, null envelope sender', head: 'From: boss@hr.corp.example.com\r\n', mailFrom: '', rule: 'hr' },
+  { name: 'Sender: HR', head: 'From: Someone <someone@partner.example.net>\r\nSender: boss@hr.corp.example.com\r\n', rule: 'hr' },
+  { name: 'From: HR quoted, capitals, comment', head: 'From: "boss"@HR.Corp.Example.COM (HR)\r\n', rule: 'hr' },
+  { name: 'From: HR second in the list, encoded name', head: 'From: a@partner.example.net, =?utf-8?q?Gr=C3=BC=C3=9Fe?= <boss@hr.corp.example.com>\r\n', rule: 'hr' },
+  { name: 'From: HR folded', head: 'From: HR\r\n <boss@hr.corp.example.com>\r\n', rule: 'hr' },
+  { name: 'envelope recipient ceo, To: someone else', head: 'To: alice@corp.example.com\r\n', rcpt: 'ceo@corp.example.com', rule: 'ceo' },
   // Controls: no marker, so a copy reaches Google.
+  { name: 'control: To: names the ceo, envelope recipient alice (a recipient rule is about whose copy)', head: 'To: ceo@corp.example.com\r\n' },
+  { name: 'control: Reply-To: HR (not the author)', head: 'From: someone@partner.example.net\r\nReply-To: boss@hr.corp.example.com\r\n' },
+  { name: 'control: From: a look-alike of HR', head: 'From: boss@hr.corp.example.com.evil.example\r\n' },
   { name: 'control: plain', head: 'Subject: quarterly numbers\r\n' },
   { name: 'control: another sensitivity', head: 'Sensitivity: Personal\r\n' },
   { name: 'control: a longer value than the rule', head: 'Sensitivity: Company-Confidential-Draft\r\n' },
@@ -109,7 +124,7 @@ async function send(c: Case, i: number): Promise<void> {
   try {
     expect(await s.reply()).toMatch(/^220/);
     expect(await s.cmd('EHLO mx.partner.example.net')).toMatch(/^250/);
-    expect(await s.cmd(`MAIL FROM:<sender@partner.example.net>${c.smtputf8 ? ' SMTPUTF8 BODY=8BITMIME' : ''}`)).toMatch(/^250/);
+    expect(await s.cmd(`MAIL FROM:<${c.mailFrom ?? 'sender@partner.example.net'}>${c.smtputf8 ? ' SMTPUTF8 BODY=8BITMIME' : ''}`)).toMatch(/^250/);
     expect(await s.cmd(`RCPT TO:<${c.rcpt ?? 'alice@corp.example.com'}>`)).toMatch(/^250/);
     expect(await s.cmd('DATA')).toMatch(/^354/);
     let at = 0;

@@ -146,3 +146,43 @@ describe('exclusions', () => {
     expect(matchExclusion(costly.slice(0, 5), facts({ headers: [['x-tag', value]] }), 'x@corp.example.com')).toBeUndefined();
   });
 });
+
+describe('envelope and header addresses', () => {
+  const hr = MailContinuitySpec.parse({
+    ...validSpec(),
+    policy: {
+      exclude: [
+        { name: 'hr', sender: '*@hr.corp.example.com' },
+        { name: 'ceo', recipient: 'ceo@corp.example.com' },
+      ],
+    },
+  }).policy.exclude;
+  const rule = (mailFrom: string, headers: Array<[string, string]>, rcpt = 'bob@corp.example.com') => matchExclusion(hr, facts({ mailFrom, headers }), rcpt)?.rule;
+
+  it('a sender rule matches MAIL FROM or any address of From: or Sender: (fail closed)', () => {
+    expect(rule('boss@hr.corp.example.com', [['from', 'Someone <x@partner.example.net>']])).toBe('hr');
+    expect(rule('', [['from', 'HR <boss@HR.Corp.Example.com>']])).toBe('hr');
+    expect(rule('bounce@lists.example.net', [['sender', 'boss@hr.corp.example.com']])).toBe('hr');
+    expect(rule('x@partner.example.net', [['from', 'a@partner.example.net, "B" <b@hr.corp.example.com>']])).toBe('hr');
+    expect(rule('x@partner.example.net', [['from', '=?utf-8?q?Personal_=3Cboss=40hr=2Ecorp=2Eexample=2Ecom=3E?= <x@partner.example.net>']])).toBe('hr');
+    expect(rule('x@partner.example.net', [['from', '"boss"@hr.corp.example.com (the boss)']])).toBe('hr');
+    expect(rule('x@partner.example.net', [['from', 'Team: boss@hr.corp.example.com;']])).toBe('hr');
+    expect(rule('x@partner.example.net', [['from', `${'a'.repeat(MAX_MATCH_CHARS + 1)}`]])).toBe('hr');
+    // Controls.
+    expect(rule('x@partner.example.net', [['from', 'HR team <hr@partner.example.net>']])).toBeUndefined();
+    expect(rule('x@partner.example.net', [['reply-to', 'boss@hr.corp.example.com']])).toBeUndefined();
+    expect(rule('x@partner.example.net', [['from', 'boss@hr.corp.example.com.evil.net']])).toBeUndefined();
+  });
+
+  it('a recipient rule matches the envelope recipient whose copy is decided, not To: or Cc:', () => {
+    expect(rule('x@partner.example.net', [['to', 'bob@corp.example.com']], 'ceo@corp.example.com')).toBe('ceo');
+    expect(rule('x@partner.example.net', [['to', 'ceo@corp.example.com']], 'bob@corp.example.com')).toBeUndefined();
+  });
+
+  it('reads From: addresses in time linear in the value', () => {
+    const hostile = [['from', `${'a'.repeat(30_000)}${'@'.repeat(2)}${'.'.repeat(30_000)}x`]] as Array<[string, string]>;
+    const started = performance.now();
+    for (let i = 0; i < 20; i++) matchExclusion(hr, facts({ mailFrom: 'x@partner.example.net', headers: [...hostile, ['x', String(i)]] }), 'bob@corp.example.com');
+    expect(performance.now() - started).toBeLessThan(500);
+  });
+});

@@ -21,12 +21,12 @@ const excludeRule = withRules(
       sender: glob
         .optional()
         .describe(
-          'Envelope sender (MAIL FROM) glob, e.g. "*@hr.corp.example.com", matched against the canonical address: the domain lower-cased without a trailing dot, a quoted local part unquoted when it needs no quotes.',
+          'Sender glob, e.g. "*@hr.corp.example.com", matched against the envelope sender (MAIL FROM) and, failing closed, every address in the From: and Sender: header fields (any occurrence, encoded words decoded, comments dropped; a display name shaped like an address counts too): the rule matches when any of them matches. Not Reply-To. Addresses compare canonical: the domain lower-cased without a trailing dot, a quoted local part unquoted when it needs no quotes.',
         ),
       recipient: glob
         .optional()
         .describe(
-          'Envelope recipient (RCPT TO) glob, e.g. "ceo@corp.example.com", matched against the canonical address ("ceo"@Corp.Example.com is ceo@corp.example.com). It keeps that recipient\'s copy out of Gmail; the copies of the message\'s other recipients still carry the whole message (its To and Cc, its body).',
+          'Envelope recipient (RCPT TO) glob, e.g. "ceo@corp.example.com", matched against the canonical address ("ceo"@Corp.Example.com is ceo@corp.example.com): the mailbox whose copy is decided, not the To: or Cc: header. It keeps that recipient\'s copy out of Gmail; the copies of the message\'s other recipients still carry the whole message (its To and Cc, its body). To keep out every copy of mail that names someone, use a header rule on To or Cc (e.g. {name: To, value: "*ceo@corp.example.com*"}).',
         ),
       header: z
         .object({

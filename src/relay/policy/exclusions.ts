@@ -34,14 +34,60 @@ export interface Exclusion {
   rule: string;
 }
 
+/**
+ * The header fields whose addresses a sender rule matches besides the envelope
+ * sender (MAIL FROM): whoever the message names as its author. Fail closed: a
+ * message that says it is from HR is kept out whatever envelope it came with
+ * (forwarding, lists, bounces with an empty MAIL FROM).
+ */
+export const SENDER_HEADERS = ['from', 'sender'] as const;
+
 /** The header names (lower case) that exclusion rules look at: what inbound must keep. */
 export function headerNamesOfInterest(rules: readonly ExcludeRule[]): Set<string> {
-  return new Set(rules.flatMap((r) => (r.header ? [r.header.name.toLowerCase()] : [])));
+  return new Set(rules.flatMap((r) => [...(r.header ? [r.header.name.toLowerCase()] : []), ...(r.sender !== undefined ? SENDER_HEADERS : [])]));
+}
+
+/**
+ * Every token shaped like local@domain in any reading of a From: or Sender:
+ * value (decoded, comments dropped, quotes removed), canonical: more than an
+ * address parser would find (a display name that looks like an address counts
+ * too), never less. 'too-long': a value over MAX_MATCH_CHARS (the rule applies).
+ */
+const STOP = new Set([...' \t<>()[],;:"@']);
+/** The local@domain tokens of `s`, in one pass (each character looked at at most three times). */
+export function addressTokens(s: string): string[] {
+  const out: string[] = [];
+  for (let at = s.indexOf('@'); at >= 0; at = s.indexOf('@', at + 1)) {
+    let from = at;
+    while (from > 0 && !STOP.has(s[from - 1]!)) from--;
+    let to = at + 1;
+    while (to < s.length && !STOP.has(s[to]!)) to++;
+    while (to > at + 1 && s[to - 1] === '.') to--; // the end of a sentence, not of the domain
+    if (from < at && to > at + 1) out.push(s.slice(from, to));
+  }
+  return out;
+}
+
+function senderAddresses(headers: MessageFacts['headers']): MatchValue[] | 'too-long' {
+  const out = new Map<string, MatchValue>();
+  for (const [name, raw] of headers) {
+    if (!(SENDER_HEADERS as readonly string[]).includes(name)) continue;
+    if (raw.length > MAX_MATCH_CHARS) return 'too-long';
+    for (const reading of readingsOf(raw)) {
+      for (const token of addressTokens(reading)) {
+        const a = canonicalAddress(token);
+        if (!out.has(a)) out.set(a, new MatchValue(a));
+      }
+    }
+  }
+  return [...out.values()];
 }
 
 /** A message's header readings, prepared once per header list, and the header matches already made. */
 interface Prepared {
   readings: Map<string, Array<MatchValue | 'too-long'>>;
+  /** The addresses of From: and Sender:, read when a sender rule first asks. */
+  senders?: MatchValue[] | 'too-long';
   /** "name\0glob" -> the answer, so more recipients do not match again. */
   answers: Map<string, HeaderAnswer>;
 }
@@ -90,6 +136,15 @@ function headerAnswer(p: Prepared, name: string, glob: Glob, key: string, budget
 
 const globMatches = (glob: string, address: string) => matchValue(compileGlob(glob), new MatchValue(canonicalAddress(address)));
 
+/** A sender rule matches the envelope sender or any address of From: or Sender: (a value too long to read: it matches). */
+function senderMatches(glob: string, facts: MessageFacts, p: Prepared): boolean {
+  if (globMatches(glob, facts.mailFrom)) return true;
+  const senders = (p.senders ??= senderAddresses(facts.headers));
+  if (senders === 'too-long') return true;
+  const g = compileGlob(glob);
+  return senders.some((a) => matchValue(g, a));
+}
+
 /** The first exclusion whose every matcher matches this message and recipient (or the reason to fail closed). */
 export function matchExclusion(rules: readonly ExcludeRule[], facts: MessageFacts, recipient: string): Exclusion | undefined {
   const unevaluated = facts.headers.find(([n]) => n === UNEVALUATED);
@@ -97,7 +152,7 @@ export function matchExclusion(rules: readonly ExcludeRule[], facts: MessageFact
   const p = prepare(facts.headers);
   const budget = { steps: 0 };
   for (const rule of rules) {
-    if (rule.sender !== undefined && !globMatches(rule.sender, facts.mailFrom)) continue;
+    if (rule.sender !== undefined && !senderMatches(rule.sender, facts, p)) continue;
     if (rule.recipient !== undefined && !globMatches(rule.recipient, recipient)) continue;
     if (rule.header === undefined) return { rule: rule.name };
     const name = rule.header.name.toLowerCase();
