@@ -94,6 +94,9 @@ export async function startInbound(deps: InboundDeps): Promise<Inbound> {
     ...(tls ? { key: tls.key, cert: tls.cert } : {}),
     maxClients: t.maxClients,
     socketTimeout: t.socketTimeoutMs,
+    // smtp-server (3.18.3+) refuses command lines over 16 KiB itself with 421; the relay's own
+    // guard (tuning.maxLineLength, 500 5.5.2, commands and data alike) decides instead.
+    maxCommandLength: t.maxLineLength,
     closeTimeout: 30_000,
     disableReverseLookup: true,
     logger: false,
