@@ -103,6 +103,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
       facts: () => scheduler.facts(),
       drain,
       backupCheck: () => backupCheck?.snapshot(),
+      queue: { ops: scheduler.queueOps(), audit },
       ...(transports.backup.mailboxQuota && transports.backup.setMailboxQuota
         ? { mailboxQuota: { get: () => transports.backup.mailboxQuota!(), set: (n: number) => transports.backup.setMailboxQuota!(n) } }
         : {}),

@@ -13,7 +13,8 @@ import { isGenesis, parseLine, seal, hashLine, type ChainHead } from './chain.js
 import { readEnds } from './read.js';
 import { expiredSegments, listSegments, rotatedName, rotatedWithTimes } from './segments.js';
 
-export type AuditAction = 'copy-intent' | 'copied-to-backup' | 'excluded' | 'withheld';
+/** The last four: an administrator's change through the admin API (control/queue-admin.ts). */
+export type AuditAction = 'copy-intent' | 'copied-to-backup' | 'excluded' | 'withheld' | 'held' | 'released' | 'retried' | 'deleted';
 
 export interface AuditRecord {
   time: string;

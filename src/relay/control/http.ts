@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { ADMIN_FAILOVER_PATH, FailoverUpdate, type BackupCheckReport } from '../../api/relay/admin.js';
 import type { Drain } from './drain.js';
+import { ADMIN_QUEUE_PATH, handleQueue, type QueueAdminDeps } from './queue-admin.js';
 import { bearerMatches, failoverSnapshot, type DeliveryFacts, type FailoverState } from './failover-state.js';
 
 export interface HttpDeps {
@@ -16,6 +17,8 @@ export interface HttpDeps {
   facts: () => DeliveryFacts;
   /** Draining before a scale-down (its part of the snapshot, set by the same PUT). */
   drain: Pick<Drain, 'set' | 'snapshot'>;
+  /** The queue on /admin/queue (queue-admin.ts); absent: 404. */
+  queue?: QueueAdminDeps;
   /** The last token grant of the backup check (backup-check.ts), for the snapshot. */
   backupCheck?: () => BackupCheckReport | undefined;
   /** The backup transport's share of each Gmail mailbox's quota (GmailApi), set by the same PUT. */
@@ -53,6 +56,13 @@ export async function startHttp(host: string, port: number, deps: HttpDeps): Pro
   });
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://relay');
+    if (deps.queue && (url.pathname === ADMIN_QUEUE_PATH || url.pathname.startsWith(`${ADMIN_QUEUE_PATH}/`))) {
+      if (!bearerMatches(req.headers.authorization, deps.adminToken)) {
+        res.setHeader('www-authenticate', 'Bearer');
+        return send(res, 401, { error: 'unauthorized' });
+      }
+      return handleQueue(req, res, url, deps.queue, send, () => readBody(req));
+    }
     switch (url.pathname) {
       case '/metrics':
         return send(res, 200, await deps.registry.metrics(), deps.registry.contentType);

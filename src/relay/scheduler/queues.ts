@@ -215,6 +215,13 @@ export class DeliveryQueues {
     return moved.length;
   }
 
+  /** Every retry of message `id` waiting for its time is due now (Postfix `postqueue -i`); returns how many waited. */
+  retryMessage(id: string): number {
+    const moved = this.timers.removeWhere((t) => t.id === id);
+    for (const t of moved) this.ready[t.dest].pushRetry(id);
+    return moved.length;
+  }
+
   stop(): void {
     this.timers.stop();
   }

@@ -35,6 +35,7 @@ import { Messages } from './messages.js';
 import { DeliveryQueues } from './queues.js';
 import { expireRecipients, pendingDestinations, pendingRecipients, recordOutcomes } from './records.js';
 import { recoverAttempts } from './recovery.js';
+import { isHeld, QueueOps } from './queue-ops.js';
 import { Replay } from './replay.js';
 import { SchedulerReport } from './report.js';
 import { sweepActions, type SweepRules } from './sweep.js';
@@ -223,6 +224,8 @@ export class Scheduler {
     }
     if (dirty) this.running.add(this.d.spool.saveState(st).catch(() => undefined));
     if (this.stopped) return;
+    // On hold (the admin API): delivered nowhere until released.
+    if (isHeld(st)) return entry.freeze();
     // Only waiting (a retry later, or a destination that is down): frozen, the body read from the file when its time comes.
     if (!this.queues.enqueue(entry, this.now(), (dest) => this.isDown(dest))) entry.freeze();
     this.pump();
@@ -252,7 +255,7 @@ export class Scheduler {
         const entry = this.entries.get(id);
         if (!entry || entry.closing) continue;
         entry.queued.delete(dest);
-        if (entry.busy.has(dest) || !entry.pendingAt.has(dest)) continue;
+        if (entry.busy.has(dest) || !entry.pendingAt.has(dest) || isHeld(entry.state)) continue;
         this.running.add(this.deliver(entry, dest));
       }
     }
@@ -339,5 +342,19 @@ export class Scheduler {
   /** For tests and the metrics: a copy of the in-memory state of one message. */
   inspect(id: string): MessageState | undefined {
     return this.entries.copy(id);
+  }
+
+  /** The queue operations of the admin API (queue-ops.ts). */
+  queueOps(): QueueOps {
+    return new QueueOps({
+      entries: this.entries,
+      queues: this.queues,
+      spool: this.d.spool,
+      running: this.running,
+      now: this.now,
+      evaluate: (entry) => this.evaluate(entry, false),
+      pump: () => this.pump(),
+      gauges: () => this.report.gauges(this.entries.depth),
+    });
   }
 }

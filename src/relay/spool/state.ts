@@ -27,6 +27,11 @@ export interface DestinationState {
   lastError?: string;
   /** Set (in memory, by load()) when an attempt's outcome is unknown: it was in flight at a crash. */
   inFlightSince?: number;
+  /**
+   * Primary's record only: the message is on hold (Postfix `postsuper -h`), delivered nowhere,
+   * neither to the primary nor to the backup, until released. Kept here so the journal keeps it.
+   */
+  hold?: { at: number; reason?: string };
 }
 
 export interface MessageState extends Envelope {
