@@ -128,6 +128,11 @@ export interface Stack {
   accepted(): string[];
   stopOperator(): Promise<void>;
   startOperator(): Promise<void>;
+  /**
+   * Waits until the operator renders a relay config other than the one the relays run that
+   * `until` accepts, then restarts every relay from it, one after the other (a rolling update).
+   */
+  rollRelays(until: (relayYaml: string) => boolean): Promise<void>;
   operatorLog(): string;
   stop(): Promise<void>;
 }
@@ -256,10 +261,11 @@ export async function startStack(o: StackOptions): Promise<Stack> {
 
     say('waiting for the operator to render the relay config (ConfigMap) and its admin token (Secret)');
     /** A field of an object the operator writes, once it exists. */
-    const field = (what: string, kind: string, name: string, path: string) =>
+    const field = (what: string, kind: string, name: string, path: string, accept: (v: string) => boolean = () => true) =>
       waitFor(what, () => {
         try {
-          return cp!.kubectl(['-n', namespace, 'get', kind, name, '-o', `jsonpath={${path}}`]);
+          const v = cp!.kubectl(['-n', namespace, 'get', kind, name, '-o', `jsonpath={${path}}`]);
+          return v && accept(v) ? v : undefined;
         } catch {
           return undefined;
         }
@@ -272,11 +278,14 @@ export async function startStack(o: StackOptions): Promise<Stack> {
     await writeFile(join(dir, 'admin-token'), adminToken, { mode: 0o600 });
     await writeFile(join(dir, 'gmail.json'), gmail.serviceAccount.keyJson, { mode: 0o600 });
 
-    for (let i = 0; i < replicas; i++) {
-      const rendered = YAML.parse(relayYaml) as Record<string, Record<string, unknown>>;
+    /** Starts relay `i` from the rendered config (a Pod of the StatefulSet); the same spool and ports each time. */
+    const smtpPorts: number[] = [];
+    for (let i = 0; i < replicas; i++) smtpPorts.push(await freePort());
+    const spawnRelay = async (i: number, yaml: string): Promise<RelayProcess> => {
+      const rendered = YAML.parse(yaml) as Record<string, Record<string, unknown>>;
       const rdir = join(dir, `relay-${i}`);
       await mkdir(rdir, { recursive: true });
-      const smtpPort = await freePort();
+      const smtpPort = smtpPorts[i]!;
       // What a Pod would get from its volumes, here as local paths and ports.
       const config = {
         ...rendered,
@@ -288,7 +297,7 @@ export async function startStack(o: StackOptions): Promise<Stack> {
           adminToken: join(dir, 'admin-token'),
           gmailServiceAccount: join(dir, 'gmail.json'),
         },
-        google: { rootUrl: gmail.rootUrl, tokenUrl: gmail.tokenUrl },
+        google: { rootUrl: gmail!.rootUrl, tokenUrl: gmail!.tokenUrl },
         tuning: { spoolMinFreeBytes: 0, ...o.tuning },
       };
       const configFile = join(rdir, 'relay.yaml');
@@ -312,7 +321,6 @@ export async function startStack(o: StackOptions): Promise<Stack> {
       const raw: string[] = [];
       jsonLines(proc, r.lines, raw);
       proc.stderr!.on('data', (d: Buffer) => raw.push(d.toString()));
-      relays.push(r);
       await waitFor(
         `relay ${i} ready`,
         () => {
@@ -321,7 +329,10 @@ export async function startStack(o: StackOptions): Promise<Stack> {
         },
         60_000,
       );
-    }
+      return r;
+    };
+    for (let i = 0; i < replicas; i++) relays.push(await spawnRelay(i, relayYaml));
+    let runningYaml = relayYaml;
 
     const kube = cp;
     const get = () =>
@@ -376,6 +387,15 @@ export async function startStack(o: StackOptions): Promise<Stack> {
         operator = undefined;
       },
       startOperator,
+      rollRelays: async (until) => {
+        // What a ConfigMap change does to the StatefulSet: its config hash changes, the Pods restart.
+        const yaml = await field('the operator to render the new relay config', 'configmap', `${o.name}-relay-config`, '.data.relay\\.yaml', (y) => y !== runningYaml && until(y));
+        for (let i = 0; i < relays.length; i++) {
+          await stopProcess(relays[i]!.proc, 10_000);
+          relays[i] = await spawnRelay(i, yaml);
+        }
+        runningYaml = yaml;
+      },
       operatorLog: () => opLog.join(''),
       stop,
     };
