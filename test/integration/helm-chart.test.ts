@@ -135,7 +135,7 @@ describe('helm lint and template', () => {
     expect(c.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'http-metrics' });
     expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'http-metrics' });
     expect(c.ports).toEqual([{ name: 'http-metrics', containerPort: 8080, protocol: 'TCP' }]);
-    expect(c.resources.requests).toEqual({ cpu: '50m', memory: '96Mi' });
+    expect(c.resources.requests).toEqual({ cpu: '50m', memory: '96Mi', 'ephemeral-storage': '64Mi' });
     expect(c.resources.limits.memory).toBe('256Mi');
     // The "restricted" Pod Security Standard.
     expect(pod.securityContext).toMatchObject({

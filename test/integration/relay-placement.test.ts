@@ -100,12 +100,9 @@ describe('relay podTemplate', () => {
     apply(validSpec());
     const sts = await relaySts((s) => s.spec.template.spec.priorityClassName === undefined, 'podTemplate removed');
     const pod = sts.spec.template.spec;
-    expect([pod.nodeSelector, pod.tolerations, pod.affinity, pod.imagePullSecrets]).toEqual([
-      undefined,
-      undefined,
-      undefined,
-      undefined,
-    ]);
+    expect([pod.nodeSelector, pod.tolerations, pod.imagePullSecrets]).toEqual([undefined, undefined, undefined]);
+    // The default: relay pods prefer distinct nodes.
+    expect(JSON.stringify(pod.affinity)).toContain('"topologyKey":"kubernetes.io/hostname"');
     expect(pod.topologySpreadConstraints.map((c) => `${c.topologyKey} ${c.whenUnsatisfiable}`)).toEqual([
       'kubernetes.io/hostname ScheduleAnyway',
       'topology.kubernetes.io/zone ScheduleAnyway',

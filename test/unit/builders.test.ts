@@ -76,6 +76,16 @@ describe('builders', () => {
     expect(byKind(changed, 'StatefulSet').spec.template.metadata.annotations['mailcontinuity.io/config-hash']).not.toBe(hash);
   });
 
+  it('requests ephemeral storage, limited only when the spool is not an emptyDir; no CPU limit', () => {
+    const resources = byKind(children, 'StatefulSet').spec.template.spec.containers[0].resources;
+    expect(resources).toEqual({
+      requests: { cpu: '100m', memory: '128Mi', 'ephemeral-storage': '64Mi' },
+      limits: { memory: '256Mi', 'ephemeral-storage': '256Mi' },
+    });
+    const emptyDir = buildChildren(fixture((s) => (s.relay.persistence = { enabled: false })), { defaultImage: 'x', adminToken: 'tok' });
+    expect(byKind(emptyDir, 'StatefulSet').spec.template.spec.containers[0].resources.limits).toEqual({ memory: '256Mi' });
+  });
+
   it('uses emptyDir when persistence is disabled', () => {
     const sts = byKind(
       buildChildren(fixture((s) => (s.relay.persistence = { enabled: false })), { defaultImage: 'x', adminToken: 'tok' }),
@@ -158,9 +168,20 @@ describe('builders', () => {
     expect(configHash(configMap(mc))).toBe(configHash(configMap(fixture())));
   });
 
-  it('without podTemplate: no placement fields, the default spread over hosts and zones', () => {
-    const pod = byKind(children, 'StatefulSet').spec.template.spec;
+  it('without podTemplate: no placement fields, host anti-affinity preferred, the default spread over hosts and zones', () => {
+    const sts = byKind(children, 'StatefulSet');
+    const pod = sts.spec.template.spec;
     for (const f of ['nodeSelector', 'tolerations', 'priorityClassName', 'imagePullSecrets']) expect(pod[f]).toBeUndefined();
+    expect(pod.affinity).toEqual({
+      podAntiAffinity: {
+        preferredDuringSchedulingIgnoredDuringExecution: [
+          {
+            weight: 100,
+            podAffinityTerm: { topologyKey: 'kubernetes.io/hostname', labelSelector: { matchLabels: sts.spec.selector.matchLabels } },
+          },
+        ],
+      },
+    });
     expect(pod.topologySpreadConstraints.map((c: { topologyKey: string; whenUnsatisfiable: string }) => [c.topologyKey, c.whenUnsatisfiable])).toEqual([
       ['kubernetes.io/hostname', 'ScheduleAnyway'],
       ['topology.kubernetes.io/zone', 'ScheduleAnyway'],

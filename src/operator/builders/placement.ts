@@ -1,7 +1,8 @@
 // spec.relay.podTemplate -> the scheduling fields and extra metadata of the
 // relay pods (pure). The operator's own labels and annotations win over the
-// user's (the schema already refuses them), and a topology spread constraint
-// without a labelSelector counts this MailContinuity's relay pods.
+// user's (the schema already refuses them), a topology spread constraint
+// without a labelSelector counts this MailContinuity's relay pods, and without
+// affinity the relay pods prefer distinct nodes.
 import type { MailContinuity } from '../../api/v1alpha1/mailcontinuity.js';
 import { selectorLabels } from './common.js';
 
@@ -15,7 +16,25 @@ function defaultSpread(mc: MailContinuity): Record<string, unknown>[] {
   }));
 }
 
-/** The pod spec fields podTemplate sets: only those given, so an empty podTemplate changes nothing. */
+/**
+ * Without spec.relay.podTemplate.affinity: relay pods prefer nodes apart from
+ * each other (a node lost takes one relay and its spool, not all of them), as
+ * kube-score asks of a StatefulSet; preferred, so a one-node cluster still runs them all.
+ */
+function defaultAffinity(mc: MailContinuity): Record<string, unknown> {
+  return {
+    podAntiAffinity: {
+      preferredDuringSchedulingIgnoredDuringExecution: [
+        {
+          weight: 100,
+          podAffinityTerm: { topologyKey: 'kubernetes.io/hostname', labelSelector: { matchLabels: selectorLabels(mc) } },
+        },
+      ],
+    },
+  };
+}
+
+/** The pod spec fields podTemplate sets (only those given), the default affinity and spread otherwise. */
 export function placement(mc: MailContinuity): Record<string, unknown> {
   const t = mc.spec.relay.podTemplate ?? {};
   const spread = t.topologySpreadConstraints?.map((c) => ({
@@ -25,7 +44,7 @@ export function placement(mc: MailContinuity): Record<string, unknown> {
   return {
     ...(t.nodeSelector ? { nodeSelector: t.nodeSelector } : {}),
     ...(t.tolerations ? { tolerations: t.tolerations } : {}),
-    ...(t.affinity ? { affinity: t.affinity } : {}),
+    affinity: t.affinity ?? defaultAffinity(mc),
     ...(t.priorityClassName ? { priorityClassName: t.priorityClassName } : {}),
     ...(t.imagePullSecrets ? { imagePullSecrets: t.imagePullSecrets } : {}),
     topologySpreadConstraints: spread ?? defaultSpread(mc),
