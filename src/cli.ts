@@ -1,6 +1,8 @@
 #!/usr/bin/env node
-// One image, several entrypoints: `operator`, `relay`, `generate`.
-import { parseArgs } from 'node:util';
+// One image, several entrypoints: `operator`, `relay`, `queue`, `generate`. Each command
+// parses its own flags (src/lib/cli-args.ts); a misuse answers with one line and the
+// command's usage, exit code 2, never a stack trace.
+import { reportFailure, UsageError } from './lib/cli-args.js';
 
 const usage = `usage: mail-continuity <command> [flags]
 
@@ -16,10 +18,8 @@ async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
     case 'generate': {
-      const { values } = parseArgs({ args: rest, options: { out: { type: 'string', default: 'crds' } } });
-      const { writeCrds } = await import('./generate.js');
-      for (const file of await writeCrds(values.out)) console.log(`wrote ${file}`);
-      return 0;
+      const { runGenerate } = await import('./generate.js');
+      return runGenerate(rest);
     }
     case 'operator': {
       const { runOperator } = await import('./operator/main.js');
@@ -37,23 +37,26 @@ async function main(argv: string[]): Promise<number> {
       const { runAudit } = await import('./relay/audit/cli.js');
       return runAudit(rest);
     }
-    case undefined:
     case '-h':
     case '--help':
       process.stdout.write(usage);
-      return command === undefined ? 2 : 0;
+      return 0;
+    case undefined:
+      throw new UsageError('no command given', usage);
     default:
-      process.stderr.write(`mail-continuity: unknown command "${command}"\n${usage}`);
-      return 2;
+      throw new UsageError(`unknown command "${command}"`, usage);
   }
 }
 
-main(process.argv.slice(2)).then(
+const argv = process.argv.slice(2);
+main(argv).then(
   (code) => {
     process.exitCode = code;
   },
   (err: unknown) => {
-    console.error(err instanceof Error ? err.stack : err);
-    process.exitCode = 1;
+    // An error of a command names it; one of this dispatch (no or an unknown command) does not.
+    const own = err instanceof UsageError && err.usage === usage;
+    const prefix = own || argv[0] === undefined ? 'mail-continuity' : `mail-continuity ${argv[0]}`;
+    process.exitCode = reportFailure(prefix, err, (t) => process.stderr.write(t));
   },
 );

@@ -23,6 +23,7 @@ import type { KubeClient } from './kube/client.js';
 import { Informer, keyOf } from './kube/informer.js';
 import { CHILD_TYPES, MAILCONTINUITIES, PODS } from './kube/resources.js';
 import type { KubeObject } from './kube/types.js';
+import type { LogFormat } from '../lib/log.js';
 import type { OperatorMetrics } from './metrics.js';
 import { adminToken, Reconciler, referencedSecrets } from './reconciler.js';
 import { WorkQueue } from './workqueue.js';
@@ -35,6 +36,8 @@ export interface ControllerOptions {
   defaultImage: string;
   /** Only for tests and the demo: the relays' Google clients go to these loopback URLs (relay config `google`). */
   relayGoogle?: RelayGoogle;
+  /** The relays log in this format (their --log-format): the operator's own. Default json. */
+  relayLogFormat?: LogFormat;
   /** Who may reach the relays' admin and metrics port (their NetworkPolicy; default: no Pod). */
   relayAccess?: RelayAccess;
   /** Images spec.relay.image may name (default: the repository of defaultImage). */
@@ -143,6 +146,7 @@ export class Controller {
       fieldManager: opts.fieldManager,
       defaultImage: opts.defaultImage,
       relayGoogle: opts.relayGoogle,
+      relayLogFormat: opts.relayLogFormat,
       relayAccess: opts.relayAccess,
       allowedImages: opts.allowedRelayImages,
       recorder: this.recorder,

@@ -1,5 +1,6 @@
 // Operator flags that are more than a string: label sets (the NetworkPolicy's
 // peers), the allowed relay images. Each error names the flag and the expected form.
+import { UsageError } from '../lib/cli-args.js';
 import type { RelayAccess } from './builders/index.js';
 import { imageRepository } from './reconcile/relay-image.js';
 
@@ -15,7 +16,7 @@ export function parseLabels(flag: string, text: string | undefined): Record<stri
     const key = pair.slice(0, eq).trim();
     const value = pair.slice(eq + 1).trim();
     if (eq < 0 || !LABEL_KEY.test(key) || !LABEL_VALUE.test(value)) {
-      throw new Error(`--${flag}: "${pair}" is not a label such as app.kubernetes.io/name=mail-continuity-operator (KEY=VALUE[,KEY=VALUE...])`);
+      throw new UsageError(`--${flag}: "${pair}" is not a label such as app.kubernetes.io/name=mail-continuity-operator (KEY=VALUE[,KEY=VALUE...])`);
     }
     labels[key] = value;
   }
@@ -49,7 +50,7 @@ export function allowedRelayImages(text: string | undefined, relayImage: string)
   const entries = (text ?? '').split(',').map((e) => e.trim()).filter((e) => e !== '');
   for (const e of entries) {
     if (!IMAGE_ENTRY.test(e) || e.includes('..')) {
-      throw new Error(`--allowed-relay-images: "${e}" is not a registry or repository such as ghcr.io/mail-continuity/ or registry.corp/mail/relay`);
+      throw new UsageError(`--allowed-relay-images: "${e}" is not a registry or repository such as ghcr.io/mail-continuity/ or registry.corp/mail/relay`);
     }
   }
   return entries.length > 0 ? entries : [imageRepository(relayImage)];

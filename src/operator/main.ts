@@ -3,11 +3,11 @@
 import { setMaxListeners } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import { hostname } from 'node:os';
-import { parseArgs } from 'node:util';
-import { pino } from 'pino';
 import { parseDuration } from '../api/v1alpha1/formats.js';
 import type { RelayGoogle } from './builders/index.js';
+import { oneOf, parseCommandArgs, UsageError, withUsage } from '../lib/cli-args.js';
 import { isLoopbackUrl } from '../lib/ip.js';
+import { createLogger, LOG_FORMATS, LOG_LEVELS } from '../lib/log.js';
 import { Controller } from './controller.js';
 import { allowedRelayImages, relayAccessFromFlags } from './flags.js';
 import { KubeClient } from './kube/client.js';
@@ -39,6 +39,9 @@ export const operatorUsage = `usage: mail-continuity operator [flags]
   --retry-period D               default 2s
   --resync-period D              full relist of every watch (default 10m)
   --log-level LEVEL              debug, info, warn, error (default info)
+  --log-format FORMAT            json (default: one JSON object a line, for log collectors) or text
+                                 (ISO time, level name, message, key=value: for people); the relays
+                                 the operator runs log in the same format
   --local-relay NS/NAME=URL[,URL] relays of NS/NAME are local processes with these admin base URLs
                                  (no kubelet: the demo and tests); repeatable. Default: the relay Pods
   --relay-google-root-url URL    only for tests and the demo: the relays' Gmail API clients use this
@@ -48,7 +51,7 @@ export const operatorUsage = `usage: mail-continuity operator [flags]
 
 function duration(flag: string, text: string): number {
   const ms = parseDuration(text);
-  if (Number.isNaN(ms)) throw new Error(`--${flag}: "${text}" is not a duration such as "15s" or "2m"`);
+  if (Number.isNaN(ms)) throw new UsageError(`--${flag}: "${text}" is not a duration such as "15s" or "2m"`);
   return ms;
 }
 
@@ -60,14 +63,19 @@ function relayGoogle(rootUrl: string | undefined, tokenUrl: string | undefined):
     ['relay-google-token-url', tokenUrl],
   ] as const) {
     if (url !== undefined && !isLoopbackUrl(url)) {
-      throw new Error(`--${flag}: "${url}" is not a loopback URL (127.0.0.0/8, ::1, localhost); the relays would refuse it`);
+      throw new UsageError(`--${flag}: "${url}" is not a loopback URL (127.0.0.0/8, ::1, localhost); the relays would refuse it`);
     }
   }
   return { ...(rootUrl ? { rootUrl } : {}), ...(tokenUrl ? { tokenUrl } : {}) };
 }
 
-export async function runOperator(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
+/** `operator` with its flags; a misuse is a UsageError (one line and this usage, exit 2). */
+export function runOperator(argv: string[]): Promise<number> {
+  return withUsage(operatorUsage, () => operator(argv));
+}
+
+async function operator(argv: string[]): Promise<number> {
+  const { values } = parseCommandArgs(operatorUsage, {
     args: argv,
     options: {
       kubeconfig: { type: 'string' },
@@ -91,6 +99,7 @@ export async function runOperator(argv: string[]): Promise<number> {
       'retry-period': { type: 'string', default: '2s' },
       'resync-period': { type: 'string', default: '10m' },
       'log-level': { type: 'string', default: 'info' },
+      'log-format': { type: 'string', default: 'json' },
       'local-relay': { type: 'string', multiple: true },
       'relay-google-root-url': { type: 'string' },
       'relay-google-token-url': { type: 'string' },
@@ -101,14 +110,28 @@ export async function runOperator(argv: string[]): Promise<number> {
     process.stdout.write(operatorUsage);
     return 0;
   }
-  const log = pino({ level: values['log-level'], base: { component: 'operator' } });
-  const metrics = operatorMetrics();
-  const client = KubeClient.fromFile(values.kubeconfig, (verb, resource) =>
-    metrics.apiRequests.inc({ verb, resource }),
-  );
+  const logFormat = oneOf('log-format', values['log-format']!, LOG_FORMATS);
+  const log = createLogger({
+    format: logFormat,
+    level: oneOf('log-level', values['log-level']!, LOG_LEVELS),
+    base: { component: 'operator' },
+  });
+  const leaderElect = oneOf('leader-elect', values['leader-elect']!, ['true', 'false']);
   const workers = Number(values.workers);
   if (!Number.isInteger(workers) || workers < 1)
-    throw new Error(`--workers: "${values.workers}" is not a positive integer`);
+    throw new UsageError(`--workers: "${values.workers}" is not a positive integer`);
+  // Every flag is checked before anything starts: a misuse exits at once.
+  const lease = {
+    leaseDurationMs: duration('lease-duration', values['lease-duration']!),
+    renewDeadlineMs: duration('renew-deadline', values['renew-deadline']!),
+    retryPeriodMs: duration('retry-period', values['retry-period']!),
+  };
+  const bindAddress = values['metrics-bind-address']!;
+  const bindPort = Number(bindAddress.slice(bindAddress.lastIndexOf(':') + 1));
+  if (bindAddress !== '0' && (!bindAddress.includes(':') || !Number.isInteger(bindPort) || bindPort < 0 || bindPort > 65535))
+    throw new UsageError(`--metrics-bind-address: "${bindAddress}" is not HOST:PORT or :PORT (e.g. :8080), or 0 to disable`);
+  const metrics = operatorMetrics();
+  const client = kubeClient(values.kubeconfig, (verb, resource) => metrics.apiRequests.inc({ verb, resource }));
 
   const controller = new Controller({
     client,
@@ -122,6 +145,7 @@ export async function runOperator(argv: string[]): Promise<number> {
     resyncMs: duration('resync-period', values['resync-period']!),
     localRelays: values['local-relay'],
     relayGoogle: relayGoogle(values['relay-google-root-url'], values['relay-google-token-url']),
+    relayLogFormat: logFormat,
     relayAccess: relayAccessFromFlags({
       operatorNamespace: values['operator-namespace'],
       operatorPodLabels: values['operator-pod-labels'],
@@ -134,7 +158,7 @@ export async function runOperator(argv: string[]): Promise<number> {
   // Every informer's watch in flight (nine kinds), the leader election and the shutdown wait
   // listen on this signal: eleven, past Node's warning threshold of 10 (not a leak).
   setMaxListeners(32, stop.signal);
-  const server = serveHealth(values['metrics-bind-address']!, metrics.registry, () => controller.synced);
+  const server = serveHealth(bindAddress, metrics.registry, () => controller.synced);
   let exitCode = 0;
   const shutdown = (signal: string) => {
     log.info({ signal }, 'shutting down');
@@ -143,7 +167,7 @@ export async function runOperator(argv: string[]): Promise<number> {
   process.once('SIGTERM', () => shutdown('SIGTERM'));
   process.once('SIGINT', () => shutdown('SIGINT'));
 
-  if (values['leader-elect'] === 'false') {
+  if (leaderElect === 'false') {
     await controller.start();
     await new Promise<void>((r) => stop.signal.addEventListener('abort', () => r(), { once: true }));
   } else {
@@ -152,9 +176,7 @@ export async function runOperator(argv: string[]): Promise<number> {
       namespace: values['leader-election-namespace']!,
       name: values['leader-election-id']!,
       identity,
-      leaseDurationMs: duration('lease-duration', values['lease-duration']!),
-      renewDeadlineMs: duration('renew-deadline', values['renew-deadline']!),
-      retryPeriodMs: duration('retry-period', values['retry-period']!),
+      ...lease,
       log,
     });
     log.info({ identity }, 'waiting for the leader Lease');
@@ -178,6 +200,19 @@ export async function runOperator(argv: string[]): Promise<number> {
   await controller.stop();
   server?.close();
   return exitCode;
+}
+
+/** The API client from --kubeconfig (a file that must exist) or the default places. */
+function kubeClient(file: string | undefined, onRequest: Parameters<typeof KubeClient.fromFile>[1]): KubeClient {
+  try {
+    return KubeClient.fromFile(file, onRequest);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (file !== undefined && (code === 'ENOENT' || code === 'EISDIR')) {
+      throw new UsageError(`--kubeconfig ${file}: no such file (omit the flag to use the in-cluster config or ~/.kube/config)`);
+    }
+    throw err;
+  }
 }
 
 function serveHealth(

@@ -36,6 +36,7 @@ import { decide, type Plan } from './reconcile/decide.js';
 import { CHILD_NOT_OWNED, notOwnedStall, stallEvent } from './reconcile/ownership.js';
 import { childKey, gather, type Caches, type HealthSource, type Live } from './reconcile/gather.js';
 import { computeStatus, statusChanged, statusPatch, type StatusInputs } from './status.js';
+import type { LogFormat } from '../lib/log.js';
 
 export { adminToken, type Caches } from './reconcile/gather.js';
 export { referencedSecrets } from './reconcile/secrets.js';
@@ -53,6 +54,8 @@ export interface ReconcilerDeps {
   defaultImage: string;
   /** Only for tests and the demo: the relays' Google clients go to these loopback URLs (relay config `google`). */
   relayGoogle?: RelayGoogle;
+  /** The relays log in this format (their --log-format): the operator's own. Default json. */
+  relayLogFormat?: LogFormat;
   /** Who may reach the relays' admin and metrics port (their NetworkPolicy). */
   relayAccess?: RelayAccess;
   /** Images spec.relay.image may name (default: the repository of defaultImage). */
@@ -117,6 +120,7 @@ export class Reconciler {
     const plan = decide(seen, {
       defaultImage: deps.defaultImage,
       relayGoogle: deps.relayGoogle,
+      relayLogFormat: deps.relayLogFormat,
       relayAccess: deps.relayAccess,
       allowedImages: deps.allowedImages,
       now,

@@ -1,5 +1,7 @@
 import { describe, expect, it } from '@jest/globals';
 import { createLogger, formatTextLine } from '../../src/lib/log.js';
+import { statefulSet } from '../../src/operator/builders/statefulset.js';
+import { parsedMailContinuity } from '../fixtures/mailcontinuity.js';
 
 /** A logger writing into an array of lines, in one format. */
 function capture(format: 'json' | 'text', level?: string) {
@@ -54,5 +56,20 @@ describe('--log-format', () => {
     expect(formatTextLine('plain text\n')).toBe('plain text\n');
     expect(formatTextLine('[1,2]\n')).toBe('[1,2]\n');
     expect(formatTextLine('{"time":0,"level":35,"msg":"m","k":"v"}')).toBe('1970-01-01T00:00:00.000Z 35    m k=v\n');
+  });
+});
+
+describe('the relays log in the operator\'s format', () => {
+  const args = (logFormat?: 'json' | 'text') => {
+    const sts = statefulSet(parsedMailContinuity(), { defaultImage: 'img', configHash: 'h', logFormat }) as {
+      spec: { template: { spec: { containers: { args: string[] }[] } } };
+    };
+    return sts.spec.template.spec.containers[0]!.args;
+  };
+
+  it('text: the relay container gets --log-format text; json (the default) leaves its arguments as they were', () => {
+    expect(args('text')).toEqual(['relay', '--config', '/etc/mail-continuity/config/relay.yaml', '--log-format', 'text']);
+    expect(args('json')).toEqual(['relay', '--config', '/etc/mail-continuity/config/relay.yaml']);
+    expect(args()).toEqual(args('json'));
   });
 });

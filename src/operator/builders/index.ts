@@ -5,6 +5,7 @@ import { configHash, configMap, type RelayGoogle } from './config.js';
 import { networkPolicy, type RelayAccess } from './network-policy.js';
 import { headlessService, podDisruptionBudget, service, serviceAccount } from './network.js';
 import { adminTokenSecret } from './secret.js';
+import type { LogFormat } from '../../lib/log.js';
 import { statefulSet } from './statefulset.js';
 
 export * from './common.js';
@@ -16,6 +17,8 @@ export interface BuildOptions {
   defaultImage: string;
   /** Only for tests and the demo: the relays' Google clients go to these loopback URLs (relay config `google`). */
   relayGoogle?: RelayGoogle;
+  /** The relays log in this format (their --log-format): the operator's own. Default json. */
+  relayLogFormat?: LogFormat;
   /** The relays' admin token: the one already in the cluster, else a new one the caller drew. */
   adminToken: string;
   /** The relay StatefulSet's replicas when not spec.relay.replicas (relays draining before a scale-down). */
@@ -37,7 +40,12 @@ export function buildChildren(mc: MailContinuity, opts: BuildOptions): KubeObjec
     cm,
     headlessService(mc),
     service(mc),
-    statefulSet(mc, { defaultImage: opts.defaultImage, configHash: configHash(cm), replicas: opts.relayReplicas }),
+    statefulSet(mc, {
+      defaultImage: opts.defaultImage,
+      configHash: configHash(cm),
+      replicas: opts.relayReplicas,
+      logFormat: opts.relayLogFormat,
+    }),
     podDisruptionBudget(mc),
   ];
 }

@@ -3,6 +3,7 @@
 // the environment), restricted Pod Security, spread across nodes; placed by
 // spec.relay.podTemplate (placement.ts).
 import type { MailContinuity } from '../../api/v1alpha1/mailcontinuity.js';
+import type { LogFormat } from '../../lib/log.js';
 import type { KubeObject } from '../kube/types.js';
 import { ANNOTATION_CONFIG_HASH, childNames, labels, metadata, selectorLabels } from './common.js';
 import { CONFIG_DIR, CONFIG_FILE, HTTP_PORT, SPOOL_DIR, mounts } from './config.js';
@@ -14,6 +15,8 @@ export interface StatefulSetOptions {
   configHash: string;
   /** Replicas while relays drain before a scale-down (reconcile/scale-down.ts); default spec.relay.replicas. */
   replicas?: number;
+  /** The relay's --log-format (default json: the flag is left out, as before it existed). */
+  logFormat?: LogFormat;
 }
 
 const RUN_AS = 65532;
@@ -31,22 +34,6 @@ export const RELAY_PROCESS_ENV: Readonly<Record<string, string>> = {
   MALLOC_ARENA_MAX: '1',
   MALLOC_TRIM_THRESHOLD_: '131072',
 };
-
-/**
- * The relay container's resources when spec.relay.resources is omitted. No CPU
- * limit: throttling an SMTP server under a burst only delays mail. Ephemeral
- * storage (the root file system is read-only and /tmp is memory: what is left
- * is the container's log) is limited only when the spool is a PVC: an emptyDir
- * spool counts against the pod's ephemeral-storage limit, and the kubelet
- * would evict the relay, losing its mail, instead of the relay refusing mail
- * when its volume is full.
- */
-export function defaultResources(persistent: boolean): Record<string, Record<string, string>> {
-  return {
-    requests: { cpu: '100m', memory: '128Mi', 'ephemeral-storage': '64Mi' },
-    limits: { memory: '256Mi', ...(persistent ? { 'ephemeral-storage': '256Mi' } : {}) },
-  };
-}
 
 export function statefulSet(mc: MailContinuity, opts: StatefulSetOptions): KubeObject {
   const spec = mc.spec;
@@ -132,7 +119,7 @@ export function statefulSet(mc: MailContinuity, opts: StatefulSetOptions): KubeO
             {
               name: 'relay',
               image: spec.relay.image ?? opts.defaultImage,
-              args: ['relay', '--config', CONFIG_FILE],
+              args: ['relay', '--config', CONFIG_FILE, ...(opts.logFormat === 'text' ? ['--log-format', 'text'] : [])],
               env: [
                 { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
                 ...Object.entries(RELAY_PROCESS_ENV).map(([name, value]) => ({ name, value })),
@@ -156,7 +143,10 @@ export function statefulSet(mc: MailContinuity, opts: StatefulSetOptions): KubeO
                 periodSeconds: 2,
                 failureThreshold: 150, // resuming a large spool may take a while
               },
-              resources: spec.relay.resources ?? defaultResources(persistence.enabled),
+              resources: spec.relay.resources ?? {
+                requests: { cpu: '100m', memory: '128Mi' },
+                limits: { memory: '256Mi' },
+              },
               securityContext: {
                 allowPrivilegeEscalation: false,
                 readOnlyRootFilesystem: true,

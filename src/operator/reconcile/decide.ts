@@ -17,6 +17,7 @@ import { describeSecretProblem, RECONCILING, STALLED, type SecretProblem, type S
 import { childKey, type Live } from './gather.js';
 import { controlledBy, notOwnedStall, stallEvent as stallEventOf } from './ownership.js';
 import { imageRepository, relayImageStall } from './relay-image.js';
+import type { LogFormat } from '../../lib/log.js';
 import { acceptFromStall } from './accept-from.js';
 import { decideScale, DRAINING_RELAYS, type ScalePlan } from './scale-down.js';
 import { secretProblems } from './secrets.js';
@@ -49,6 +50,8 @@ export interface DecideOptions {
   defaultImage: string;
   /** Only for tests and the demo: the relays' Google clients go to these loopback URLs (relay config `google`). */
   relayGoogle?: RelayGoogle;
+  /** The relays log in this format (their --log-format): the operator's own. Default json. */
+  relayLogFormat?: LogFormat;
   /** Who may reach the relays' admin and metrics port (the NetworkPolicy). */
   relayAccess?: RelayAccess;
   /** Images spec.relay.image may name (relay-image.ts); default: the repository of defaultImage. */
@@ -108,6 +111,7 @@ export function decide(seen: Live, opts: DecideOptions): Plan {
     const built = buildChildren(mc, {
       defaultImage: opts.defaultImage,
       relayGoogle: opts.relayGoogle,
+      relayLogFormat: opts.relayLogFormat,
       relayAccess: opts.relayAccess,
       adminToken: seen.adminToken,
       relayReplicas: scale.replicas,
