@@ -35,6 +35,22 @@ export const RELAY_PROCESS_ENV: Readonly<Record<string, string>> = {
   MALLOC_TRIM_THRESHOLD_: '131072',
 };
 
+/**
+ * The relay container's resources when spec.relay.resources is omitted. No CPU
+ * limit: throttling an SMTP server under a burst only delays mail. Ephemeral
+ * storage (the root file system is read-only and /tmp is memory: what is left
+ * is the container's log) is limited only when the spool is a PVC: an emptyDir
+ * spool counts against the pod's ephemeral-storage limit, and the kubelet
+ * would evict the relay, losing its mail, instead of the relay refusing mail
+ * when its volume is full.
+ */
+export function defaultResources(persistent: boolean): Record<string, Record<string, string>> {
+  return {
+    requests: { cpu: '100m', memory: '128Mi', 'ephemeral-storage': '64Mi' },
+    limits: { memory: '256Mi', ...(persistent ? { 'ephemeral-storage': '256Mi' } : {}) },
+  };
+}
+
 export function statefulSet(mc: MailContinuity, opts: StatefulSetOptions): KubeObject {
   const spec = mc.spec;
   const names = childNames(mc);
@@ -143,10 +159,7 @@ export function statefulSet(mc: MailContinuity, opts: StatefulSetOptions): KubeO
                 periodSeconds: 2,
                 failureThreshold: 150, // resuming a large spool may take a while
               },
-              resources: spec.relay.resources ?? {
-                requests: { cpu: '100m', memory: '128Mi' },
-                limits: { memory: '256Mi' },
-              },
+              resources: spec.relay.resources ?? defaultResources(persistence.enabled),
               securityContext: {
                 allowPrivilegeEscalation: false,
                 readOnlyRootFilesystem: true,
