@@ -119,6 +119,25 @@ describe('MailContinuity CRD on a real apiserver', () => {
     expect(created.spec.relay.podTemplate).toEqual(MailContinuitySpec.parse(spec).relay.podTemplate);
   });
 
+  it('accepts what Kubernetes accepts: quantity forms, 63-character DNS labels, a CA bundle', async () => {
+    const spec = validSpec();
+    spec.domains = ['corp.example.com', `${'a'.repeat(63)}.example.com`];
+    spec.primary.caBundle = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
+    spec.relay.resources = {
+      requests: { cpu: '250m', memory: '0.5Gi', 'ephemeral-storage': '1e9' },
+      limits: { cpu: 1, memory: '512Mi', 'ephemeral-storage': '+2G' },
+    };
+    spec.relay.persistence = { size: 10737418240, storageClassName: 'fast.ssd-1' };
+    const created = (await objects.createNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      namespace: 'default',
+      plural: PLURAL,
+      body: sample('quantities', spec),
+    })) as { spec: MailContinuitySpec };
+    expect(created.spec.relay.resources?.limits).toEqual({ cpu: 1, memory: '512Mi', 'ephemeral-storage': '+2G' });
+  });
+
   it('accepts a name of 46 characters', async () => {
     const created = (await objects.createNamespacedCustomObject({
       group: GROUP,

@@ -31,6 +31,7 @@ describe('kube-score', () => {
     expect([...relays].sort()).toEqual([
       'StatefulSet/mail/corp-dual-delivery-relay',
       'StatefulSet/mail/corp-failover-only-relay',
+      'StatefulSet/mail/corp-internal-ca-relay',
       'StatefulSet/mail/corp-patching-relay',
       'StatefulSet/mail/corp-relay',
     ]);
