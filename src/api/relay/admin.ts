@@ -73,11 +73,6 @@ export interface FailoverSnapshot {
    * the backup are paused until it can (relay_audit_write_failing). Absent from a relay that predates it.
    */
   auditFailing?: boolean;
-  /**
-   * The audit log could not be written at the last copy's write-ahead record: copies to
-   * the backup are paused until it can (relay_audit_write_failing). Absent from a relay that predates it.
-   */
-  auditFailing?: boolean;
   /** The relay's last token grant against Google's token endpoint (GmailApi; absent before the first). */
   backupCheck?: BackupCheckReport;
   /** Holding mail for the primary (a maintenance window); absent from a relay that predates windows. */
