@@ -16,6 +16,8 @@ export interface Envelope {
   size: number;
   /** Epoch milliseconds when the relay answered 250. */
   receivedAt: number;
+  /** The client's address (behind a load balancer, the one its PROXY header reported). */
+  clientAddress?: string;
 }
 
 /**

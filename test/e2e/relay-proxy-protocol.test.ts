@@ -1,10 +1,12 @@
 // spec.relay.proxyProtocol end to end: Debian's HAProxy in front of the relay
 // on loopback (test/harness/haproxy.ts), sending PROXY v1 and v2, swaks and
-// raw sessions as clients bound to 127.0.0.2-127.0.0.4, Postfix as Exchange.
+// raw sessions as clients bound to 127.0.0.2-127.0.0.4, Postfix as Exchange:
+// acceptFrom, the Received header, the per-address limit and the audit log
+// see the client the proxy reported.
 // HAProxy connects to the relay from 127.0.0.1, the only trusted proxy;
 // acceptFrom is 127.0.0.2/31 (127.0.0.2 and 127.0.0.3).
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -12,6 +14,7 @@ import { startRelay, type Relay } from '../../src/relay/relay.js';
 import { startHaproxy, type Haproxy } from '../harness/haproxy.js';
 import { startPostfix, type PostfixInstance } from '../harness/postfix.js';
 import { RawSmtp, relayTestConfig, swaks } from '../harness/smtp-tools.js';
+import { waitFor } from '../harness/wait.js';
 
 const log = pino({ level: process.env.RELAY_LOG ?? 'silent' });
 let postfix: PostfixInstance;
@@ -33,7 +36,7 @@ afterAll(async () => {
 }, 60_000);
 
 /** A relay (with or without proxyProtocol) and an HAProxy in front of it. */
-async function relayBehindHaproxy(o: { proxyProtocol: boolean; maxClientsPerAddress?: number }): Promise<{ relay: Relay; haproxy: Haproxy }> {
+async function relayBehindHaproxy(o: { proxyProtocol: boolean; maxClientsPerAddress?: number; failoverActive?: boolean }): Promise<{ relay: Relay; haproxy: Haproxy }> {
   const i = ++n;
   const relay = await startRelay(
     relayTestConfig({
@@ -45,6 +48,7 @@ async function relayBehindHaproxy(o: { proxyProtocol: boolean; maxClientsPerAddr
           acceptFrom: ['127.0.0.2/31'],
           ...(o.proxyProtocol ? { proxyProtocol: { trustedProxies: ['127.0.0.1/32'] } } : {}),
         },
+        ...(o.failoverActive ? { failover: { messageDeadline: '15m', manual: 'Active' as const } } : {}),
       },
       tuning: {
         ...(o.maxClientsPerAddress ? { maxClientsPerAddress: o.maxClientsPerAddress } : {}),
@@ -118,6 +122,23 @@ describe('relay behind HAProxy with spec.relay.proxyProtocol', () => {
     expect(await s.reply()).toMatch(/^421 4\.7\.0 PROXY protocol header required: no PROXY protocol header/);
     expect(await s.reply()).toBe('');
     expect(await rejectedCount(relay, 'proxy-header')).toBeGreaterThanOrEqual(1);
+  });
+});
+
+describe('the audit log behind HAProxy', () => {
+  it('names the client the proxy reported in the record of each copy for Google', async () => {
+    // A failover (manual Active): every message is copied to the backup, and each copy is audited first.
+    const { relay, haproxy } = await relayBehindHaproxy({ proxyProtocol: true, failoverActive: true });
+    const id = 'proxy-audit@partner.example.net';
+    const res = await swaks({ port: haproxy.v2Port, to: 'alice@corp.example.com', headers: [`Message-Id: <${id}>`], extra: ['--local-interface', '127.0.0.3'] });
+    expect(res.replies.at(-2)).toMatch(/^250 /);
+    const intents = await waitFor('the copy-intent record', async () => {
+      const lines = (await readFile(join(relay.config.paths.spool, 'audit.log'), 'utf8').catch(() => '')).split('\n').filter(Boolean);
+      const recs = lines.map((l) => JSON.parse(l) as { action: string; messageId: string | null; client?: string | null });
+      const found = recs.filter((r) => r.action === 'copy-intent' && r.messageId === id);
+      return found.length > 0 ? found : undefined;
+    });
+    expect(intents[0]!.client).toBe('127.0.0.3');
   });
 });
 

@@ -30,6 +30,8 @@ export interface AuditRecord {
   rule: string | null;
   /** Why a copy is made or withheld (the policy's decision), or null. */
   reason: string | null;
+  /** The SMTP client that handed the message to the relay (behind a load balancer, as its PROXY header said), or null. */
+  client: string | null;
 }
 
 export interface AuditOptions {
@@ -142,6 +144,7 @@ export class AuditLog {
       action,
       rule: rule ?? null,
       reason: reason ?? null,
+      client: message.clientAddress ?? null,
     };
   }
 

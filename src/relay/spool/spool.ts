@@ -150,6 +150,7 @@ export class Spool implements CommitPort {
       sha256: state.sha256,
       size: state.size,
       receivedAt: state.receivedAt,
+      ...(state.client ? { clientAddress: state.client.address } : {}),
     };
   }
 
