@@ -334,6 +334,7 @@ describe('values.schema.json refuses bad values at install time, naming the valu
     ['replicas=3 (unknown top-level key)', '--set', 'replicas=3', /additional properties 'replicas' not allowed/],
     ['image.pullPolicy=Sometimes', '--set', 'image.pullPolicy=Sometimes', /pullPolicy.*(Always|IfNotPresent|Never)/s],
     ['logLevel=verbose', '--set', 'logLevel=verbose', /logLevel/],
+    ['logFormat=pretty', '--set', 'logFormat=pretty', /logFormat.*(json|text)/s],
     ['resyncPeriod=10 minutes', '--set', 'resyncPeriod=10 minutes', /resyncPeriod.*does not match pattern/s],
     ['watchNamespaces={Bad_NS}', '--set', 'watchNamespaces={Bad_NS}', /watchNamespaces\/0.*does not match pattern/s],
   ])('%s', (_name, flag, value, message) => {
@@ -409,10 +410,10 @@ describe('helm install, upgrade and uninstall on a real apiserver', () => {
   });
 
   it('upgrade changes the Deployment and records a new revision', () => {
-    install('mco', 'replicaCount=3', 'logLevel=debug');
+    install('mco', 'replicaCount=3', 'logLevel=debug', 'logFormat=text');
     const deploy = get(['deployment', '-n', NS, 'mco-mail-continuity-operator']);
     expect(deploy.spec.replicas).toBe(3);
-    expect(deploy.spec.template.spec.containers[0].args).toContain('--log-level=debug');
+    expect(deploy.spec.template.spec.containers[0].args).toEqual(expect.arrayContaining(['--log-level=debug', '--log-format=text']));
     const history = JSON.parse(helm(['history', 'mco', '-n', NS, '-o', 'json'], cp.kubeconfig).stdout);
     expect(history.map((h: any) => h.revision)).toEqual([1, 2]);
   });
