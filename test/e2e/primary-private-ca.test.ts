@@ -3,7 +3,16 @@
 // spec.primary.caBundle (or the caSecretRef key the operator mounts) in
 // addition to the system roots, without insecureSkipTLSVerify; with the wrong
 // CA, or none, they fail with an error that names the CA problem and the field.
+// Last, the whole operator path on a real apiserver: PrimaryHealthy follows the
+// CA in the Secret that spec.primary.caSecretRef names.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { API_VERSION, type MailContinuity } from '../../src/api/v1alpha1/mailcontinuity.js';
+import { Controller } from '../../src/operator/controller.js';
+import { KubeClient, type KubeObject } from '../../src/operator/kube/client.js';
+import { MAILCONTINUITIES, SECRETS } from '../../src/operator/kube/resources.js';
+import { operatorMetrics } from '../../src/operator/metrics.js';
+import { startControlPlane, type ControlPlane } from '../harness/controlplane.js';
+import { validSpec } from '../fixtures/mailcontinuity.js';
 import { readFileSync } from 'node:fs';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:https';
@@ -17,7 +26,7 @@ import { readSpoolDir } from '../../src/relay/spool/read.js';
 import { startPostfix, type PostfixInstance } from '../harness/postfix.js';
 import { relayTestConfig, swaks } from '../harness/smtp-tools.js';
 import { certSignedBy, privateCa } from '../harness/tls.js';
-import { waitUntil } from '../harness/wait.js';
+import { waitFor, waitUntil } from '../harness/wait.js';
 
 const log = pino({ level: process.env.RELAY_LOG ?? 'silent' });
 let postfix: PostfixInstance;
@@ -132,4 +141,75 @@ describe("the operator's probes of an Exchange with an internal CA", () => {
     });
     expect(await httpsProbe()).toMatchObject({ ok: false, reason: 'TLSError', message: expect.stringMatching(/set spec\.primary\.caBundle/) });
   }, 60_000);
+});
+
+describe('PrimaryHealthy with spec.primary.caSecretRef, through the operator on a real apiserver', () => {
+  let cp: ControlPlane;
+  let client: KubeClient;
+  let controller: Controller;
+  const NS = 'default';
+  const secret = (name: string, data: Record<string, string>) => ({
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name, namespace: NS },
+    data: Object.fromEntries(Object.entries(data).map(([k, v]) => [k, Buffer.from(v).toString('base64')])),
+  });
+  const primaryHealthy = async () => {
+    const mc = await client.get<MailContinuity & KubeObject>(MAILCONTINUITIES, NS, 'corp');
+    return mc.status?.conditions?.find((c) => c.type === 'PrimaryHealthy');
+  };
+
+  beforeAll(async () => {
+    cp = await startControlPlane();
+    cp.kubectl(['apply', '--server-side', '-f', 'crds/']);
+    client = KubeClient.fromFile(cp.kubeconfig);
+    await waitFor('CRD served', async () => (await client.list(MAILCONTINUITIES, NS)).items !== undefined, 30_000);
+    await client.create(SECRETS, secret('gmail-sa', { 'credentials.json': '{"type":"service_account"}' }));
+    // The CA as a cert-manager CA issuer Secret holds it: ca.crt beside the key that is not mounted.
+    await client.create(SECRETS, secret('corp-ca', { 'ca.crt': corpCa, 'tls.key': 'not mounted' }));
+    controller = new Controller({
+      client,
+      log,
+      metrics: operatorMetrics(),
+      fieldManager: 'mail-continuity-operator',
+      defaultImage: 'example/mail-continuity:test',
+      workers: 1,
+      watchTimeoutSeconds: 30,
+    });
+    await controller.start();
+  }, 120_000);
+
+  afterAll(async () => {
+    await controller?.stop();
+    await cp?.stop();
+  });
+
+  it('is True with the CA of the Secret, and False naming the CA problem once the Secret holds another CA', async () => {
+    const spec = validSpec();
+    spec.primary = {
+      host: '127.0.0.1',
+      port: postfix.port,
+      tls: 'STARTTLS',
+      caSecretRef: { name: 'corp-ca' },
+      health: { periodSeconds: 1, timeoutSeconds: 1, failureThreshold: 1, successThreshold: 1 },
+    };
+    await client.create(MAILCONTINUITIES, {
+      apiVersion: API_VERSION,
+      kind: 'MailContinuity',
+      metadata: { name: 'corp', namespace: NS },
+      spec,
+    } as unknown as MailContinuity & KubeObject);
+    await waitFor('PrimaryHealthy=True', async () => (await primaryHealthy())?.status === 'True', 30_000);
+    await client.mergePatch(SECRETS, NS, 'corp-ca', { data: { 'ca.crt': Buffer.from(otherCa).toString('base64') } });
+    const cond = await waitFor(
+      'PrimaryHealthy=False',
+      async () => {
+        const c = await primaryHealthy();
+        return c?.status === 'False' ? c : undefined;
+      },
+      30_000,
+    );
+    expect(cond.reason).toBe('TLSError');
+    expect(cond.message).toMatch(/unable to verify the first certificate.*signed neither by the CA of spec\.primary\.caBundle \/ caSecretRef/);
+  }, 90_000);
 });
