@@ -58,6 +58,19 @@ describe('MailContinuity CRD on a real apiserver', () => {
     expect(created.spec.failover.manual).toBe('Auto');
   });
 
+  it('accepts spec.relay.proxyProtocol with its trusted proxies, as written', async () => {
+    const spec = validSpec();
+    Object.assign(spec.relay, { proxyProtocol: { trustedProxies: ['10.0.0.0/8', 'fd00::/8'] } });
+    const created = (await objects.createNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      namespace: 'default',
+      plural: PLURAL,
+      body: sample('behind-proxies', spec),
+    })) as { spec: MailContinuitySpec };
+    expect(created.spec.relay.proxyProtocol).toEqual({ trustedProxies: ['10.0.0.0/8', 'fd00::/8'] });
+  });
+
   it.each(invalidCases.map((c, i) => [c.name, c, i] as const))(
     'rejects: %s, with a message naming the field',
     async (_name, c, i) => {

@@ -202,6 +202,13 @@ describe('builders', () => {
     expect(config.spec.primary.caSecretRef).toEqual({ name: 'corp-ca-issuer', key: 'ca.crt' });
   });
 
+  it('renders spec.relay.proxyProtocol into the relay config (the relay reads the PROXY header of those proxies)', () => {
+    const mc = fixture((s) => Object.assign(s.relay, { proxyProtocol: { trustedProxies: ['10.0.0.0/8'] } }));
+    const config = RelayConfig.parse(YAML.parse(configMap(mc).data['relay.yaml']!));
+    expect(config.spec.relay.proxyProtocol).toEqual({ trustedProxies: ['10.0.0.0/8'] });
+    expect(RelayConfig.parse(YAML.parse(configMap(fixture()).data['relay.yaml']!)).spec.relay.proxyProtocol).toBeUndefined();
+  });
+
   it('budgets one voluntary disruption at a time', () => {
     expect(byKind(children, 'PodDisruptionBudget').spec.maxUnavailable).toBe(1);
   });
