@@ -3,7 +3,7 @@
 // reported verdict, the failover record and the relays' numbers). Reads only:
 // no API call, no write, no loop started. The one input that is not a read is
 // a freshly drawn admin token, used only when the cluster holds none yet.
-import { MailContinuitySpec, type MailContinuity } from '../../api/v1alpha1/mailcontinuity.js';
+import { MailContinuitySpec, nameProblems, type MailContinuity } from '../../api/v1alpha1/mailcontinuity.js';
 import { childNames, tokenOf } from '../builders/index.js';
 import { seedRecord, type FailoverRecord, type RelayTally } from '../failover/plan.js';
 import type { HealthState } from '../health/hysteresis.js';
@@ -93,6 +93,10 @@ export function gather(src: GatherSources, namespace: string, name: string): Obs
     const message = parsed.error.issues.map((i) => `spec.${i.path.join('.')}: ${i.message}`).join('; ');
     return { kind: 'invalid', key, mc: cached, message };
   }
+  // The CRD refuses such a name since it has the rule; one stored before would
+  // fail at apply, child by child: stop here, before anything is applied.
+  const nameIssues = nameProblems(name);
+  if (nameIssues.length > 0) return { kind: 'invalid', key, mc: cached, message: `metadata.name: ${nameIssues.join('; ')}` };
   const mc: MailContinuity = { ...cached, spec: parsed.data };
   const { children } = src.caches;
 
