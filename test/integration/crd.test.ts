@@ -58,6 +58,28 @@ describe('MailContinuity CRD on a real apiserver', () => {
     expect(created.spec.failover.manual).toBe('Auto');
   });
 
+  it('fills failover.messageDeadline with its documented default (30m) when FailoverOnly names none', async () => {
+    const spec = validSpec();
+    delete spec.failover;
+    const bare = (await objects.createNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      namespace: 'default',
+      plural: PLURAL,
+      body: sample('no-deadline', spec),
+    })) as { spec: MailContinuitySpec };
+    expect(bare.spec.mode).toBe('FailoverOnly');
+    expect(bare.spec.failover).toMatchObject({ manual: 'Auto', messageDeadline: '30m' });
+    const manual = (await objects.createNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      namespace: 'default',
+      plural: PLURAL,
+      body: sample('manual-no-deadline', { ...spec, failover: { manual: 'Active' } }),
+    })) as { spec: MailContinuitySpec };
+    expect(manual.spec.failover.messageDeadline).toBe('30m');
+  });
+
   it('accepts spec.relay.proxyProtocol with its trusted proxies, as written', async () => {
     const spec = validSpec();
     Object.assign(spec.relay, { proxyProtocol: { trustedProxies: ['10.0.0.0/8', 'fd00::/8'] } });
@@ -93,6 +115,7 @@ describe('MailContinuity CRD on a real apiserver', () => {
       expect(apiError.code).toBe(422);
       const status = JSON.parse(apiError.body) as { message: string };
       expect(status.message).toContain(c.field);
+      if (c.says) expect(status.message).toContain(c.says);
     },
   );
 
@@ -175,6 +198,10 @@ describe('MailContinuity CRD on a real apiserver', () => {
     expect(out).toContain('never an open relay');
     const relay = cp.kubectl(['explain', 'mailcontinuity.spec.relay.acceptFrom']);
     expect(relay).toContain('Client networks allowed to send mail');
+    const deadline = cp.kubectl(['explain', 'mailcontinuity.spec.failover.messageDeadline']).replace(/\s+/g, ' ');
+    expect(deadline).toContain('Default 30m');
+    const port = cp.kubectl(['explain', 'mailcontinuity.spec.relay.port']).replace(/\s+/g, ' ');
+    expect(port).toContain('Senders connect to relay.service.port');
   });
 
   it('installs with kubectl apply -f crds/ then kubectl apply -f examples/', () => {

@@ -61,6 +61,14 @@ describe('MailContinuitySpec', () => {
     expect(result.success).toBe(false);
     const fields = result.error!.issues.map((i) => fieldOf(i.path));
     expect(fields).toContainEqual(expect.stringMatching(new RegExp(`^${c.field.replace(/[.[\]]/g, '\\$&')}(\\[\\d+\\])?$`)));
+    if (c.says) expect(result.error!.issues.map((i) => i.message).join('\n')).toContain(c.says);
+  });
+
+  it('FailoverOnly without failover.messageDeadline: the documented default, 30m', () => {
+    const spec = validSpec();
+    delete spec.failover;
+    expect(MailContinuitySpec.parse(spec).failover.messageDeadline).toBe('30m');
+    expect(MailContinuitySpec.parse({ ...spec, failover: { manual: 'Active' } }).failover.messageDeadline).toBe('30m');
   });
 
   it('has at least 20 invalid samples', () => {

@@ -61,7 +61,7 @@ describe('--log-format', () => {
 
 describe('the relays log in the operator\'s format', () => {
   const args = (logFormat?: 'json' | 'text') => {
-    const sts = statefulSet(parsedMailContinuity(), { defaultImage: 'img', configHash: 'h', logFormat }) as {
+    const sts = statefulSet(parsedMailContinuity(), { defaultImage: 'img', configHash: 'h', logFormat }) as unknown as {
       spec: { template: { spec: { containers: { args: string[] }[] } } };
     };
     return sts.spec.template.spec.containers[0]!.args;

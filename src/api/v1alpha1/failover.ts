@@ -45,6 +45,9 @@ const maintenanceWindow = withRules(
 
 export type MaintenanceWindow = z.output<typeof maintenanceWindow>;
 
+/** failover.messageDeadline when the spec has none (its description says why). */
+export const MESSAGE_DEADLINE_DEFAULT = '30m';
+
 export const failover = withRules(
   z
     .object({
@@ -55,8 +58,8 @@ export const failover = withRules(
           'Auto: fail over when probes say the primary is down. Active: fail over now (e.g. before patching Exchange). Inactive: never fail over automatically.',
         ),
       messageDeadline: duration(
-        'In FailoverOnly mode, a recipient the primary has not taken within this time (counted from the relay\'s 250) also gets a copy in Gmail, even when the operator is unreachable: when the primary did not answer (connection refused, timeout, TLS failure, 421) or deferred the whole message (a 4xx to MAIL FROM or to the data). Not when the primary took the session and answered that recipient\'s RCPT TO with a 4xx (452 mailbox full): that is the mailbox\'s problem, not an outage, and the copy is withheld (audited as withheld) unless copyRecipientDeferrals is true.',
-      ).optional(),
+        'In FailoverOnly mode, a recipient the primary has not taken within this time (counted from the relay\'s 250) also gets a copy in Gmail, even when the operator is unreachable: when the primary did not answer (connection refused, timeout, TLS failure, 421) or deferred the whole message (a 4xx to MAIL FROM or to the data). Not when the primary took the session and answered that recipient\'s RCPT TO with a 4xx (452 mailbox full): that is the mailbox\'s problem, not an outage, and the copy is withheld (audited as withheld) unless copyRecipientDeferrals is true. Default 30m: RFC 5321 (4.5.4.1) has a sending server wait at least 30 minutes before it retries, so mail the primary cannot take reaches Gmail no later than the sender\'s own retry would have, and a restart or a short hiccup of the primary (the relay retries it from 30s on) sends nothing to Google. At least 1m; a shorter deadline sends Gmail more of the mail a slow primary would still have taken.',
+      ).default(MESSAGE_DEADLINE_DEFAULT),
       copyRecipientDeferrals: z
         .boolean()
         .default(false)

@@ -61,14 +61,6 @@ export const MailContinuitySpec = withRules(
     .strict(),
   [
     {
-      rule: "self.mode != 'FailoverOnly' || has(self.failover) && has(self.failover.messageDeadline)",
-      check: (v) => v.mode !== 'FailoverOnly' || v.failover.messageDeadline !== undefined,
-      message:
-        'mode FailoverOnly needs failover.messageDeadline (e.g. "15m"): the relay\'s own fallback when the operator cannot tell it that the primary is down',
-      fieldPath: '.failover.messageDeadline',
-      reason: 'FieldValueRequired',
-    },
-    {
       rule:
         '!has(self.failover) || !has(self.failover.messageDeadline) || !has(self.relay.spool) || !has(self.relay.spool.retention) || ' +
         'duration(self.relay.spool.retention) > duration(self.failover.messageDeadline)',

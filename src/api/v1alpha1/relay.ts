@@ -72,13 +72,16 @@ export const relay = withRules(
       image: z.string().min(1).max(512).optional().describe("Relay image; the operator's own image when omitted."),
       resources: resourceRequirements.optional(),
       service: service.prefault({}),
-      port: z
-        .number()
-        .int()
-        .min(1024)
-        .max(65535)
-        .default(2525)
-        .describe('Port the relay listens on inside the pod (non-root, so >= 1024).'),
+      port: withRules(z.number().int().min(1).max(65535).default(2525), [
+        {
+          rule: 'self >= 1024',
+          check: (v) => v >= 1024,
+          message:
+            'relay.port is the port the relay listens on inside its pod, 1024 or above (it does not run as root; default 2525): the port senders connect to, 25, is relay.service.port',
+        },
+      ]).describe(
+        'Port the relay listens on inside the pod (not root, so 1024 or above; default 2525). Senders connect to relay.service.port (default 25), which the Service forwards here.',
+      ),
       tlsSecretRef: z
         .object({ name: secretName })
         .strict()
