@@ -36,6 +36,13 @@ export interface DestinationHealthOptions {
   log: Logger;
   /** The suspension is over: deliveries may start again. */
   onResume: () => void;
+  /**
+   * The destination answered a delivery after attempts that failed at the
+   * session level (its probe after a suspension, or the first answer after a
+   * short outage), or for the first time since start (mail in the spool may wait
+   * out the backoff of an outage before the restart): what waits for it may go now.
+   */
+  onRecovered: () => void;
 }
 
 export class DestinationHealth {
@@ -46,6 +53,8 @@ export class DestinationHealth {
   private resumeTimer: NodeJS.Timeout | undefined;
   /** A delivery was attempted since start (the health is known). */
   private attempted = false;
+  /** No answer since start, or since an attempt failed at the session level. */
+  private unanswered = true;
 
   constructor(
     private readonly dest: Destination,
@@ -72,11 +81,15 @@ export class DestinationHealth {
     this.attempted = true;
     if (!sessionFailure) {
       if (this.isDown) this.o.log.info({ destination: this.dest }, 'destination answers again: deliveries resume');
+      const recovered = this.unanswered;
+      this.unanswered = false;
       this.failStreak = 0;
       this.suspensions = 0;
       this.suspendedUntil = 0;
+      if (recovered) this.o.onRecovered();
       return;
     }
+    this.unanswered = true;
     this.failStreak++;
     if (this.failStreak < SUSPEND_AFTER || this.suspendedUntil > now) return;
     this.suspensions++;

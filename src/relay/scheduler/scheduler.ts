@@ -7,7 +7,8 @@
 //
 // Parts: entry.ts (a message, frozen while it waits), queues.ts (ready FIFOs,
 // retry timers), destination-health.ts (suspension of a destination that does
-// not answer), backup.ts (backup copies due), records.ts (what an attempt
+// not answer), release.ts (what waits for the primary goes when it answers
+// again), backup.ts (backup copies due), records.ts (what an attempt
 // writes, the retry's backoff), recovery.ts (attempts in flight at a crash),
 // replay.ts (the paced replay after a failover, and its counts), sweep.ts
 // (retention, FailoverOnly deadlines), report.ts (metrics, audit, log lines).
@@ -36,6 +37,7 @@ import { DeliveryQueues } from './queues.js';
 import { expireRecipients, pendingDestinations, pendingRecipients, recordOutcomes } from './records.js';
 import { recoverAttempts } from './recovery.js';
 import { isHeld, QueueOps } from './queue-ops.js';
+import { releaseWaiting } from './release.js';
 import { Replay } from './replay.js';
 import { SchedulerReport } from './report.js';
 import { sweepActions, type SweepRules } from './sweep.js';
@@ -80,7 +82,17 @@ export class Scheduler {
     const t = d.config.tuning;
     this.concurrency = { primary: t.primaryConcurrency, backup: t.backupConcurrency };
     this.health = perDestination(
-      (dest) => new DestinationHealth(dest, { minBackoffMs: t.minBackoffMs, maxBackoffMs: t.maxBackoffMs, random: this.random, log: d.log, onResume: () => this.pump() }),
+      (dest) =>
+        new DestinationHealth(dest, {
+          minBackoffMs: t.minBackoffMs,
+          maxBackoffMs: t.maxBackoffMs,
+          random: this.random,
+          log: d.log,
+          onResume: () => this.pump(),
+          // What waits for the primary goes as soon as it answers again (release.ts). Not the
+          // backup: its retries include Gmail's pacing and quota hints, which keep their time.
+          onRecovered: () => dest === 'primary' && releaseWaiting(this.queues, dest, d.log),
+        }),
     );
     this.queues = new DeliveryQueues(this.now, (id) => this.entries.get(id), () => this.pump());
     this.sweepRules = { retentionMs: parseDuration(d.config.spec.relay.spool.retention), deadlineMs: messageDeadlineMs(d.config.spec) };
