@@ -39,6 +39,8 @@ export async function startBenchRelay(o: {
   nodeArgs?: string[];
   /** A cgroup directory the relay process is moved into. */
   cgroup?: string;
+  /** spec.policy (e.g. exclusion rules); the default policy when absent. */
+  policy?: Record<string, unknown>;
 }): Promise<BenchRelay> {
   const dir = await mkdtemp(join(tmpdir(), `bench-${o.instance}-`));
   const port = await freePort();
@@ -49,7 +51,7 @@ export async function startBenchRelay(o: {
     backupPort: o.backupPort,
     listenPort: port,
     instance: o.instance,
-    spec: { mode: 'DualDelivery' },
+    spec: { mode: 'DualDelivery', ...(o.policy ? { policy: o.policy } : {}) },
     tuning: { ...BENCH_RELAY_TUNING, ...o.tuning },
   });
   config.http.port = httpPort;

@@ -18,6 +18,9 @@
 //   (their shared libraries counted once), sampled every 200 ms.
 // --backlog N: N messages with the primary's sink not running (Exchange stopped):
 // peak memory while the backlog builds and after.
+// The cost of the exclusion policy: --targets relay,relay-rules --rounds 5 runs the
+// relay without rules and with --rules N (default 10) exclusion rules, alternately in
+// each round, and adds a table of their end-to-end ratio (median over the rounds).
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
@@ -37,6 +40,8 @@ const { values } = parseArgs({
     backlog: { type: 'string', default: '0' },
     out: { type: 'string', default: 'bench/relay-vs-postfix.md' },
     targets: { type: 'string', default: 'postfix,relay' },
+    rules: { type: 'string', default: '10' },
+    rounds: { type: 'string', default: '1' },
   },
 });
 const messages = Number(values.messages);
@@ -45,8 +50,31 @@ const sessionCounts = values.sessions.split(',').map(Number);
 const reuseModes = values.reuse.split(',').map((v) => v === 'yes');
 const backlog = Number(values.backlog);
 const targets = values.targets.split(',') as Name[];
+const rounds = Number(values.rounds);
 
-type Name = 'postfix' | 'relay';
+type Name = 'postfix' | 'relay' | 'relay-rules';
+
+/**
+ * Exclusion rules of the kinds a customer writes (header values, senders, recipients),
+ * none matching the benchmark's mail: every message is evaluated in full at intake and
+ * again just before its copy leaves, and every copy still goes.
+ */
+const RULE_KINDS = [
+  { header: { name: 'Sensitivity', value: 'Company-Confidential' } },
+  { header: { name: 'Subject', value: '*streng vertraulich*' } },
+  { header: { name: 'X-Classification', value: 'secret*' } },
+  { sender: '*@hr.corp.example.com' },
+  { recipient: 'ceo@corp.example.com' },
+  { header: { name: 'Subject', value: '*[confidential]*' } },
+  { sender: '*@legal.corp.example.com' },
+  { header: { name: 'X-Project', value: 'apollo-?' } },
+  { recipient: 'board-*@corp.example.com' },
+  { header: { name: 'Keywords', value: '*privileged*' } },
+];
+const exclude = Array.from({ length: Number(values.rules) }, (_, i) => ({
+  name: `rule-${i}`,
+  ...RULE_KINDS[i % RULE_KINDS.length],
+}));
 interface Target {
   name: Name;
   port: number;
@@ -118,10 +146,18 @@ async function startPostfixTarget(primary: number, backup: number): Promise<Targ
 
 const cgroup = await podMemoryLimit();
 
-async function startRelayTarget(primary: number, backup: number): Promise<Target> {
-  const relay = await startBenchRelay({ primaryPort: primary, backupPort: backup, instance: 'bench', env: RELAY_PROCESS_ENV, tuning: { maxBacklog: 2_000 }, ...(cgroup ? { cgroup } : {}) });
+async function startRelayTarget(primary: number, backup: number, withRules = false): Promise<Target> {
+  const relay = await startBenchRelay({
+    primaryPort: primary,
+    backupPort: backup,
+    instance: 'bench',
+    env: RELAY_PROCESS_ENV,
+    tuning: { maxBacklog: 2_000 },
+    ...(cgroup ? { cgroup } : {}),
+    ...(withRules ? { policy: { exclude } } : {}),
+  });
   return {
-    name: 'relay',
+    name: withRules ? 'relay-rules' : 'relay',
     port: relay.port,
     memory: () => procStatus(relay.pid, 'VmRSS'),
     stop: () => relay.stop(),
@@ -220,13 +256,24 @@ async function withSinks<T>(f: (a: SmtpSink, b: SmtpSink) => Promise<T>): Promis
 
 async function run(name: Name, sessions: number, reuse: boolean): Promise<Row> {
   return withSinks(async (primary, backup) => {
-    const t = await (name === 'postfix' ? startPostfixTarget : startRelayTarget)(primary.port, backup.port);
+    const t = await (name === 'postfix'
+      ? startPostfixTarget(primary.port, backup.port)
+      : startRelayTarget(primary.port, backup.port, name === 'relay-rules'));
     try {
       const mem = memoryPeak(t);
       let loading = true;
       const sampler = latencySampler(t.port, reuse, () => loading);
       const t0 = Date.now();
-      const src = await smtpSource({ port: t.port, messages, sessions, to: 'user@corp.example.com', numberRecipients: true, length: size, reuseConnections: reuse, timeoutMs: 900_000 });
+      const src = await smtpSource({
+        port: t.port,
+        messages,
+        sessions,
+        to: 'user@corp.example.com',
+        numberRecipients: true,
+        length: size,
+        reuseConnections: reuse,
+        timeoutMs: 900_000,
+      });
       const intakeMs = Date.now() - t0;
       loading = false;
       const samples = await sampler;
@@ -259,15 +306,36 @@ async function run(name: Name, sessions: number, reuse: boolean): Promise<Row> {
 }
 
 /** Exchange stopped: the primary sink is not running; the backup copies still flow. */
-async function runBacklog(name: Name): Promise<{ target: Name; intakeMs: number; peak: number; after: number; atBackup: number }> {
+async function runBacklog(
+  name: Name,
+): Promise<{ target: Name; intakeMs: number; peak: number; after: number; atBackup: number }> {
   const deadPort = await freePort();
   const backup = await startSmtpSink({ backlog: 512 });
-  const t = await (name === 'postfix' ? startPostfixTarget : startRelayTarget)(deadPort, backup.port);
+  const t = await (name === 'postfix'
+    ? startPostfixTarget(deadPort, backup.port)
+    : startRelayTarget(deadPort, backup.port, name === 'relay-rules'));
   try {
     const mem = memoryPeak(t);
     const t0 = Date.now();
-    const progress = setInterval(() => void t.memory().then((m) => process.stderr.write(`  ${name} backlog: ${Math.round((Date.now() - t0) / 1000)} s, memory ${mb(m)} MB\n`)), 15_000);
-    await smtpSource({ port: t.port, messages: backlog, sessions: 20, to: 'user@corp.example.com', numberRecipients: true, length: size, reuseConnections: true, timeoutMs: 1_800_000 });
+    const progress = setInterval(
+      () =>
+        void t
+          .memory()
+          .then((m) =>
+            process.stderr.write(`  ${name} backlog: ${Math.round((Date.now() - t0) / 1000)} s, memory ${mb(m)} MB\n`),
+          ),
+      15_000,
+    );
+    await smtpSource({
+      port: t.port,
+      messages: backlog,
+      sessions: 20,
+      to: 'user@corp.example.com',
+      numberRecipients: true,
+      length: size,
+      reuseConnections: true,
+      timeoutMs: 1_800_000,
+    });
     const intakeMs = Date.now() - t0;
     await backup.waitForCount(backlog, 900_000).catch(() => undefined);
     clearInterval(progress);
@@ -284,18 +352,47 @@ const mb = (b: number) => Math.round(b / (1024 * 1024));
 const rate = (n: number, ms: number) => Math.round((n * 1000) / ms);
 
 const rows: Row[] = [];
-for (const reuse of reuseModes) {
-  for (const sessions of sessionCounts) {
-    for (const name of targets) {
-      const r = await run(name, sessions, reuse);
-      rows.push(r);
-      process.stderr.write(
-        `${name} sessions=${sessions} reuse=${reuse}: intake ${rate(messages, r.intakeMs)} msg/s, end to end ${rate(messages, r.e2eMs)} msg/s, ` +
-          `p99 ${r.p99.toFixed(1)} ms (${r.sampled} samples), peak ${mb(r.peakMemory)} MB, sinks ${r.atSinks.join('/')} ${r.errors}\n`,
-      );
+for (let round = 0; round < rounds; round++) {
+  for (const reuse of reuseModes) {
+    for (const sessions of sessionCounts) {
+      // Alternate the order each round: neither target always runs on the warmer or the busier machine.
+      for (const name of round % 2 === 0 ? targets : [...targets].reverse()) {
+        const r = await run(name, sessions, reuse);
+        rows.push(r);
+        process.stderr.write(
+          `round ${round + 1} ${name} sessions=${sessions} reuse=${reuse}: intake ${rate(messages, r.intakeMs)} msg/s, end to end ${rate(messages, r.e2eMs)} msg/s, ` +
+            `p99 ${r.p99.toFixed(1)} ms (${r.sampled} samples), peak ${mb(r.peakMemory)} MB, sinks ${r.atSinks.join('/')} ${r.errors}\n`,
+        );
+      }
     }
   }
 }
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+const policyTable =
+  targets.includes('relay') && targets.includes('relay-rules')
+    ? [
+        `The exclusion policy's cost: the relay without rules and with ${exclude.length} exclusion rules (${RULE_KINDS.length > 0 ? 'header values, senders with From:/Sender:, recipients; none matching, so every message is evaluated in full and every copy goes' : ''}), alternately, ${rounds} round(s); end to end msg/s per round, then the median ratio.`,
+        '',
+        '| reuse | sessions | no rules msg/s (per round) | rules msg/s (per round) | rules / no rules (per round) | median ratio |',
+        '|---|---:|---|---|---|---:|',
+        ...reuseModes.flatMap((reuse) =>
+          sessionCounts.map((sessions) => {
+            const of = (n: Name) =>
+              rows
+                .filter((r) => r.target === n && r.sessions === sessions && r.reuse === reuse)
+                .map((r) => rate(messages, r.e2eMs));
+            const a = of('relay');
+            const b = of('relay-rules');
+            const ratios = a.map((x, i) => b[i]! / x);
+            return `| ${reuse ? 'yes' : 'no'} | ${sessions} | ${a.join(', ')} | ${b.join(', ')} | ${ratios.map((x) => x.toFixed(3)).join(', ')} | ${median(ratios).toFixed(3)} |`;
+          }),
+        ),
+        '',
+      ]
+    : [];
 const backlogRows = [];
 if (backlog > 0) for (const name of targets) backlogRows.push(await runBacklog(name));
 
@@ -305,29 +402,38 @@ const lines = [
   `${new Date().toISOString()}, ${cpus().length} CPU (${cpus()[0]?.model ?? '?'}), Node ${process.version}, spool and Postfix queue on ${tmpdir()}.`,
   `${messages} messages of ${size} bytes per run from smtp-source (-N: distinct recipients; "reuse" = -d, several messages per connection),`,
   'each target delivering every message to two smtp-sinks. End to end counts messages (each at both sinks).',
-  `The relay runs with its pod's environment (${Object.entries(RELAY_PROCESS_ENV).map(([k, v]) => `${k}=${v}`).join(' ')}).`,
+  `The relay runs with its pod's environment (${Object.entries(RELAY_PROCESS_ENV)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(' ')}).`,
   cgroup
-    ? 'The relay runs in a memory cgroup with its pod\'s default limit (256 MiB), as in the pod; Postfix runs without one.'
-    : 'No memory cgroup could be made here: the relay ran without its pod\'s memory limit (Node sizes its heap from the machine).',
+    ? "The relay runs in a memory cgroup with its pod's default limit (256 MiB), as in the pod; Postfix runs without one."
+    : "No memory cgroup could be made here: the relay ran without its pod's memory limit (Node sizes its heap from the machine).",
   '',
-  '| reuse | sessions | Postfix end to end msg/s | relay end to end msg/s | relay / Postfix | Postfix intake msg/s | relay intake msg/s | p99 accept ms (Postfix / relay) | peak memory MB (Postfix PSS / relay RSS) |',
-  '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
-  ...rows
-    .filter((r) => r.target === 'postfix')
-    .map((p) => {
-      const r = rows.find((x) => x.target === 'relay' && x.sessions === p.sessions && x.reuse === p.reuse)!;
-      const pe = rate(messages, p.e2eMs);
-      const re = rate(messages, r.e2eMs);
-      return `| ${p.reuse ? 'yes' : 'no'} | ${p.sessions} | ${pe} | ${re} | ${(re / pe).toFixed(2)} | ${rate(messages, p.intakeMs)} | ${rate(messages, r.intakeMs)} | ${p.p99.toFixed(1)} / ${r.p99.toFixed(1)} | ${mb(p.peakMemory)} / ${mb(r.peakMemory)} |`;
-    }),
-  '',
+  ...policyTable,
+  ...(!targets.includes('postfix')
+    ? []
+    : [
+        '| reuse | sessions | Postfix end to end msg/s | relay end to end msg/s | relay / Postfix | Postfix intake msg/s | relay intake msg/s | p99 accept ms (Postfix / relay) | peak memory MB (Postfix PSS / relay RSS) |',
+        '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
+        ...rows
+          .filter((r) => r.target === 'postfix')
+          .map((p) => {
+            const r = rows.find((x) => x.target === 'relay' && x.sessions === p.sessions && x.reuse === p.reuse)!;
+            const pe = rate(messages, p.e2eMs);
+            const re = rate(messages, r.e2eMs);
+            return `| ${p.reuse ? 'yes' : 'no'} | ${p.sessions} | ${pe} | ${re} | ${(re / pe).toFixed(2)} | ${rate(messages, p.intakeMs)} | ${rate(messages, r.intakeMs)} | ${p.p99.toFixed(1)} / ${r.p99.toFixed(1)} | ${mb(p.peakMemory)} / ${mb(r.peakMemory)} |`;
+          }),
+        '',
+      ]),
   ...(backlogRows.length > 0
     ? [
         `Backlog: ${backlog} messages of ${size} bytes, 20 sessions with reuse, the primary's sink not running (Exchange stopped), backup copies delivered.`,
         '',
         '| target | intake msg/s | peak memory MB | memory MB 5 s after the backup copies | copies at the backup sink |',
         '|---|---:|---:|---:|---:|',
-        ...backlogRows.map((b) => `| ${b.target} | ${rate(backlog, b.intakeMs)} | ${mb(b.peak)} | ${mb(b.after)} | ${b.atBackup} |`),
+        ...backlogRows.map(
+          (b) => `| ${b.target} | ${rate(backlog, b.intakeMs)} | ${mb(b.peak)} | ${mb(b.after)} | ${b.atBackup} |`,
+        ),
         '',
       ]
     : []),

@@ -44,8 +44,28 @@ export function structuredReading(value: string): string {
   return out;
 }
 
+/**
+ * Readings of recent values: the intake and the backup gate read the same
+ * message's fields, and many messages share values (a sender's From:). Bounded:
+ * values up to 1 KiB, at most 1,024 of them (about 4 MB at worst), emptied when full.
+ */
+const recent = new Map<string, string[]>();
+const RECENT_MAX = 1024;
+const RECENT_VALUE_MAX = 1024;
+
 /** Every reading of a raw (unfolded) header value a rule is matched against, without duplicates. */
 export function readingsOf(raw: string): string[] {
+  if (raw.length > RECENT_VALUE_MAX) return computeReadings(raw);
+  let r = recent.get(raw);
+  if (!r) {
+    if (recent.size >= RECENT_MAX) recent.clear();
+    r = computeReadings(raw);
+    recent.set(raw, r);
+  }
+  return r;
+}
+
+function computeReadings(raw: string): string[] {
   // Only what can change a reading is worked on: encoded words, comments, quotes.
   const decoded = raw.includes('=?') ? decodeEncodedWords(raw) : raw;
   const out = new Set([squash(raw), squash(decoded)]);
