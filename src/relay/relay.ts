@@ -11,6 +11,7 @@ import { startBackupCheck } from './control/backup-check.js';
 import { Drain } from './control/drain.js';
 import { FailoverState } from './control/failover-state.js';
 import { httpPort, startHttp } from './control/http.js';
+import { quotaShareOf } from './control/quota-share.js';
 import { startInbound, type Inbound } from './inbound/server.js';
 import { createMetrics, type RelayMetrics } from './metrics.js';
 import { Scheduler } from './scheduler/scheduler.js';
@@ -77,6 +78,8 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   const recovered = await spool.load();
   for (const state of recovered) scheduler.add(state, { recovered: true });
   if (recovered.length > 0) log.info({ messages: recovered.length }, 'resumed from the spool');
+  // This replica's share of each Gmail mailbox's quota, as last told (control/quota-share.ts).
+  const mailboxQuota = await quotaShareOf(transports.backup, config.paths.spool, log);
   scheduler.start();
 
   // The Gmail side checked by a token grant every few minutes (BackupReachable), not only by deliveries.
@@ -104,9 +107,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
       drain,
       backupCheck: () => backupCheck?.snapshot(),
       queue: { ops: scheduler.queueOps(), audit },
-      ...(transports.backup.mailboxQuota && transports.backup.setMailboxQuota
-        ? { mailboxQuota: { get: () => transports.backup.mailboxQuota!(), set: (n: number) => transports.backup.setMailboxQuota!(n) } }
-        : {}),
+      ...(mailboxQuota ? { mailboxQuota } : {}),
       adminToken,
       log: log.child({ part: 'http' }),
       ready: () => {

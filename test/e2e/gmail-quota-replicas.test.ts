@@ -10,9 +10,11 @@
 // emulator would answer 429 within about 30 s.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { pino } from 'pino';
 import { GMAIL_MAILBOX_UNITS_PER_MINUTE, mailboxQuotaShare } from '../../src/api/relay/admin.js';
+import { startRelay } from '../../src/relay/relay.js';
 import { freePort } from '../harness/controlplane.js';
 import { gmailRelayConfig, startGmailRelayParts, type GmailRelayParts } from '../harness/gmail-relay-config.js';
 import { waitForPort } from '../harness/postfix.js';
@@ -90,4 +92,28 @@ describe("Gmail's per-user quota with two relay replicas", () => {
     // 1,000-unit burst take at least 66 s (a much faster run would mean no pacing at all).
     expect(elapsedMs).toBeGreaterThan(((MESSAGES * 25 - 1000) / 13_500) * 60_000 - 2000);
   }, 300_000);
+
+  it('a relay that restarts keeps its last share (kept on the spool volume), not the whole budget', async () => {
+    const tokenFile = join(parts.dir, 'token-restart');
+    await writeFile(tokenFile, TOKEN);
+    const config = await gmailRelayConfig({ dir: parts.dir, emu: parts.emu, primaryPort: parts.postfix.port, instance: 'quota-restart', exclude: [] });
+    Object.assign(config.paths, { spool: join(parts.dir, 'spool-restart'), adminToken: tokenFile });
+    const log = pino({ level: 'silent' });
+    const url = (port: number) => `http://127.0.0.1:${port}/admin/failover`;
+    const snapshot = async (port: number) =>
+      ((await (await fetch(url(port), { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as { gmailUnitsPerMinute: number }).gmailUnitsPerMinute;
+
+    const first = await startRelay(config, { log });
+    expect(await snapshot(first.httpPort)).toBe(13_500); // never told: the whole budget
+    expect(await tellShare(url(first.httpPort), 3)).toBe(4_500);
+    await waitUntil('the share on the spool volume', 5000, async () => (await readFile(join(config.paths.spool, 'gmail-quota-share'), 'utf8').catch(() => '')).trim() === '4500');
+    await first.stop();
+
+    const second = await startRelay(config, { log });
+    try {
+      expect(await snapshot(second.httpPort)).toBe(4_500);
+    } finally {
+      await second.stop();
+    }
+  });
 });
