@@ -1,6 +1,6 @@
 // Runs the Gmail emulator as a process (for `make demo`):
 //   tsx test/harness/gmail-emulator-main.ts --port 0 --users alice@corp.example.org,bob@corp.example.org \
-//       --key-out /tmp/sa.json
+//       --key-out /tmp/sa.json [--latency-ms 300 | --latency-ms 300-800]
 // Prints one JSON line {url, tokenUrl, rootUrl, keyFile, clientEmail, users} when ready; SIGTERM closes it.
 import { writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
@@ -14,6 +14,7 @@ async function main(): Promise<void> {
       users: { type: 'string', default: '' },
       'key-out': { type: 'string' },
       'quota-per-minute': { type: 'string' },
+      'latency-ms': { type: 'string' },
       'delegated-scopes': { type: 'string' },
     },
     strict: true,
@@ -22,6 +23,8 @@ async function main(): Promise<void> {
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port: not a port: ${values.port}`);
   const quota = values['quota-per-minute'] === undefined ? undefined : Number(values['quota-per-minute']);
   if (quota !== undefined && !(quota > 0)) throw new Error('--quota-per-minute: must be a positive number of units');
+  const latency = values['latency-ms'] === undefined ? undefined : /^(\d+)(?:-(\d+))?$/.exec(values['latency-ms']);
+  if (latency === null) throw new Error('--latency-ms: a delay in ms, or a range such as 300-800');
   const users = values.users
     .split(',')
     .map((u) => u.trim())
@@ -31,6 +34,7 @@ async function main(): Promise<void> {
     port,
     users,
     ...(quota !== undefined ? { quotaPerMinute: quota } : {}),
+    ...(latency ? { latencyMs: latency[2] === undefined ? Number(latency[1]) : { min: Number(latency[1]), max: Number(latency[2]) } } : {}),
     ...(values['delegated-scopes'] ? { delegatedScopes: values['delegated-scopes'].split(',') } : {}),
   });
   const keyFile = values['key-out'];

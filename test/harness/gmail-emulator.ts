@@ -95,6 +95,8 @@ export interface StoredMessage {
   rfc822MessageId?: string;
   /** 'multipart', 'media' or 'json' (the non-upload form). */
   uploadType: string;
+  /** Epoch ms at which the emulator stored it (the import's arrival, whatever internalDate says). */
+  storedAt: number;
 }
 
 export interface RequestRecord {
@@ -116,7 +118,12 @@ export interface GmailEmulatorOptions {
   delegatedScopes?: string[];
   /** Clock, epoch ms (default Date.now). */
   now?: () => number;
+  /** Delay before every answer (token and Gmail API), fixed or uniform in [min, max]: Google takes hundreds of ms per import. */
+  latencyMs?: Latency;
 }
+
+/** A fixed delay, or one drawn uniformly from [min, max] for each answer (ms). */
+export type Latency = number | { min: number; max: number };
 
 export interface GmailEmulator {
   /** Base URL, e.g. http://127.0.0.1:41234 */
@@ -142,6 +149,10 @@ export interface GmailEmulator {
   messages(user: string): StoredMessage[];
   /** Units per user per minute; may be changed at any time. */
   quotaPerMinute: number;
+  /** Delay before every answer; may be changed at any time (0: none). */
+  latencyMs: Latency;
+  /** TCP connections accepted so far (how well clients reuse them). */
+  connections(): number;
   /** The next `n` Gmail API requests fail with `status` (500 or 503) in Google's shape. */
   failNext(n: number, status?: number): void;
   /** The next `n` token requests fail with `status` (500 or 503) in the token endpoint's shape. */
@@ -391,6 +402,7 @@ export async function startGmailEmulator(opts: GmailEmulatorOptions = {}): Promi
     rootUrl: '',
     users,
     quotaPerMinute: opts.quotaPerMinute ?? DEFAULT_QUOTA_PER_MINUTE,
+    latencyMs: opts.latencyMs ?? 0,
     requests,
   } as GmailEmulator;
 
@@ -579,6 +591,7 @@ export async function startGmailEmulator(opts: GmailEmulatorOptions = {}): Promi
       processForCalendar,
       deleted,
       uploadType,
+      storedAt: now(),
       ...(msgId ? { rfc822MessageId: msgId } : {}),
     };
     box.push(msg);
@@ -721,8 +734,14 @@ export async function startGmailEmulator(opts: GmailEmulatorOptions = {}): Promi
 
   function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
     const text = JSON.stringify(body);
-    res.writeHead(status, { 'content-type': 'application/json; charset=UTF-8', ...headers });
-    res.end(text);
+    const answer = () => {
+      res.writeHead(status, { 'content-type': 'application/json; charset=UTF-8', ...headers });
+      res.end(text);
+    };
+    const l = emulator.latencyMs;
+    const delay = typeof l === 'number' ? l : l.min + Math.random() * (l.max - l.min);
+    if (delay > 0) setTimeout(answer, delay);
+    else answer();
   }
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -791,7 +810,9 @@ export async function startGmailEmulator(opts: GmailEmulatorOptions = {}): Promi
   const server: Server = createServer((req, res) => {
     void handle(req, res);
   });
+  let accepted = 0;
   server.on('connection', (s: Socket) => {
+    accepted++;
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
   });
@@ -866,6 +887,7 @@ export async function startGmailEmulator(opts: GmailEmulatorOptions = {}): Promi
   emulator.rateLimitStorm = (ms: number) => {
     stormUntil = now() + ms;
   };
+  emulator.connections = () => accepted;
   emulator.tokensIssued = (sub?: string) =>
     sub === undefined ? [...issued.values()].reduce((a, b) => a + b, 0) : (issued.get(sub.toLowerCase()) ?? 0);
   emulator.close = async () => {

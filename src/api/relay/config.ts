@@ -67,7 +67,7 @@ export const RelayConfig = z
         fsync: z.boolean().default(true).describe('fsync before 250. Never false in production.'),
         greetingDelay: z.boolean().default(false).describe("smtp-server's 100 ms pause before the greeting, refusing clients that talk first (421): a spambot test that buys nothing when only acceptFrom networks (an MX provider or edge) may connect, and caps senders that open one connection per message. Off by default."),
         primaryConcurrency: z.number().int().min(1).max(1000).default(20).describe('Parallel deliveries (SMTP connections) to the primary (Postfix default_destination_concurrency_limit: 20).'),
-        backupConcurrency: z.number().int().min(1).max(1000).default(20).describe('Parallel deliveries to the backup.'),
+        backupConcurrency: z.number().int().min(1).max(1000).default(20).describe("Parallel deliveries to the backup; for GmailApi the least, the window growing with Google's measured latency (transports/gmail/window.ts)."),
         minBackoffMs: z.number().int().min(1).default(30_000).describe('First retry delay after a deferral.'),
         maxBackoffMs: z.number().int().min(1).default(600_000).describe('Longest retry delay.'),
         sweepIntervalMs: z.number().int().min(10).default(5_000).describe('How often deadlines and retention are checked.'),

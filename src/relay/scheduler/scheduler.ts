@@ -260,7 +260,7 @@ export class Scheduler {
       // A maintenance window: mail for the primary waits in the spool until it ends (then the replay).
       if (this.held(dest)) continue;
       // A destination that is down gets one probing delivery at a time.
-      const window = this.isDown(dest) ? 1 : this.concurrency[dest];
+      const window = this.isDown(dest) ? 1 : (this.d.transports[dest].window?.() ?? this.concurrency[dest]);
       while (this.inflight[dest] < window && this.queues.ready[dest].length > 0) {
         if (dest === 'primary' && !this.replay.admit()) break;
         const id = this.queues.ready[dest].take()!;

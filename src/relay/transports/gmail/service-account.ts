@@ -1,6 +1,7 @@
 // The service account's key and its JWT clients (domain-wide delegation: one
 // client, with its cached access token, per scope and impersonated mailbox).
 import { readFileSync } from 'node:fs';
+import type { Agent } from 'node:http';
 import { JWT } from 'google-auth-library';
 
 export const GOOGLE_TOKEN_URL = 'https://oauth2.googleapis.com/token';
@@ -49,11 +50,13 @@ export class ServiceAccountClients {
   /**
    * @param tokenUrl the token endpoint instead of Google's (loopback only: the caller checks it)
    * @param timeoutMs for each token request
+   * @param agentFor the keep-alive HTTP agent for a URL (agents.ts)
    */
   constructor(
     private readonly key: ServiceAccountKey,
     private readonly tokenUrl: string | undefined,
     private readonly timeoutMs: number,
+    private readonly agentFor?: (url: string) => Agent,
   ) {}
 
   /** The client for `subject` (undefined: the service account itself, without delegation). */
@@ -77,7 +80,7 @@ export class ServiceAccountClients {
     // google-auth-library posts JWT grants to Google's fixed token URL, and
     // retries them by itself. Point them at the emulator when configured
     // and leave retries to the scheduler.
-    const { tokenUrl, timeoutMs } = this;
+    const { tokenUrl, timeoutMs, agentFor } = this;
     client.transporter.interceptors.request.add({
       resolved: async (opts) => {
         if (String(opts.url) === GOOGLE_TOKEN_URL) {
@@ -85,6 +88,7 @@ export class ServiceAccountClients {
           opts.retry = false;
           opts.timeout = timeoutMs;
           opts.retryConfig = { ...opts.retryConfig, retry: 0, noResponseRetries: 0 };
+          if (agentFor) opts.agent = agentFor(String(opts.url));
         }
         return opts;
       },

@@ -5,7 +5,10 @@
 // The relay's scheduler owns retries: the googleapis client never retries by
 // itself here, and every outcome is delivered / deferred (with a retryAfterMs
 // hint) / failed. Each mailbox is paced (pacing.ts); Google's errors are
-// mapped in google-errors.ts; the JWT clients live in service-account.ts.
+// mapped in google-errors.ts; the JWT clients live in service-account.ts. The
+// scheduler keeps as many deliveries in flight as window.ts asks for (Google's
+// latency times this relay's share of the project quota), over keep-alive
+// connections (agents.ts).
 import { stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { gmail as gmailApi, type gmail_v1 } from '@googleapis/gmail';
@@ -18,8 +21,10 @@ import type { RecipientOutcome, SpooledMessage, Transport } from '../../types.js
 import { mapAddress } from '../address-map.js';
 import { dedupQuery } from './dedup-query.js';
 import { classifyGoogleError, oauthErrorOf, unreachableBecause, type BackupReachability } from './google-errors.js';
+import { KeepAliveAgents } from './agents.js';
 import { MailboxPacing, type PacingOptions } from './pacing.js';
 import { ServiceAccountClients, readServiceAccount } from './service-account.js';
+import { ImportWindow, MAX_WINDOW, targetImportsPerSecond } from './window.js';
 
 export type { BackupReachability } from './google-errors.js';
 
@@ -94,6 +99,8 @@ export class GmailApiTransport implements GmailTransport {
   private readonly timeoutBase: number;
   private readonly minBytesPerSecond: number;
   private readonly gmail: gmail_v1.Gmail;
+  private readonly agents = new KeepAliveAgents(MAX_WINDOW);
+  private readonly importWindow: ImportWindow;
   private readonly warnedNoDedupScope = new Set<string>();
   /** "<spool id> <mailbox>" of imports whose outcome is unknown (no answer, or 5xx). */
   private readonly uncertain = new Set<string>();
@@ -113,8 +120,14 @@ export class GmailApiTransport implements GmailTransport {
     this.concurrency = Math.max(1, deps.concurrency ?? 4);
     this.timeoutBase = deps.timeouts?.baseMs ?? 60_000;
     this.minBytesPerSecond = deps.timeouts?.minBytesPerSecond ?? 256 * 1024;
-    this.clients = new ServiceAccountClients(key, tokenUrl, this.timeoutBase);
+    this.clients = new ServiceAccountClients(key, tokenUrl, this.timeoutBase, (url) => this.agents.for(url));
     this.gmail = gmailApi({ version: 'v1', rootUrl, retry: false });
+    this.importWindow = new ImportWindow({ targetPerSecond: targetImportsPerSecond(config.spec.relay.replicas), min: config.tuning.backupConcurrency });
+  }
+
+  /** Deliveries to have in flight: Google's measured latency times this relay's share of the project quota (window.ts). */
+  window(): number {
+    return this.importWindow.size;
   }
 
   /** Quota units per mailbox per minute this relay spends now. */
@@ -187,6 +200,7 @@ export class GmailApiTransport implements GmailTransport {
     this.closed = true;
     this.clients.clear();
     this.pacing.clear();
+    this.agents.destroy();
   }
 
   /** The Workspace mailbox for a recipient, normalised (Gmail addresses are case-insensitive). */
@@ -228,12 +242,15 @@ export class GmailApiTransport implements GmailTransport {
         auth: this.clients.get(mailbox, GMAIL_INSERT_SCOPE) as unknown as gmail_v1.Params$Resource$Users$Messages$Import['auth'],
         ...(labelIds.length > 0 ? { requestBody: { labelIds } } : {}),
       };
+      const started = this.now();
       const res = await this.gmail.users.messages.import(params, {
         rootUrl: this.rootUrl,
         retry: false,
         timeout: this.timeoutBase + Math.ceil((size * 1000) / this.minBytesPerSecond),
+        agent: this.agents.for(this.rootUrl),
         ...(signal ? { signal } : {}),
       });
+      this.importWindow.observe(this.now() - started);
       this.pacing.succeeded(mailbox);
       this.uncertain.delete(attempt);
       const id = res.data.id ?? '';
@@ -282,7 +299,7 @@ export class GmailApiTransport implements GmailTransport {
           maxResults: 1,
           auth: this.clients.get(mailbox, GMAIL_READONLY_SCOPE) as unknown as gmail_v1.Params$Resource$Users$Messages$List['auth'],
         },
-        { rootUrl: this.rootUrl, retry: false, timeout: this.timeoutBase },
+        { rootUrl: this.rootUrl, retry: false, timeout: this.timeoutBase, agent: this.agents.for(this.rootUrl) },
       );
       return res.data.messages?.[0]?.id ?? null;
     } catch (err) {
