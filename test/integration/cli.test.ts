@@ -75,6 +75,11 @@ const misuse: [string, () => string[], RegExp, string][] = [
   ['queue: show with a bad ID', () => ['queue', 'show', '../etc', '--spool', spool], /"\.\.\/etc" is not a spool id/, 'usage: mail-continuity queue'],
   ['queue: unknown flag', () => ['queue', 'list', '--all'], /^mail-continuity queue: unknown flag --all$/, 'usage: mail-continuity queue'],
   ['queue: boolean with a value', () => ['queue', 'list', '--dead=yes'], /^mail-continuity queue: --dead takes no value$/, 'usage: mail-continuity queue'],
+  ['audit: no subcommand', () => ['audit'], /^mail-continuity audit: name a subcommand: verify or export$/, 'usage: mail-continuity audit'],
+  ['audit: unknown flag', () => ['audit', 'verify', '--directory', dir], /^mail-continuity audit: unknown flag --directory$/, 'usage: mail-continuity audit'],
+  ['audit: no --dir', () => ['audit', 'verify'], /^mail-continuity audit: --dir is required/, 'usage: mail-continuity audit'],
+  ['audit: --dir missing', () => ['audit', 'export', '--dir', '/nonexistent'], /^mail-continuity audit: --dir: \/nonexistent is not a directory$/, 'usage: mail-continuity audit'],
+  ['audit: bad time', () => ['audit', 'export', '--dir', dir, '--since', 'yesterday'], /--since: "yesterday" is not an ISO 8601 time/, 'usage: mail-continuity audit'],
   ['generate: unknown flag', () => ['generate', '--bogus'], /^mail-continuity generate: unknown flag --bogus$/, 'usage: mail-continuity generate'],
   ['generate: stray argument', () => ['generate', 'crds'], /^mail-continuity generate: unexpected argument "crds"$/, 'usage: mail-continuity generate'],
 ];
@@ -100,6 +105,8 @@ describe('mail-continuity --help', () => {
     [['operator', '--help'], 'usage: mail-continuity operator'],
     [['relay', '-h'], 'usage: mail-continuity relay'],
     [['queue', '--help'], 'usage: mail-continuity queue'],
+    [['audit', '--help'], 'usage: mail-continuity audit'],
+    [['audit', 'verify', '-h'], 'usage: mail-continuity audit'],
     [['generate', '--help'], 'usage: mail-continuity generate'],
   ])('%j: the usage on stdout, exit 0', async (args, usage) => {
     const r = await run(args);

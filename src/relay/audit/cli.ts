@@ -38,6 +38,10 @@ export async function runAudit(args: string[], out: (s: string) => void = (s) =>
 }
 
 async function audit(args: string[], out: (s: string) => void): Promise<number> {
+  if (args.some((a) => a === '--help' || a === '-h')) {
+    out(AUDIT_USAGE);
+    return 0;
+  }
   const [sub, ...rest] = args;
   const { values } = parseCommandArgs(AUDIT_USAGE, {
     args: rest,
