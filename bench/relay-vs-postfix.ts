@@ -80,7 +80,16 @@ interface Target {
   port: number;
   /** Memory now, in bytes (relay: RSS; Postfix: PSS summed over its processes). */
   memory(): Promise<number>;
+  /** CPU time used so far (user + system), in ms; the relay only (a loaded machine slows it, it does not inflate it). */
+  cpuMs?(): Promise<number>;
   stop(): Promise<void>;
+}
+
+/** utime + stime of a process, in ms (clock ticks of 10 ms). */
+async function cpuMsOf(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) * 10;
 }
 
 interface Row {
@@ -95,6 +104,8 @@ interface Row {
   p99: number;
   peakMemory: number;
   errors: string;
+  /** The relay's CPU time over the run, in ms (undefined for Postfix). */
+  cpuMs?: number;
 }
 
 async function procStatus(pid: number, field: string): Promise<number> {
@@ -160,6 +171,7 @@ async function startRelayTarget(primary: number, backup: number, withRules = fal
     name: withRules ? 'relay-rules' : 'relay',
     port: relay.port,
     memory: () => procStatus(relay.pid, 'VmRSS'),
+    cpuMs: () => cpuMsOf(relay.pid),
     stop: () => relay.stop(),
   };
 }
@@ -261,6 +273,7 @@ async function run(name: Name, sessions: number, reuse: boolean): Promise<Row> {
       : startRelayTarget(primary.port, backup.port, name === 'relay-rules'));
     try {
       const mem = memoryPeak(t);
+      const cpu0 = (await t.cpuMs?.()) ?? 0;
       let loading = true;
       const sampler = latencySampler(t.port, reuse, () => loading);
       const t0 = Date.now();
@@ -297,6 +310,7 @@ async function run(name: Name, sessions: number, reuse: boolean): Promise<Row> {
         p50: percentile(samples, 50),
         p99: percentile(samples, 99),
         peakMemory: await mem.stop(),
+        ...(t.cpuMs ? { cpuMs: (await t.cpuMs()) - cpu0 } : {}),
         errors: src.stderr.trim().split('\n').filter(Boolean).slice(0, 2).join(' | '),
       };
     } finally {
@@ -361,7 +375,7 @@ for (let round = 0; round < rounds; round++) {
         rows.push(r);
         process.stderr.write(
           `round ${round + 1} ${name} sessions=${sessions} reuse=${reuse}: intake ${rate(messages, r.intakeMs)} msg/s, end to end ${rate(messages, r.e2eMs)} msg/s, ` +
-            `p99 ${r.p99.toFixed(1)} ms (${r.sampled} samples), peak ${mb(r.peakMemory)} MB, sinks ${r.atSinks.join('/')} ${r.errors}\n`,
+            `p99 ${r.p99.toFixed(1)} ms (${r.sampled} samples), peak ${mb(r.peakMemory)} MB, sinks ${r.atSinks.join('/')}${r.cpuMs !== undefined ? `, relay CPU ${(r.cpuMs / (messages + r.sampled)).toFixed(2)} ms/msg` : ''} ${r.errors}\n`,
         );
       }
     }
@@ -374,10 +388,10 @@ const median = (xs: number[]) => {
 const policyTable =
   targets.includes('relay') && targets.includes('relay-rules')
     ? [
-        `The exclusion policy's cost: the relay without rules and with ${exclude.length} exclusion rules (${RULE_KINDS.length > 0 ? 'header values, senders with From:/Sender:, recipients; none matching, so every message is evaluated in full and every copy goes' : ''}), alternately, ${rounds} round(s); end to end msg/s per round, then the median ratio.`,
+        `The exclusion policy's cost: the relay without rules and with ${exclude.length} exclusion rules (${RULE_KINDS.length > 0 ? 'header values, senders with From:/Sender:, recipients; none matching, so every message is evaluated in full and every copy goes' : ''}), alternately, ${rounds} round(s); end to end msg/s per round, then the median ratio; and the relay's CPU time per message (user + system, which a loaded machine does not inflate the way it slows msg/s).`,
         '',
-        '| reuse | sessions | no rules msg/s (per round) | rules msg/s (per round) | rules / no rules (per round) | median ratio |',
-        '|---|---:|---|---|---|---:|',
+        '| reuse | sessions | no rules msg/s (per round) | rules msg/s (per round) | rules / no rules (per round) | median ratio | relay CPU ms/msg, no rules / rules (medians) | CPU ratio |',
+        '|---|---:|---|---|---|---:|---:|---:|',
         ...reuseModes.flatMap((reuse) =>
           sessionCounts.map((sessions) => {
             const of = (n: Name) =>
@@ -387,7 +401,14 @@ const policyTable =
             const a = of('relay');
             const b = of('relay-rules');
             const ratios = a.map((x, i) => b[i]! / x);
-            return `| ${reuse ? 'yes' : 'no'} | ${sessions} | ${a.join(', ')} | ${b.join(', ')} | ${ratios.map((x) => x.toFixed(3)).join(', ')} | ${median(ratios).toFixed(3)} |`;
+            const cpu = (n: Name) =>
+              median(
+                rows
+                  .filter((r) => r.target === n && r.sessions === sessions && r.reuse === reuse)
+                  .map((r) => (r.cpuMs ?? NaN) / (messages + r.sampled)),
+              );
+            const [ca, cb] = [cpu('relay'), cpu('relay-rules')];
+            return `| ${reuse ? 'yes' : 'no'} | ${sessions} | ${a.join(', ')} | ${b.join(', ')} | ${ratios.map((x) => x.toFixed(3)).join(', ')} | ${median(ratios).toFixed(3)} | ${ca.toFixed(2)} / ${cb.toFixed(2)} | ${(cb / ca).toFixed(3)} |`;
           }),
         ),
         '',
