@@ -67,6 +67,17 @@ export function oneOf<C extends string>(flag: string, value: string, choices: re
   throw new UsageError(`--${flag}: "${value}" is not one of ${choices.join(', ')}`);
 }
 
+/**
+ * The UsageError for `--flag FILE` when reading FILE failed because it is not there or is a
+ * directory (the flag was misused); undefined for any other failure. `hint` is added to the line.
+ */
+export function missingFile(flag: string, file: string, err: unknown, hint = ''): UsageError | undefined {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (code === 'ENOENT') return new UsageError(`--${flag} ${file}: no such file${hint}`);
+  if (code === 'EISDIR') return new UsageError(`--${flag} ${file}: a directory, not a file${hint}`);
+  return undefined;
+}
+
 /** Runs a command; a UsageError thrown without a usage (a flag checked after parsing) gets this one. */
 export async function withUsage<T>(usage: string, run: () => Promise<T>): Promise<T> {
   try {

@@ -5,7 +5,7 @@ import { createServer, type Server } from 'node:http';
 import { hostname } from 'node:os';
 import { parseDuration } from '../api/v1alpha1/formats.js';
 import type { RelayGoogle } from './builders/index.js';
-import { oneOf, parseCommandArgs, UsageError, withUsage } from '../lib/cli-args.js';
+import { missingFile, oneOf, parseCommandArgs, UsageError, withUsage } from '../lib/cli-args.js';
 import { isLoopbackUrl } from '../lib/ip.js';
 import { createLogger, LOG_FORMATS, LOG_LEVELS } from '../lib/log.js';
 import { Controller } from './controller.js';
@@ -207,11 +207,8 @@ function kubeClient(file: string | undefined, onRequest: Parameters<typeof KubeC
   try {
     return KubeClient.fromFile(file, onRequest);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (file !== undefined && (code === 'ENOENT' || code === 'EISDIR')) {
-      throw new UsageError(`--kubeconfig ${file}: no such file (omit the flag to use the in-cluster config or ~/.kube/config)`);
-    }
-    throw err;
+    const hint = ' (omit the flag to use the in-cluster config or ~/.kube/config)';
+    throw (file !== undefined && missingFile('kubeconfig', file, err, hint)) || err;
   }
 }
 

@@ -3,7 +3,7 @@
 // state stays in the spool), exit.
 import { readFile } from 'node:fs/promises';
 import { RelayConfig } from '../api/relay/config.js';
-import { CliError, oneOf, parseCommandArgs, reportFailure, UsageError, withUsage } from '../lib/cli-args.js';
+import { CliError, missingFile, oneOf, parseCommandArgs, reportFailure, UsageError, withUsage } from '../lib/cli-args.js';
 import { createLogger, LOG_FORMATS } from '../lib/log.js';
 import { startRelay } from './relay.js';
 
@@ -27,10 +27,7 @@ export async function loadRelayConfig(file: string): Promise<RelayConfig> {
   try {
     text = await readFile(file, 'utf8');
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new UsageError(`--config ${file}: no such file`);
-    if (code === 'EISDIR') throw new UsageError(`--config ${file}: a directory, not a config file`);
-    throw new CliError(`--config ${file}: cannot read it (${code ?? (err as Error).message})`);
+    throw missingFile('config', file, err) ?? new CliError(`--config ${file}: cannot read it (${(err as Error).message})`);
   }
   let raw: unknown;
   try {

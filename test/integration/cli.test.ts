@@ -64,7 +64,7 @@ const misuse: [string, () => string[], RegExp, string][] = [
   ['operator: bad bind address', () => ['operator', '--metrics-bind-address', 'eighty'], /--metrics-bind-address: "eighty" is not HOST:PORT/, 'usage: mail-continuity operator'],
   ['relay: no --config', () => ['relay'], /^mail-continuity relay: --config FILE is required$/, 'usage: mail-continuity relay'],
   ['relay: config file missing', () => ['relay', '--config', '/nonexistent.yaml'], /^mail-continuity relay: --config \/nonexistent.yaml: no such file$/, 'usage: mail-continuity relay'],
-  ['relay: config is a directory', () => ['relay', '--config', dir], /: a directory, not a config file$/, 'usage: mail-continuity relay'],
+  ['relay: config is a directory', () => ['relay', '--config', dir], /: a directory, not a file$/, 'usage: mail-continuity relay'],
   ['relay: unknown flag', () => ['relay', '--conf', 'x'], /^mail-continuity relay: unknown flag --conf$/, 'usage: mail-continuity relay'],
   ['relay: bad log format', () => ['relay', '--config', '/x.yaml', '--log-format', 'pretty'], /--log-format: "pretty" is not one of json, text$/, 'usage: mail-continuity relay'],
   ['queue: spool missing', () => ['queue', 'list', '--spool', '/nonexistent'], /^mail-continuity queue: --spool \/nonexistent: no such directory/, 'usage: mail-continuity queue'],
