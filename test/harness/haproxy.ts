@@ -1,6 +1,7 @@
 // Debian's HAProxy as the load balancer in front of the relay: TCP mode, one
 // frontend sending the PROXY protocol version 1 to the relay (`send-proxy`),
-// one sending version 2 (`send-proxy-v2`). It connects to the relay from
+// one sending version 2 (`send-proxy-v2`), one plain (no header: what a
+// balancer without the PROXY protocol does). It connects to the relay from
 // `source` (default 127.0.0.1), the address the relay must trust.
 import { execFileSync } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -13,6 +14,8 @@ export interface Haproxy {
   v1Port: number;
   /** Frontend whose connections reach the relay with a PROXY v2 header. */
   v2Port: number;
+  /** Frontend that forwards without a header. */
+  plainPort: number;
   stop(): Promise<void>;
 }
 
@@ -27,14 +30,14 @@ async function listening(port: number): Promise<boolean> {
 }
 
 export async function startHaproxy(o: { backendPort: number; dir: string; source?: string }): Promise<Haproxy> {
-  const [v1Port, v2Port] = [await freePort(), await freePort()];
+  const [v1Port, v2Port, plainPort] = [await freePort(), await freePort(), await freePort()];
   const source = o.source ?? '127.0.0.1';
   const cfg = join(o.dir, 'haproxy.cfg');
   await writeFile(
     cfg,
     [
       'global',
-      '  maxconn 200',
+      '  maxconn 2000',
       'defaults',
       '  mode tcp',
       '  timeout connect 5s',
@@ -50,6 +53,11 @@ export async function startHaproxy(o: { backendPort: number; dir: string; source
       '  default_backend relay_v2',
       'backend relay_v2',
       `  server relay 127.0.0.1:${o.backendPort} send-proxy-v2 source ${source}`,
+      `frontend smtp_plain`,
+      `  bind 127.0.0.1:${plainPort}`,
+      '  default_backend relay_plain',
+      'backend relay_plain',
+      `  server relay 127.0.0.1:${o.backendPort} source ${source}`,
       '',
     ].join('\n'),
   );
@@ -60,6 +68,6 @@ export async function startHaproxy(o: { backendPort: number; dir: string; source
     throw new Error(`haproxy -c ${cfg} failed (make install installs Debian's haproxy): ${err.stderr?.toString() || err.message}`);
   }
   const daemon = startDaemon('haproxy', 'haproxy', ['-db', '-f', cfg], o.dir);
-  await waitForDaemon('haproxy listening', async () => (await listening(v1Port)) && (await listening(v2Port)), 15_000, daemon.died);
-  return { v1Port, v2Port, stop: () => daemon.stop() };
+  await waitForDaemon('haproxy listening', async () => (await listening(v1Port)) && (await listening(v2Port)) && (await listening(plainPort)), 15_000, daemon.died);
+  return { v1Port, v2Port, plainPort, stop: () => daemon.stop() };
 }
