@@ -10,6 +10,7 @@ commands:
   operator   run the controller (see --help of the command)
   relay      run the SMTP relay from a config file (relay --config FILE)
   queue      list or show spool entries (queue list [--dead] | queue show ID) --spool DIR
+  dead       export or purge dead letters (dead export [ID...] [--out FILE] | dead purge ID...|--older-than D|--all) --spool DIR
   audit      check or export the audit log (audit verify --dir DIR | audit export --dir DIR [--since T] [--until T])
   generate   write crds/ from the API schemas (src/api/v1alpha1)
 `;
@@ -32,6 +33,10 @@ async function main(argv: string[]): Promise<number> {
     case 'queue': {
       const { runQueue } = await import('./relay/spool/queue-cli.js');
       return runQueue(rest);
+    }
+    case 'dead': {
+      const { runDead } = await import('./relay/spool/dead-cli.js');
+      return runDead(rest);
     }
     case 'audit': {
       const { runAudit } = await import('./relay/audit/cli.js');

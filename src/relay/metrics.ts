@@ -11,6 +11,10 @@ export interface RelayMetrics {
   spoolBytes: Gauge<'instance'>;
   latency: Histogram<'instance' | 'destination'>;
   deadLettered: Counter<'instance' | 'reason'>;
+  deadBytes: Gauge<'instance'>;
+  deadMessages: Gauge<'instance'>;
+  deadMaxBytes: Gauge<'instance'>;
+  deadRemoved: Counter<'instance' | 'reason'>;
   possibleDuplicates: Counter<'instance' | 'destination'>;
   normalisedNewlines: Counter<'instance'>;
   failoverActive: Gauge<'instance'>;
@@ -52,6 +56,15 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): RelayMet
     deadLettered: new Counter({
       name: 'relay_dead_lettered_total',
       help: 'Recipients or messages moved to dead/ (reason: rejected, retention).',
+      labelNames: ['instance', 'reason'],
+      registers,
+    }),
+    deadBytes: new Gauge({ name: 'relay_dead_bytes', help: 'Bytes in dead/ (messages and their states).', labelNames: ['instance'], registers }),
+    deadMessages: new Gauge({ name: 'relay_dead_messages', help: 'Messages in dead/.', labelNames: ['instance'], registers }),
+    deadMaxBytes: new Gauge({ name: 'relay_dead_max_bytes', help: 'The cap of dead/ (tuning.deadMaxBytes): beyond it the oldest entries are removed.', labelNames: ['instance'], registers }),
+    deadRemoved: new Counter({
+      name: 'relay_dead_removed_total',
+      help: 'Entries removed from dead/ by the relay (reason: retention, size).',
       labelNames: ['instance', 'reason'],
       registers,
     }),

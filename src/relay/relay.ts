@@ -15,6 +15,7 @@ import { quotaShareOf } from './control/quota-share.js';
 import { startInbound, type Inbound } from './inbound/server.js';
 import { createMetrics, type RelayMetrics } from './metrics.js';
 import { Scheduler } from './scheduler/scheduler.js';
+import { DeadLetters, deadLimits } from './spool/dead.js';
 import { Spool } from './spool/spool.js';
 import { createPrimaryTransport, createSmtpRelayBackupTransport } from './transports/smtp/transport.js';
 import type { Destination, Transport } from './types.js';
@@ -81,6 +82,13 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   // This replica's share of each Gmail mailbox's quota, as last told (control/quota-share.ts).
   const mailboxQuota = await quotaShareOf(transports.backup, config.paths.spool, log);
   scheduler.start();
+  const dead = new DeadLetters(spool.deadDir, deadLimits(config), (r) => {
+    metrics.deadBytes.set({ instance: config.instance }, r.bytes);
+    metrics.deadMessages.set({ instance: config.instance }, r.messages);
+    for (const x of r.removed) metrics.deadRemoved.inc({ instance: config.instance, reason: x.reason });
+  }, log.child({ part: 'dead' }));
+  metrics.deadMaxBytes.set({ instance: config.instance }, dead.limits.maxBytes);
+  dead.start(t.deadSweepIntervalMs);
 
   // The Gmail side checked by a token grant every few minutes (BackupReachable), not only by deliveries.
   const backupCheck = deps.transports?.backup
@@ -141,6 +149,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
       await backupCheck?.stop();
       await inbound.close();
       await scheduler.stop();
+      await dead.stop();
       await Promise.all([transports.primary.close(), transports.backup.close()]).catch(() => undefined);
       await audit.close();
       await spool.close();

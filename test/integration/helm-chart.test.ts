@@ -265,6 +265,7 @@ describe('helm lint and template', () => {
     expect(rules.map((r: any) => r.alert).sort()).toEqual(
       [
         'MailContinuityBackupUnreachable',
+        'MailContinuityDeadLettersNearCap',
         'MailContinuityDeliveriesFailing',
         'MailContinuityExchangeDeferring',
         'MailContinuityExchangeUnhealthy',

@@ -11,7 +11,7 @@
 //                   (see Journal); compacted when it grows
 //   dead/<id>.eml   messages that cannot be delivered (5xx from a destination, or older
 //   dead/<id>.json  than spec.relay.spool.retention), with their state and the reason.
-//                   Never deleted by the relay.
+//                   Bounded in age and size by dead.ts (mail-continuity dead export|purge).
 //   audit.log       JSON lines, see audit.ts
 //
 // The trailer after the message's `size` bytes:
