@@ -2,7 +2,8 @@
 // against the relay's real admin endpoint (its HTTP server with a real
 // FailoverState) on loopback, driven the way the reconcile drives it.
 import { afterEach, describe, expect, it } from '@jest/globals';
-import type { Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { MailContinuitySpec, type MailContinuity } from '../../src/api/v1alpha1/mailcontinuity.js';
@@ -273,6 +274,31 @@ describe('Continuity with real relay admin endpoints', () => {
     // Cancelled: the relay that said it drains is told to take mail again.
     m.drain(KEY, [], undefined);
     await waitUntil('corp-relay-1 takes mail again', 5000, () => !b.drain.draining);
+  });
+
+  it('a relay older than the quota share (which refuses the field) still gets the failover state', async () => {
+    // The relay of the previous version: the same admin endpoint, whose strict update schema lacks the field.
+    const told: unknown[] = [];
+    const old = createServer((req, res) => {
+      let text = '';
+      req.on('data', (c: Buffer) => (text += c.toString()));
+      req.on('end', () => {
+        const body = JSON.parse(text) as Record<string, unknown>;
+        if ('gmailUnitsPerMinute' in body) {
+          res.writeHead(400, { 'content-type': 'application/json' });
+          return res.end(JSON.stringify({ error: '(body): Unrecognized key: "gmailUnitsPerMinute"' }));
+        }
+        told.push(body);
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ active: body.active, since: null, replayMaxMessagesPerSecond: 1, ...noFacts() }));
+      });
+    });
+    await new Promise<void>((r) => old.listen(0, '127.0.0.1', () => r()));
+    servers.push(old);
+    const { reconcile, errors } = manager([`http://127.0.0.1:${(old.address() as AddressInfo).port}`]);
+    reconcile(mc((s) => (s.failover = { ...s.failover, manual: 'Active' })), health(true));
+    await waitUntil('the old relay told active', 5000, () => told.some((b) => (b as { active: boolean }).active));
+    expect(errors.n).toBe(0);
   });
 
   it("splits each Gmail mailbox's quota across the relays, as the replay rate, and follows the number of replicas", async () => {

@@ -294,12 +294,21 @@ export class Continuity {
 
   private async push(e: Entry, url: string, token: string, body: string) {
     try {
-      const res = await fetch(`${url}/admin/failover`, {
-        method: 'PUT',
-        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-        body,
-        signal: AbortSignal.timeout(this.opts.requestTimeoutMs ?? 3000),
-      });
+      const put = (text: string) =>
+        fetch(`${url}/admin/failover`, {
+          method: 'PUT',
+          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+          body: text,
+          signal: AbortSignal.timeout(this.opts.requestTimeoutMs ?? 3000),
+        });
+      let res = await put(body);
+      if (res.status === 400 && body.includes('"gmailUnitsPerMinute"')) {
+        // A relay older than the Gmail quota share refuses the unknown field (its update is
+        // strict): it still gets the failover state, during an upgrade's rolling restart too.
+        const refusal = await res.text();
+        if (!refusal.includes('gmailUnitsPerMinute')) throw new Error(`HTTP 400: ${refusal.slice(0, 200)}`);
+        res = await put(JSON.stringify({ ...(JSON.parse(body) as object), gmailUnitsPerMinute: undefined }));
+      }
       if (!res.ok) throw new Error(`HTTP ${res.status}: ${(await res.text()).slice(0, 200)}`);
       return [url, (await res.json()) as RelaySnapshot] as const;
     } catch (err) {
