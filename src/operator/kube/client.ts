@@ -94,9 +94,10 @@ export class KubeClient {
     body?: unknown,
     contentType = 'application/json',
     signal?: AbortSignal,
+    extraHeaders: Record<string, string> = {},
   ): Promise<IncomingMessage> {
     const payload = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
-    const headers: Record<string, string> = payload !== undefined ? { 'Content-Type': contentType } : {};
+    const headers: Record<string, string> = { ...extraHeaders, ...(payload !== undefined ? { 'Content-Type': contentType } : {}) };
     const opts = await this.options(method, path, headers);
     const send = this.server.protocol === 'https:' ? httpsRequest : httpRequest;
     return new Promise((resolve, reject) => {
@@ -107,10 +108,11 @@ export class KubeClient {
     });
   }
 
-  async request<T>(method: string, path: string, body?: unknown, contentType?: string): Promise<T> {
+  /** `headers`: extra request headers (e.g. for a backend behind the apiserver's proxy). */
+  async request<T>(method: string, path: string, body?: unknown, contentType?: string, headers?: Record<string, string>): Promise<T> {
     const verb = method === 'GET' ? (/\/[^/]+\/[^/]+$/.test(path) ? 'get' : 'list') : method.toLowerCase();
     this.onRequest(verb, path.split('?')[0]!.split('/').filter(Boolean).slice(-2).join('/'));
-    const res = await this.send(method, path, body, contentType);
+    const res = await this.send(method, path, body, contentType, undefined, headers);
     const chunks: Buffer[] = [];
     for await (const chunk of res) chunks.push(chunk as Buffer);
     const text = Buffer.concat(chunks).toString('utf8');

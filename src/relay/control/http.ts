@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { ADMIN_FAILOVER_PATH, FailoverUpdate, type BackupCheckReport } from '../../api/relay/admin.js';
 import type { Drain } from './drain.js';
-import { ADMIN_QUEUE_PATH, handleQueue, type QueueAdminDeps } from './queue-admin.js';
+import { ADMIN_QUEUE_PATH, handleQueue, RELAY_TOKEN_HEADER, type QueueAdminDeps } from './queue-admin.js';
 import { bearerMatches, failoverSnapshot, type DeliveryFacts, type FailoverState } from './failover-state.js';
 
 export interface HttpDeps {
@@ -57,7 +57,9 @@ export async function startHttp(host: string, port: number, deps: HttpDeps): Pro
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://relay');
     if (deps.queue && (url.pathname === ADMIN_QUEUE_PATH || url.pathname.startsWith(`${ADMIN_QUEUE_PATH}/`))) {
-      if (!bearerMatches(req.headers.authorization, deps.adminToken)) {
+      // Through the apiserver's pod proxy the Authorization header is the apiserver's: the token may come as X-Mail-Continuity-Token.
+      const viaProxy = req.headers[RELAY_TOKEN_HEADER];
+      if (!bearerMatches(req.headers.authorization, deps.adminToken) && !(typeof viaProxy === "string" && bearerMatches(`Bearer ${viaProxy}`, deps.adminToken))) {
         res.setHeader('www-authenticate', 'Bearer');
         return send(res, 401, { error: 'unauthorized' });
       }

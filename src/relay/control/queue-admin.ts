@@ -19,6 +19,8 @@ import type { MessageState } from '../spool/state.js';
 import type { Destination } from '../types.js';
 
 export const ADMIN_QUEUE_PATH = '/admin/queue';
+/** The admin token as a client behind the apiserver's pod proxy sends it (lower case, as Node reads headers). */
+export const RELAY_TOKEN_HEADER = 'x-mail-continuity-token';
 
 export interface QueueFilter {
   destination?: Destination;
