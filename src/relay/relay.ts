@@ -9,6 +9,7 @@ import type { RelayConfig } from '../api/relay/config.js';
 import { parseDuration } from '../api/v1alpha1/formats.js';
 import { startBackupCheck } from './control/backup-check.js';
 import { Drain } from './control/drain.js';
+import { SecretFiles } from './control/secret-files.js';
 import { FailoverState } from './control/failover-state.js';
 import { httpPort, startHttp } from './control/http.js';
 import { quotaShareOf } from './control/quota-share.js';
@@ -17,7 +18,7 @@ import { createMetrics, type RelayMetrics } from './metrics.js';
 import { Scheduler } from './scheduler/scheduler.js';
 import { DeadLetters, deadLimits } from './spool/dead.js';
 import { Spool } from './spool/spool.js';
-import { createPrimaryTransport, createSmtpRelayBackupTransport } from './transports/smtp/transport.js';
+import { createPrimaryTransport, createSmtpRelayBackupTransport, readPrimaryAuth } from './transports/smtp/transport.js';
 import type { Destination, Transport } from './types.js';
 
 export interface RelayDeps {
@@ -64,13 +65,16 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     retainForMs: a.retainFor === undefined ? Infinity : parseDuration(a.retainFor),
   });
   await audit.open();
-  const adminToken = config.paths.adminToken ? (await readFile(config.paths.adminToken, 'utf8')).trim() || undefined : undefined;
+  const readAdminToken = async () => (config.paths.adminToken ? (await readFile(config.paths.adminToken, 'utf8')).trim() || undefined : undefined);
+  let adminToken = await readAdminToken();
+  // Assigned to in place when the credential files change (SecretFiles below): the transport reads it at each AUTH.
+  const primaryAuth = deps.transports?.primary ? undefined : await readPrimaryAuth(config);
   const failover = new FailoverState({
     active: config.spec.failover.manual === 'Active',
     replayMaxMessagesPerSecond: config.spec.recovery.maxMessagesPerSecond,
   });
   const transports: Record<Destination, Transport> = {
-    primary: deps.transports?.primary ?? (await createPrimaryTransport(config, log)),
+    primary: deps.transports?.primary ?? (await createPrimaryTransport(config, log, primaryAuth)),
     backup: deps.transports?.backup ?? (await createBackupTransport(config, log)),
   };
   const scheduler = new Scheduler({ config, spool, transports, audit, metrics, failover, log: log.child({ part: 'scheduler' }) });
@@ -116,7 +120,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
       backupCheck: () => backupCheck?.snapshot(),
       queue: { ops: scheduler.queueOps(), audit },
       ...(mailboxQuota ? { mailboxQuota } : {}),
-      adminToken,
+      adminToken: () => adminToken,
       log: log.child({ part: 'http' }),
       ready: () => {
         const draining = drain.notReadyReason();
@@ -131,6 +135,23 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   }
   const smtpPort = inbound.port;
   const hp = httpPort(http);
+  // Mounted Secrets re-read when they change (cert-manager renews the certificate in place).
+  const secrets = new SecretFiles(log.child({ part: 'secrets' }));
+  const started = inbound;
+  await secrets.watch('tls', [config.paths.tlsCert, config.paths.tlsKey], async () => void (await started.reloadTls()));
+  await secrets.watch('admin-token', [config.paths.adminToken], async () => {
+    adminToken = await readAdminToken();
+  });
+  if (primaryAuth) {
+    await secrets.watch('primary-credentials', [config.paths.primaryUsername, config.paths.primaryPassword], async () => {
+      const fresh = await readPrimaryAuth(config);
+      if (!fresh) throw new Error('paths.primaryUsername or paths.primaryPassword cannot be read');
+      Object.assign(primaryAuth, fresh);
+    });
+  }
+  const backup = transports.backup;
+  if (backup.reloadSecrets) await secrets.watch('gmail-service-account', [config.paths.gmailServiceAccount], () => backup.reloadSecrets!());
+  secrets.start(t.secretPollMs);
   log.info({ smtpPort, httpPort: hp, mode: config.spec.mode, backup: config.spec.backup.gmail.method }, 'relay started');
 
   return {
@@ -150,6 +171,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
       await inbound.close();
       await scheduler.stop();
       await dead.stop();
+      await secrets.stop();
       await Promise.all([transports.primary.close(), transports.backup.close()]).catch(() => undefined);
       await audit.close();
       await spool.close();

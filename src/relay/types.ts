@@ -56,6 +56,8 @@ export interface Transport {
   /** Gmail API: the quota units per mailbox per minute this relay spends (its share, set by the operator). */
   mailboxQuota?(): number;
   setMailboxQuota?(unitsPerMinute: number): void;
+  /** Reads its credentials again (their mounted Secret changed); throws, keeping the old ones, when they cannot be used. */
+  reloadSecrets?(): Promise<void>;
   /** Deliveries the transport wants in flight now (Gmail: from Google's latency); the configured concurrency otherwise. */
   window?(): number;
   close(): Promise<void>;

@@ -23,8 +23,8 @@ export interface HttpDeps {
   backupCheck?: () => BackupCheckReport | undefined;
   /** The backup transport's share of each Gmail mailbox's quota (GmailApi), set by the same PUT. */
   mailboxQuota?: { get(): number; set(unitsPerMinute: number): void };
-  /** The admin bearer token; undefined disables /admin (always 401). */
-  adminToken: string | undefined;
+  /** The admin bearer token, or how to get the current one (it is re-read when its Secret changes); undefined disables /admin (always 401). */
+  adminToken: string | undefined | (() => string | undefined);
   ready: () => { ready: boolean; reason?: string };
   log: Logger;
 }
@@ -54,12 +54,13 @@ export async function startHttp(host: string, port: number, deps: HttpDeps): Pro
       else res.destroy();
     });
   });
+  const adminToken = () => (typeof deps.adminToken === 'function' ? deps.adminToken() : deps.adminToken);
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://relay');
     if (deps.queue && (url.pathname === ADMIN_QUEUE_PATH || url.pathname.startsWith(`${ADMIN_QUEUE_PATH}/`))) {
       // Through the apiserver's pod proxy the Authorization header is the apiserver's: the token may come as X-Mail-Continuity-Token.
       const viaProxy = req.headers[RELAY_TOKEN_HEADER];
-      if (!bearerMatches(req.headers.authorization, deps.adminToken) && !(typeof viaProxy === "string" && bearerMatches(`Bearer ${viaProxy}`, deps.adminToken))) {
+      if (!bearerMatches(req.headers.authorization, adminToken()) && !(typeof viaProxy === 'string' && bearerMatches(`Bearer ${viaProxy}`, adminToken()))) {
         res.setHeader('www-authenticate', 'Bearer');
         return send(res, 401, { error: 'unauthorized' });
       }
@@ -75,7 +76,7 @@ export async function startHttp(host: string, port: number, deps: HttpDeps): Pro
         return send(res, r.ready ? 200 : 503, r.ready ? 'ok\n' : `not ready: ${r.reason ?? 'unknown'}\n`, 'text/plain');
       }
       case ADMIN_FAILOVER_PATH: {
-        if (!bearerMatches(req.headers.authorization, deps.adminToken)) {
+        if (!bearerMatches(req.headers.authorization, adminToken())) {
           res.setHeader('www-authenticate', 'Bearer');
           return send(res, 401, { error: 'unauthorized' });
         }

@@ -24,7 +24,9 @@
 //   delivery but not yet delivered, MAIL waits and then gets 451 4.3.2; with less
 //   free spool space than tuning.spoolMinFreeBytes, 452 4.3.1. A write error
 //   (ENOSPC, EIO) during DATA answers 452 4.3.1: never 250 for mail that is not on disk.
+import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { createSecureContext } from 'node:tls';
 import type { Logger } from 'pino';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import type { RelayConfig } from '../../api/relay/config.js';
@@ -54,6 +56,12 @@ export interface Inbound {
   port: number;
   /** Connected SMTP clients. */
   clients(): number;
+  /**
+   * Reads paths.tlsCert and paths.tlsKey again and offers them from the next STARTTLS on
+   * (smtp-server's updateSecureContext); throws, keeping the current pair, when they do not
+   * make a pair (yet). The serial number of the certificate now offered.
+   */
+  reloadTls(): Promise<string | undefined>;
   /** Stops accepting connections and waits (bounded) for messages being written. */
   close(timeoutMs?: number): Promise<void>;
 }
@@ -190,6 +198,15 @@ export async function startInbound(deps: InboundDeps): Promise<Inbound> {
   return {
     port,
     clients: () => patch.connectedClients(server),
+    async reloadTls() {
+      if (!tls || !config.paths.tlsCert || !config.paths.tlsKey) return undefined;
+      const fresh = { cert: await readFile(config.paths.tlsCert), key: await readFile(config.paths.tlsKey) };
+      createSecureContext(fresh); // throws on a key that does not match the certificate
+      server.updateSecureContext(fresh);
+      const serial = new X509Certificate(fresh.cert).serialNumber;
+      log.info({ serial, cert: config.paths.tlsCert }, 'TLS certificate reloaded');
+      return serial;
+    },
     async close(timeoutMs = 30_000) {
       closing = true;
       clearInterval(sweep);

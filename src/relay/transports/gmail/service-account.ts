@@ -53,7 +53,7 @@ export class ServiceAccountClients {
    * @param agentFor the keep-alive HTTP agent for a URL (agents.ts)
    */
   constructor(
-    private readonly key: ServiceAccountKey,
+    private key: ServiceAccountKey,
     private readonly tokenUrl: string | undefined,
     private readonly timeoutMs: number,
     private readonly agentFor?: (url: string) => Agent,
@@ -95,6 +95,12 @@ export class ServiceAccountClients {
     });
     this.clients.set(k, client);
     return client;
+  }
+
+  /** A new key (the mounted Secret changed): clients are made with it from now on. */
+  setKey(key: ServiceAccountKey): void {
+    this.key = key;
+    this.clients.clear();
   }
 
   /** Drops a client whose access token was refused. */

@@ -95,6 +95,7 @@ export class GmailApiTransport implements GmailTransport {
   private readonly now: () => number;
   private readonly pacing: MailboxPacing;
   private readonly clients: ServiceAccountClients;
+  private readonly keyFile: string | undefined;
   private readonly concurrency: number;
   private readonly timeoutBase: number;
   private readonly minBytesPerSecond: number;
@@ -114,6 +115,7 @@ export class GmailApiTransport implements GmailTransport {
     const { rootUrl, tokenUrl } = endpoints(config);
     this.rootUrl = rootUrl;
     const key = readServiceAccount(config.paths.gmailServiceAccount);
+    this.keyFile = config.paths.gmailServiceAccount;
     this.log = deps.log.child({ component: 'gmail', serviceAccount: key.client_email });
     this.now = deps.now ?? Date.now;
     this.pacing = new MailboxPacing({ ...deps.pacing, ...(deps.backoff ? { backoff: deps.backoff } : {}), now: this.now });
@@ -194,6 +196,11 @@ export class GmailApiTransport implements GmailTransport {
     } catch (err) {
       return unreachableBecause(err, mailbox, this.now());
     }
+  }
+
+  /** The service account key file changed: read it again (throws, keeping the old key, when it is not a key). */
+  async reloadSecrets(): Promise<void> {
+    this.clients.setKey(readServiceAccount(this.keyFile));
   }
 
   async close(): Promise<void> {

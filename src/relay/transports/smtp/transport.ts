@@ -39,11 +39,20 @@ async function readSecretFile(path: string | undefined): Promise<string | undefi
   return path === undefined ? undefined : (await readFile(path, 'utf8')).trim();
 }
 
-/** The primary (Exchange) transport from spec.primary and the credential files. */
-export async function createPrimaryTransport(config: RelayConfig, log: Logger): Promise<Transport> {
-  const p = config.spec.primary;
+/**
+ * The SMTP AUTH credentials for the primary (paths.primaryUsername/primaryPassword), or
+ * undefined without them. The transport uses the object it is given at each AUTH: to take
+ * changed files, assign the fields of a fresh reading to it.
+ */
+export async function readPrimaryAuth(config: RelayConfig): Promise<{ user: string; pass: string } | undefined> {
   const user = await readSecretFile(config.paths.primaryUsername);
   const pass = await readSecretFile(config.paths.primaryPassword);
+  return user !== undefined && pass !== undefined ? { user, pass } : undefined;
+}
+
+/** The primary (Exchange) transport from spec.primary and the credential files (`auth`: readPrimaryAuth's). */
+export async function createPrimaryTransport(config: RelayConfig, log: Logger, auth?: { user: string; pass: string }): Promise<Transport> {
+  const p = config.spec.primary;
   // spec.primary.caBundle, or the caSecretRef key the operator mounted.
   const ca = p.caBundle ?? (await readSecretFile(config.paths.primaryCa));
   return createSmtpTransport({
@@ -53,7 +62,7 @@ export async function createPrimaryTransport(config: RelayConfig, log: Logger): 
     tls: p.tls,
     insecureSkipTLSVerify: p.insecureSkipTLSVerify,
     ...(ca ? { ca } : {}),
-    ...(user !== undefined && pass !== undefined ? { auth: { user, pass } } : {}),
+    ...(auth ? { auth } : {}),
     maxConnections: config.tuning.primaryConcurrency,
     name: config.listen.hostname,
     log: log.child({ destination: 'primary' }),
