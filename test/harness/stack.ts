@@ -79,6 +79,8 @@ export interface StackOptions {
    * primary is Postfix itself).
    */
   primaryProxy?: boolean;
+  /** Where relay i writes its audit log (default: its own directory), e.g. a small file system to fill. */
+  auditFile?: (i: number) => string;
 }
 
 export interface RelayProcess {
@@ -293,7 +295,7 @@ export async function startStack(o: StackOptions): Promise<Stack> {
         http: { host: '127.0.0.1', port: httpPorts[i] },
         paths: {
           spool: join(rdir, 'spool'),
-          audit: join(rdir, 'audit.log'),
+          audit: o.auditFile?.(i) ?? join(rdir, 'audit.log'),
           adminToken: join(dir, 'admin-token'),
           gmailServiceAccount: join(dir, 'gmail.json'),
         },
@@ -314,7 +316,7 @@ export async function startStack(o: StackOptions): Promise<Stack> {
         smtpPort,
         adminUrl: adminUrls[i]!,
         configFile,
-        auditFile: join(rdir, 'audit.log'),
+        auditFile: o.auditFile?.(i) ?? join(rdir, 'audit.log'),
         proc,
         lines: [],
       };
