@@ -165,7 +165,11 @@ export class AuditLog {
     this.queue = [];
     if (batch.length === 0) return;
     try {
-      if (!this.fh) throw new Error('audit log is not open');
+      if (!this.fh) {
+        // A rotation that renamed the file but could not open the next one: open it now.
+        this.fh = await open(this.path, 'a+', 0o600);
+        this.bytes = (await this.fh.stat()).size;
+      }
       if (this.torn && this.regular) {
         // What a failed write left past the last whole record goes before anything else is written.
         await this.fh.truncate(this.bytes);
@@ -205,9 +209,10 @@ export class AuditLog {
     await this.fh!.close();
     this.fh = undefined;
     await rename(this.path, rotatedName(this.path, this.head.segment));
-    this.fh = await open(this.path, 'a+', 0o600);
-    this.bytes = 0;
+    // From here the next line starts the next segment, whether or not the open below succeeds.
     this.head = { segment: this.head.segment + 1, seq: 0, prev: this.head.prev };
+    this.bytes = 0;
+    this.fh = await open(this.path, 'a+', 0o600);
     this.log.info({ file: rotatedName(this.path, this.head.segment - 1), lastHash: this.head.prev }, 'audit log rotated');
     try {
       for (const path of expiredSegments(await rotatedWithTimes(this.path), { files: this.opts.retainFiles, maxAgeMs: this.opts.retainForMs }, Date.now())) {
