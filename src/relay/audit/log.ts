@@ -43,7 +43,7 @@ export interface AuditOptions {
   retainForMs: number;
 }
 
-export const AUDIT_DEFAULTS: AuditOptions = { maxFileBytes: 64 * 1024 * 1024, retainFiles: 100, retainForMs: Infinity };
+export const AUDIT_DEFAULTS: AuditOptions = { maxFileBytes: 64 * 1024 * 1024, retainFiles: 30, retainForMs: Infinity };
 
 interface Pending {
   fields: AuditRecord;
