@@ -134,6 +134,30 @@ describe('smtp-server patches', () => {
     expect(tooLong).toBe(1);
   });
 
+  it('compactDataTail: connection._parser._feedDataStream(chunk, done) keeps _lastBytes, a copy instead of a view into the whole chunk', async () => {
+    let conn: patch.PatchedConnection | undefined;
+    const { port } = await start(
+      (c) => {
+        conn = c;
+        expect(typeof c._parser._feedDataStream).toBe('function');
+        patch.compactDataTail(c);
+      },
+      // The data is read and dropped; the session then waits in the middle of DATA.
+      { onData: (stream) => stream.resume() },
+    );
+    const c = await connect(port);
+    for (const cmd of ['EHLO client.example', 'MAIL FROM:<a@example.net>', 'RCPT TO:<b@example.org>', 'DATA']) {
+      c.write(`${cmd}\r\n`);
+      await c.reply();
+    }
+    c.write(`Subject: x\r\n\r\n${'y'.repeat(60_000)}\r\n`);
+    await waitUntil('the chunk fed', 5_000, () => conn!._parser._lastBytes !== false);
+    const tail = conn!._parser._lastBytes as Buffer;
+    expect(tail.toString()).toBe('yy\r\n');
+    expect(tail.buffer.byteLength).toBeLessThan(16 * 1024); // not the 60 KB read it came from
+    c.close(); // in the middle of DATA: the server's close would wait for it
+  });
+
   it('onActivity: every chunk the client sends (commands and DATA) and every reply is seen', async () => {
     let seen = 0;
     const { port } = await start((c) => patch.onActivity(c, () => seen++));
