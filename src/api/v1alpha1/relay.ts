@@ -7,7 +7,12 @@ import { podTemplate } from './pod-template.js';
 
 const service = z
   .object({
-    type: z.enum(['ClusterIP', 'LoadBalancer', 'NodePort']).default('ClusterIP').describe('Type of the relay Service.'),
+    type: z
+      .enum(['ClusterIP', 'LoadBalancer', 'NodePort'])
+      .default('ClusterIP')
+      .describe(
+        'Type of the relay Service. ClusterIP (the default) is reachable only from inside the cluster; an MX provider or inbound edge outside it needs LoadBalancer (with loadBalancerSourceRanges) or NodePort.',
+      ),
     port: port('Port of the relay Service.', 25),
     externalTrafficPolicy: z
       .enum(['Local', 'Cluster'])
