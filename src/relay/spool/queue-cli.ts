@@ -46,7 +46,7 @@ async function queue(args: string[]): Promise<number> {
     args,
     allowPositionals: true,
     options: {
-      spool: { type: 'string', default: process.env.RELAY_SPOOL ?? '/var/spool/mail-continuity' },
+      spool: { type: 'string', default: process.env.RELAY_SPOOL || '/var/spool/mail-continuity' },
       dead: { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h' },
