@@ -5,8 +5,9 @@
 // of Gmail's syntax that matters to an rfc822msgid: query, unescaped text included).
 //
 // It checks what Google checks, answers in Google's error shapes, charges
-// Gmail's quota units per user, and can inject faults (5xx, 429 storms,
-// dropped connections). It listens on loopback only; the real googleapis
+// Gmail's quota units per user, answers after a configurable latency (Google
+// takes hundreds of ms per import: latencyMs), and can inject faults (5xx,
+// 429 storms, dropped connections). It listens on loopback only; the real googleapis
 // client and google-auth-library are pointed at it (rootUrl, token URL).
 import { createPublicKey, generateKeyPairSync, randomBytes, verify, type KeyObject } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
