@@ -15,6 +15,7 @@ import { httpPort, startHttp } from './control/http.js';
 import { quotaShareOf } from './control/quota-share.js';
 import { startInbound, type Inbound } from './inbound/server.js';
 import { createMetrics, type RelayMetrics } from './metrics.js';
+import { parseRecipientList } from './policy/recipients.js';
 import { Scheduler } from './scheduler/scheduler.js';
 import { DeadLetters, deadLimits } from './spool/dead.js';
 import { Spool } from './spool/spool.js';
@@ -69,6 +70,9 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   let adminToken = await readAdminToken();
   // Assigned to in place when the credential files change (SecretFiles below): the transport reads it at each AUTH.
   const primaryAuth = deps.transports?.primary ? undefined : await readPrimaryAuth(config);
+  // spec.relay.recipients: the list, replaced when its ConfigMap changes (a list that does not parse keeps the previous one).
+  const readRecipients = async () => (config.paths.recipients ? parseRecipientList(await readFile(config.paths.recipients, 'utf8'), `paths.recipients (${config.paths.recipients})`) : undefined);
+  let recipients = await readRecipients();
   const failover = new FailoverState({
     active: config.spec.failover.manual === 'Active',
     replayMaxMessagesPerSecond: config.spec.recovery.maxMessagesPerSecond,
@@ -111,7 +115,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     log,
   });
   try {
-    inbound = await startInbound({ config, spool, queue: drain.intake(scheduler), metrics, log: log.child({ part: 'inbound' }) });
+    inbound = await startInbound({ config, spool, queue: drain.intake(scheduler), metrics, log: log.child({ part: 'inbound' }), ...(recipients ? { recipients: () => recipients } : {}) });
     http = await startHttp(config.http.host, config.http.port, {
       registry: metrics.registry,
       failover,
@@ -149,6 +153,9 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
       Object.assign(primaryAuth, fresh);
     });
   }
+  await secrets.watch('recipients', [config.paths.recipients], async () => {
+    recipients = await readRecipients();
+  });
   const backup = transports.backup;
   if (backup.reloadSecrets) await secrets.watch('gmail-service-account', [config.paths.gmailServiceAccount], () => backup.reloadSecrets!());
   secrets.start(t.secretPollMs);

@@ -202,6 +202,16 @@ describe('builders', () => {
     expect(config.spec.primary.caSecretRef).toEqual({ name: 'corp-ca-issuer', key: 'ca.crt' });
   });
 
+  it('mounts the ConfigMap of spec.relay.recipients and names its file in the relay config', () => {
+    const mc = fixture((s) => Object.assign(s.relay, { recipients: { configMapRef: { name: 'corp-recipients', key: 'list' } } }));
+    const built = buildChildren(mc, { defaultImage: 'x', adminToken: 'tok' });
+    const pod = byKind(built, 'StatefulSet').spec.template.spec;
+    expect(pod.volumes).toContainEqual({ name: 'recipients', configMap: { name: 'corp-recipients', items: [{ key: 'list', path: 'list' }] } });
+    expect(pod.containers[0].volumeMounts).toContainEqual({ name: 'recipients', mountPath: '/etc/mail-continuity/recipients', readOnly: true });
+    expect(RelayConfig.parse(YAML.parse(byKind(built, 'ConfigMap').data['relay.yaml'])).paths.recipients).toBe('/etc/mail-continuity/recipients/list');
+    expect(RelayConfig.parse(YAML.parse(configMap(fixture()).data['relay.yaml']!)).paths.recipients).toBeUndefined();
+  });
+
   it('renders spec.relay.proxyProtocol into the relay config (the relay reads the PROXY header of those proxies)', () => {
     const mc = fixture((s) => Object.assign(s.relay, { proxyProtocol: { trustedProxies: ['10.0.0.0/8'] } }));
     const config = RelayConfig.parse(YAML.parse(configMap(mc).data['relay.yaml']!));

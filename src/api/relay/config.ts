@@ -42,6 +42,7 @@ export const RelayConfig = z
         primaryPassword: filePath.optional().describe('File holding the SMTP AUTH password for the primary.'),
         primaryCa: filePath.optional().describe('PEM CA certificates of spec.primary.caSecretRef, trusted in addition to the system roots.'),
         gmailServiceAccount: filePath.optional().describe('Service account JSON key (spec.backup.gmail.serviceAccountSecretRef).'),
+        recipients: filePath.optional().describe('The recipient list of spec.relay.recipients.configMapRef (one address or "@domain" per line): others get 550 5.1.1 at RCPT.'),
         adminToken: filePath.optional().describe('Bearer token that the operator presents to /admin endpoints.'),
       })
       .strict(),

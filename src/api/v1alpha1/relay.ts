@@ -87,6 +87,21 @@ export const relay = withRules(
       ]).describe(
         'Port the relay listens on inside the pod (not root, so 1024 or above; default 2525). Senders connect to relay.service.port (default 25), which the Service forwards here.',
       ),
+      recipients: z
+        .object({
+          configMapRef: z
+            .object({
+              name: kubeName('ConfigMap').describe('Name of a ConfigMap in the namespace of the MailContinuity.'),
+              key: z.string().min(1).max(253).regex(/^[-._a-zA-Z0-9]+$/, 'must be a ConfigMap key').default('recipients'),
+            })
+            .strict()
+            .describe('The addresses that exist, one per line (# starts a comment); "@example.com" accepts every local part of that domain. Case does not matter.'),
+        })
+        .strict()
+        .optional()
+        .describe(
+          'Recipient verification at RCPT, as an MX must: a recipient of spec.domains not in the list gets 550 5.1.1 at once (no backscatter, no dead letters filling the spool), also while Exchange is down. A change of the ConfigMap is taken without a restart. Omitted: every recipient of spec.domains is accepted and Exchange refuses unknown ones later.',
+        ),
       tlsSecretRef: z
         .object({ name: secretName })
         .strict()

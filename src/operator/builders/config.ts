@@ -17,6 +17,7 @@ export const mounts = {
   gmail: `${CONFIG_DIR}/gmail`,
   admin: `${CONFIG_DIR}/admin`,
   primaryCa: `${CONFIG_DIR}/primary-ca`,
+  recipients: `${CONFIG_DIR}/recipients`,
 };
 
 /** The relay config's `google` section: loopback URLs of a Gmail emulator (the relay refuses any other). */
@@ -44,6 +45,7 @@ export function relayConfig(mc: MailContinuity, google?: RelayGoogle): RelayConf
         : {}),
       ...(gmailKey ? { gmailServiceAccount: `${mounts.gmail}/${gmailKey}` } : {}),
       ...(caKey ? { primaryCa: `${mounts.primaryCa}/${caKey}` } : {}),
+      ...(spec.relay.recipients ? { recipients: `${mounts.recipients}/${spec.relay.recipients.configMapRef.key}` } : {}),
     },
     ...(google ? { google } : {}),
   };

@@ -85,6 +85,11 @@ export function statefulSet(mc: MailContinuity, opts: StatefulSetOptions): KubeO
     });
     volumeMounts.push({ name: 'primary-ca', mountPath: mounts.primaryCa, readOnly: true });
   }
+  const recipients = spec.relay.recipients?.configMapRef;
+  if (recipients) {
+    volumes.push({ name: 'recipients', configMap: { name: recipients.name, items: [{ key: recipients.key, path: recipients.key }] } });
+    volumeMounts.push({ name: 'recipients', mountPath: mounts.recipients, readOnly: true });
+  }
   const sa = spec.backup.gmail.serviceAccountSecretRef;
   if (sa) {
     volumes.push({

@@ -7,6 +7,7 @@ import type { SMTPServerAddress, SMTPServerSession } from 'smtp-server';
 import type { RelayConfig } from '../../api/relay/config.js';
 import { compileCidrs, matchClient } from '../../lib/ip.js';
 import { checkRecipient } from '../policy/policy.js';
+import { listHas, type RecipientList } from '../policy/recipients.js';
 import type { Spool } from '../spool/spool.js';
 import type { Clients } from './clients.js';
 import { SmtpError, type Reject } from './smtp-error.js';
@@ -20,6 +21,8 @@ export interface AccessDeps {
    */
   backlog(): number;
   clients: Clients;
+  /** The recipients that exist (spec.relay.recipients), the current list; undefined: not verified. */
+  recipients?: () => RecipientList | undefined;
   /** True once the relay is stopping. */
   closing(): boolean;
   reject: Reject;
@@ -91,6 +94,12 @@ export class Access {
       this.d.reject('relay-denied');
       this.d.log.info({ client: session.remoteAddress, recipient: address.address.slice(0, 320), reason: v.reason }, 'recipient refused');
       return new SmtpError(550, `5.7.1 <${address.address.slice(0, 320)}>: Relay access denied`);
+    }
+    const known = this.d.recipients?.();
+    if (known && !listHas(known, address.address)) {
+      this.d.reject('unknown-recipient');
+      this.d.log.info({ client: session.remoteAddress, recipient: address.address.slice(0, 320) }, 'recipient refused: not in spec.relay.recipients');
+      return new SmtpError(550, `5.1.1 <${address.address.slice(0, 320)}>: Recipient address rejected: User unknown`);
     }
     return undefined;
   }

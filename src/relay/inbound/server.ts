@@ -32,6 +32,7 @@ import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMT
 import type { RelayConfig } from '../../api/relay/config.js';
 import type { RelayMetrics } from '../metrics.js';
 import { headerNamesOfInterest } from '../policy/exclusions.js';
+import type { RecipientList } from '../policy/recipients.js';
 import type { Spool } from '../spool/spool.js';
 import type { MessageState } from '../spool/state.js';
 import type { SpooledMessage } from '../types.js';
@@ -50,6 +51,8 @@ export interface InboundDeps {
   queue: { backlog(): number; add(state: MessageState, opts: { message: SpooledMessage }): void };
   metrics: RelayMetrics;
   log: Logger;
+  /** The recipient list of spec.relay.recipients, as it is now (re-read when its ConfigMap changes). */
+  recipients?: () => RecipientList | undefined;
 }
 
 export interface Inbound {
@@ -84,7 +87,7 @@ export async function startInbound(deps: InboundDeps): Promise<Inbound> {
   /** Drops a connection with a 421 (the session sweep, an idle connection giving way). */
   const drops = new Map<string, (text: string) => void>();
   let closing = false;
-  const access = new Access({ config, spool, backlog: () => queue.backlog(), clients, closing: () => closing, reject, log });
+  const access = new Access({ config, spool, backlog: () => queue.backlog(), clients, closing: () => closing, reject, log, ...(deps.recipients ? { recipients: deps.recipients } : {}) });
   const cleanup = { spool, queue, clients, hostname, maxBytes, instance, interesting: headerNamesOfInterest(spec.policy.exclude), metrics, reject, log };
   const inflightData = new Set<Promise<void>>();
 
