@@ -20,6 +20,11 @@ export const usage = `usage: kubectl mailcontinuity <command> [flags]
   queue list NAME        the messages waiting in its relays
         --destination primary|backup   --recipient ADDR   --sender ADDR
         --state held|deferred|active   --min-age SECONDS
+  queue hold|release|retry|delete NAME ID [--reason TEXT]
+                         one message (ID from queue list), on whichever relay holds it; hold keeps it
+                         from leaving, also for Gmail; every change is in the relay's audit log with
+                         your user name as the apiserver knows it
+  queue flush NAME       every waiting retry now, on every relay
 
 flags:
   -n, --namespace NS     default: the kubeconfig context's namespace, else default
@@ -36,6 +41,7 @@ const options = {
   sender: { type: 'string' },
   state: { type: 'string' },
   'min-age': { type: 'string' },
+  reason: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -63,7 +69,8 @@ export async function run(args: string[], write: (text: string) => void): Promis
   }
   if (command === 'queue') {
     const [sub, name, ...extra] = rest;
-    if (sub !== 'list') throw new UsageError(sub ? `unknown queue command "${sub}": use list` : 'queue needs a command: list', usage);
+    if (sub && CHANGES.has(sub)) return change(client, ns, sub, name, extra, values.reason, output, write);
+    if (sub !== 'list') throw new UsageError(sub ? `unknown queue command "${sub}": use list, hold, release, retry, delete or flush` : 'queue needs a command: list, hold, release, retry, delete or flush', usage);
     if (!name) throw new UsageError('queue list needs the MailContinuity NAME', usage);
     if (extra.length > 0) throw new UsageError(`unexpected argument "${extra[0]}"`, usage);
     const q = new URLSearchParams();
@@ -75,6 +82,50 @@ export async function run(args: string[], write: (text: string) => void): Promis
     return 0;
   }
   throw new UsageError(command ? `unknown command "${command}"` : 'no command given', usage);
+}
+
+const CHANGES = new Set(['hold', 'release', 'retry', 'delete', 'flush']);
+
+/** hold|release|retry|delete NAME ID on the relay that has ID, or flush NAME on all of them. */
+async function change(client: KubeClient, ns: string, sub: string, name: string | undefined, extra: string[], reason: string | undefined, output: Output, write: (t: string) => void): Promise<number> {
+  if (!name) throw new UsageError(`queue ${sub} needs the MailContinuity NAME`, usage);
+  const id = extra[0];
+  if (sub !== 'flush' && !id) throw new UsageError(`queue ${sub} needs the message ID (from queue list)`, usage);
+  if (extra.length > (sub === 'flush' ? 0 : 1)) throw new UsageError(`unexpected argument "${extra[sub === 'flush' ? 0 : 1]}"`, usage);
+  await getMc(client, ns, name);
+  const pods = (await relayPods(client, ns, name)).filter((p) => p.ready);
+  if (pods.length === 0) throw new CliError(`no running relay pod of ${ns}/${name}`, 3);
+  const token = await relayToken(client, ns, name);
+  const actor = await whoAmI(client);
+  const body = reason ? { reason } : {};
+  const print = (r: unknown) => write(output === 'table' ? `${typeof r === 'object' && r && 'id' in r ? `${sub}: ${String((r as { id: unknown }).id)} ${String((r as { state?: unknown }).state ?? '')}` : JSON.stringify(r)}\n` : `${JSON.stringify(r, null, 2)}\n`);
+  if (sub === 'flush') {
+    for (const pod of pods) print({ pod: pod.name, ...(await relayCall<object>(client, ns, pod, token, 'POST', '/admin/queue/flush', body, actor)) });
+    return 0;
+  }
+  const [method, path] = sub === 'delete' ? ['DELETE', `/admin/queue/${encodeURIComponent(id!)}`] : ['POST', `/admin/queue/${encodeURIComponent(id!)}/${sub}`];
+  for (const pod of pods) {
+    try {
+      print({ pod: pod.name, ...(await relayCall<object>(client, ns, pod, token, method!, path!, body, actor)) });
+      return 0;
+    } catch (err) {
+      if (!(err instanceof CliError && err.exitCode === 3)) throw err; // not on this relay: the next one
+    }
+  }
+  throw new CliError(`no relay of ${ns}/${name} has message ${id} (delivered, deleted, or a wrong ID: see queue list)`, 3);
+}
+
+/** The user as the apiserver authenticated them (SelfSubjectReview), for the relays' audit records. */
+async function whoAmI(client: KubeClient): Promise<string> {
+  try {
+    const r = await client.request<{ status?: { userInfo?: { username?: string } } }>('POST', '/apis/authentication.k8s.io/v1/selfsubjectreviews', {
+      apiVersion: 'authentication.k8s.io/v1',
+      kind: 'SelfSubjectReview',
+    });
+    return r.status?.userInfo?.username ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
 }
 
 /** Every relay pod's queue; a relay that cannot be asked is reported, a missing permission fails the command. */

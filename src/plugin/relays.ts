@@ -84,10 +84,10 @@ export async function relayToken(client: KubeClient, ns: string, name: string): 
 }
 
 /** GET/POST/DELETE on one relay's admin API through the apiserver's pod proxy. */
-export async function relayCall<T>(client: KubeClient, ns: string, pod: RelayPod, token: string, method: string, path: string, body?: unknown): Promise<T> {
+export async function relayCall<T>(client: KubeClient, ns: string, pod: RelayPod, token: string, method: string, path: string, body?: unknown, actor?: string): Promise<T> {
   const proxy = `/api/v1/namespaces/${encodeURIComponent(ns)}/pods/${encodeURIComponent(pod.name)}:${pod.port}/proxy${path}`;
   try {
-    return await client.request<T>(method, proxy, body, 'application/json', { [RELAY_TOKEN_HEADER]: token });
+    return await client.request<T>(method, proxy, body, 'application/json', { [RELAY_TOKEN_HEADER]: token, ...(actor ? { 'x-mail-continuity-actor': actor } : {}) });
   } catch (err) {
     // The apiserver authorizes a proxied GET as get pods/proxy, other methods as create, update or delete.
     const verb = ({ GET: 'get', POST: 'create', PUT: 'update', DELETE: 'delete' } as Record<string, string>)[method] ?? method.toLowerCase();

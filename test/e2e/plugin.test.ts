@@ -86,6 +86,9 @@ afterAll(async () => {
 describe('kubectl mailcontinuity', () => {
   it('status and queue list show what waits for Exchange during an outage, through the pod proxy', async () => {
     await waitFor('PrimaryHealthy=True', () => stack.condition('PrimaryHealthy')?.status === 'True', 60_000);
+    // No automatic failover for now: mail waits in the spool, none goes to Gmail yet.
+    stack.kubectl(['-n', 'mail', 'patch', 'mailcontinuity', 'corp', '--type=merge', '-p', '{"spec":{"failover":{"manual":"Inactive"}}}']);
+    await waitFor('FailoverActive=False ManualInactive', () => stack.condition('FailoverActive')?.reason === 'ManualInactive', 30_000);
     await stack.postfix.stop();
     for (const id of ['plugin-1', 'plugin-2']) {
       expect((await swaks({ port: stack.smtp.port, to: USER, headers: [`Message-ID: <${id}@partner.example.net>`] })).code).toBe(0);
@@ -106,7 +109,8 @@ describe('kubectl mailcontinuity', () => {
 
     const status = await plugin(['status', 'corp', '-n', 'mail']);
     expect(status.code).toBe(0);
-    expect(status.out).toContain('mail/corp   mode FailoverOnly, failover.manual Auto');
+    expect(status.out).toContain('mail/corp   mode FailoverOnly, failover.manual Inactive');
+    expect(status.out).toMatch(/FailoverActive\s+False \(ManualInactive\)/);
     expect(status.out).toMatch(/PrimaryHealthy\s+(True|False|Unknown) \(/);
     expect(status.out).toMatch(/RELAY\s+FOR-EXCHANGE\s+FOR-GMAIL\s+HELD\s+DEFERRED\s+OLDEST\ncorp-relay-0\s+2\s+0\s+0\s+[02]\s+\d+s/);
     const json = JSON.parse((await plugin(['status', 'corp', '-n', 'mail', '-o', 'json'])).out) as { relays: unknown[] };
@@ -125,7 +129,33 @@ describe('kubectl mailcontinuity', () => {
     });
     expect(viaKubectl.err).toBe('');
     expect((JSON.parse(viaKubectl.out) as { items: unknown[] }).items).toHaveLength(2);
+  }, 120_000);
+
+  it('hold keeps a message out of Gmail when the failover starts, release sends it, flush delivers when Exchange is back', async () => {
+    const ids = JSON.parse((await plugin(['queue', 'list', 'corp', '-n', 'mail', '-o', 'json'])).out) as { items: { id: string; messageId: string }[] };
+    const held = ids.items.find((i) => i.messageId === 'plugin-1@partner.example.net')!.id;
+    expect(stack.gmail.messages(USER)).toEqual([]);
+    const hold = await plugin(['queue', 'hold', 'corp', held, '-n', 'mail', '--reason', 'suspected phishing']);
+    expect({ code: hold.code, out: hold.out, err: hold.err }).toEqual({ code: 0, out: `hold: ${held} held\n`, err: '' });
+    stack.kubectl(['-n', 'mail', 'patch', 'mailcontinuity', 'corp', '--type=merge', '-p', '{"spec":{"failover":{"manual":"Active"}}}']);
+    const inGmail = (id: string) => stack.gmail.messages(USER).filter((m) => m.rfc822MessageId === id).length;
+    await waitFor('the other message in Gmail', () => inGmail('plugin-2@partner.example.net') === 1, 30_000);
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(inGmail('plugin-1@partner.example.net')).toBe(0);
+    expect((await plugin(['queue', 'release', 'corp', held, '-n', 'mail'])).code).toBe(0);
+    await waitFor('the released message in Gmail', () => inGmail('plugin-1@partner.example.net') === 1, 30_000);
+    expect((await plugin(['queue', 'retry', 'corp', 'no-such-id', '-n', 'mail'])).err).toContain('no relay of mail/corp has message no-such-id');
+
     await stack.postfix.start();
+    expect((await plugin(['queue', 'flush', 'corp', '-n', 'mail'])).code).toBe(0);
+    await stack.postfix.waitFor((m) => ['plugin-1', 'plugin-2'].every((id) => m.some((x) => x.messageId === `${id}@partner.example.net`)), 30_000, 'both at Postfix');
+    // The relay's audit log names the user the apiserver authenticated.
+    const audit = (await stack.auditLog()).map((l) => JSON.parse(l) as { action: string; reason: string | null });
+    expect(audit.filter((a) => a.action === 'held' || a.action === 'released').map((a) => `${a.action} ${a.reason}`)).toEqual([
+      'held admin admin: suspected phishing',
+      'released admin admin',
+    ]);
+    stack.kubectl(['-n', 'mail', 'patch', 'mailcontinuity', 'corp', '--type=merge', '-p', '{"spec":{"failover":{"manual":"Auto"}}}']);
   }, 120_000);
 
   it('a user without pods/proxy gets Forbidden naming that permission (exit 4)', async () => {
@@ -150,6 +180,9 @@ describe('kubectl mailcontinuity', () => {
     expect(r.code).toBe(4);
     expect(r.err).toContain('kubectl mailcontinuity: forbidden: get pods/proxy mail/corp-relay-0 (GET /admin/queue)');
     expect(r.err).toContain('cannot get resource "pods/proxy"');
+    const hold = await plugin(['queue', 'hold', 'corp', 'some-id'], kubeconfig);
+    expect(hold.code).toBe(4);
+    expect(hold.err).toContain('forbidden: create pods/proxy mail/corp-relay-0 (POST /admin/queue/some-id/hold)');
     // What the Role allows works: the resource's status, each relay saying what is missing.
     const s = await plugin(['status', 'corp'], kubeconfig);
     expect(s.code).toBe(0);
