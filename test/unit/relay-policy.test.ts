@@ -1,6 +1,7 @@
 import { describe, expect, it } from '@jest/globals';
 import { MailContinuitySpec } from '../../src/api/v1alpha1/mailcontinuity.js';
 import { checkRecipient, decideBackup, type MessageFacts } from '../../src/relay/policy/policy.js';
+import { gateNeeded } from '../../src/relay/scheduler/backup-gate.js';
 import { compileCidrs, matchClient, parseIp } from '../../src/lib/ip.js';
 import { validSpec } from '../fixtures/mailcontinuity.js';
 
@@ -91,6 +92,17 @@ describe('decideBackup', () => {
     expect(decideBackup(s, confidential, 'a@corp.example.com', ctx)).toEqual({ copy: false, reason: 'not-needed' });
     expect(decideBackup(s, confidential, 'a@corp.example.com', { ...ctx, failoverActive: true })).toEqual({ copy: false, reason: 'excluded', rule: 'confidential' });
     expect(decideBackup(s, confidential, 'a@corp.example.com', { ...ctx, now: 1_000_000 + 3_600_000 })).toEqual({ copy: false, reason: 'excluded', rule: 'confidential' });
+  });
+});
+
+describe('gateNeeded', () => {
+  const rules = (names: string[]) => spec({ mode: 'DualDelivery', policy: { exclude: names.map((name, i) => ({ name: `r${i}`, header: { name, value: 'x' } })) } }).policy.exclude;
+  it('decides again what an earlier process decided, not what this one took, unless a rule names a field the relay writes', () => {
+    expect(gateNeeded(rules(['Sensitivity']), false)).toBe(true);
+    expect(gateNeeded(rules(['Sensitivity']), true)).toBe(false);
+    expect(gateNeeded(rules(['Sensitivity', 'RECEIVED']), true)).toBe(true);
+    expect(gateNeeded(rules(['Message-ID']), true)).toBe(true);
+    expect(gateNeeded([], true)).toBe(false);
   });
 });
 

@@ -3,7 +3,9 @@
 // from the bytes that will be delivered (the body in memory, or the queue
 // file). A rule added after the message was spooled (the relay restarts with
 // its new config) so stops copies still waiting, whatever header it names.
-// A section that cannot be read counts as not evaluated: no copy.
+// A section that cannot be read counts as not evaluated: no copy. A message
+// this process took itself was decided under the rules it runs: not again
+// (gateNeeded), unless a rule names a field the relay writes.
 import { open } from 'node:fs/promises';
 import { HeaderCollector, parseHeaders, policyHeaders, type HeaderSection } from '../inbound/headers.js';
 import { headerNamesOfInterest, matchExclusion, UNEVALUATED, type ExcludeRule } from '../policy/exclusions.js';
@@ -29,6 +31,20 @@ async function readHeaderSection(message: Pick<SpooledMessage, 'path' | 'size' |
   } finally {
     await file.close();
   }
+}
+
+/** Header fields the relay itself writes into a message (its Received line; a Message-ID when the sender gave none). */
+const RELAY_WRITTEN = new Set(['received', 'message-id']);
+
+/**
+ * Whether a copy must be decided again before it leaves. A message this relay
+ * process took was decided under the rules it runs (they change only with a
+ * restart) on the fields its intake kept from the same bytes: deciding again
+ * repeats that work, unless a rule names a field the relay writes itself.
+ * Messages read from the spool at start were decided by an earlier process.
+ */
+export function gateNeeded(rules: readonly ExcludeRule[], decidedByThisProcess: boolean): boolean {
+  return !decidedByThisProcess || rules.some((r) => r.header !== undefined && RELAY_WRITTEN.has(r.header.name.toLowerCase()));
 }
 
 /** The fields the current rules look at, read again from the message (UNEVALUATED when it cannot be read). */

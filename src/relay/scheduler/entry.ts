@@ -24,6 +24,8 @@ export class Entry {
   recovering = false;
   /** FailoverOnly: some recipient has no backup decision yet (the sweep looks again). */
   undecided = false;
+  /** Taken by this relay process (not read from the spool at start): its backup decisions were made under the rules it runs. */
+  fromIntake = false;
   /** Recipients whose withheld copy is already audited (once per relay run, not per sweep). */
   readonly withheldAudited = new Set<string>();
   private live: { state: MessageState; message: SpooledMessage; facts: MessageFacts } | undefined;

@@ -28,7 +28,7 @@ import type { Spool } from '../spool/spool.js';
 import type { MessageState } from '../spool/state.js';
 import type { Destination, RecipientOutcome, SpooledMessage, Transport } from '../types.js';
 import { decideBackupCopies } from './backup.js';
-import { currentPolicyHeaders, gateBackupCopies } from './backup-gate.js';
+import { currentPolicyHeaders, gateBackupCopies, gateNeeded } from './backup-gate.js';
 import { DestinationHealth, isSessionFailure } from './destination-health.js';
 import { DESTINATIONS } from './destinations.js';
 import { Entry } from './entry.js';
@@ -187,6 +187,7 @@ export class Scheduler {
   /** Takes a committed message (from inbound, with its body in memory if cached, or from the spool at start). */
   add(state: MessageState, opts: { recovered?: boolean; message?: SpooledMessage } = {}): void {
     const entry = new Entry(state, opts.message ?? this.d.spool.toMessage(state), this.d.spool);
+    entry.fromIntake = !opts.recovered;
     this.entries.add(entry);
     if (opts.recovered) void this.recover(entry);
     else this.evaluate(entry, false);
@@ -280,6 +281,7 @@ export class Scheduler {
   /** The recipients still to copy to the backup under the current rules (backup-gate.ts); the others are audited as excluded. */
   private async gate(entry: Entry, recipients: string[]): Promise<string[]> {
     const rules = this.d.config.spec.policy.exclude;
+    if (!gateNeeded(rules, entry.fromIntake)) return recipients;
     const { send, excluded } = gateBackupCopies(rules, entry.state, await currentPolicyHeaders(rules, entry.message), recipients, this.now());
     this.report.excluded(entry.state, entry.message, excluded);
     return send;
