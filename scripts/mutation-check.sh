@@ -43,6 +43,7 @@ every-occurrence|src/relay/policy/exclusions.ts|  for (const v of p.readings.get
 canonical-addresses|src/relay/policy/address.ts|  return `${local}@${domain}`;|  return address;|test/e2e/relay-leak-corpus.test.ts
 sender-headers|src/relay/policy/exclusions.ts|  const senders = (p.senders ??= senderAddresses(facts.headers));|  const senders: MatchValue[] = [];|test/e2e/relay-leak-corpus.test.ts
 rules-follow-changes|src/relay/scheduler/scheduler.ts|      if (dest === 'backup') recipients = await this.gate(entry, recipients);|      if (dest === 'backup') recipients = [...recipients];|test/e2e/relay-rule-change.test.ts
+spooled-mail-decided-again|src/relay/scheduler/backup-gate.ts|  return !decidedByThisProcess \|\||  return false &&|test/e2e/relay-rule-change.test.ts
 write-ahead-audit|src/relay/scheduler/report.ts|      await this.d.audit.intent(message, recipients, reasons);|      void this.d.audit.intent(message, recipients, reasons).catch(() => undefined);|test/e2e/relay-audit-full.test.ts
 audit-hash-chain|src/relay/audit/read.ts|        if (r.prev !== prev) return fail(|        if (r.prev !== prev && false) return fail(|test/unit/relay-audit.test.ts
 failover-only-recipient-deferral|src/relay/policy/policy.ts|  else if (ctx.primaryRecipientDeferral && !spec.failover.copyRecipientDeferrals)|  else if (false)|test/unit/relay-policy.test.ts
