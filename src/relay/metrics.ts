@@ -61,7 +61,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): RelayMet
     }),
     deadBytes: new Gauge({ name: 'relay_dead_bytes', help: 'Bytes in dead/ (messages and their states).', labelNames: ['instance'], registers }),
     deadMessages: new Gauge({ name: 'relay_dead_messages', help: 'Messages in dead/.', labelNames: ['instance'], registers }),
-    deadMaxBytes: new Gauge({ name: 'relay_dead_max_bytes', help: 'The cap of dead/ (tuning.deadMaxBytes): beyond it the oldest entries are removed.', labelNames: ['instance'], registers }),
+    deadMaxBytes: new Gauge({ name: 'relay_dead_max_bytes', help: 'The cap of dead/ (spec.relay.spool.deadLetters.maxSize): beyond it the oldest entries are removed.', labelNames: ['instance'], registers }),
     deadRemoved: new Counter({
       name: 'relay_dead_removed_total',
       help: 'Entries removed from dead/ by the relay (reason: retention, size).',

@@ -40,7 +40,10 @@ describe('dead/ bounded', () => {
   it('refused mail past the cap: the oldest dead letters go, the metrics say so; the CLI exports and purges the rest', async () => {
     const spool = join(dir, 'spool');
     const cap = 12_000; // about three 3 KB messages with their states
-    relay = await startRelay(relayTestConfig({ spool, primaryPort: postfix.port, instance: 'dead', tuning: { deadMaxBytes: cap, deadSweepIntervalMs: 100 } }), { log });
+    relay = await startRelay(
+      relayTestConfig({ spool, primaryPort: postfix.port, instance: 'dead', spec: { relay: { acceptFrom: ['127.0.0.0/8'], spool: { deadLetters: { maxSize: String(cap) } } } }, tuning: { deadSweepIntervalMs: 100 } }),
+      { log },
+    );
     for (let i = 0; i < 6; i++) {
       const r = await swaks({ port: relay.smtpPort, to: 'nobody@corp.example.com', headers: [`Message-ID: <dead-${i}@partner.example.net>`], body: 'x'.repeat(3000) } as never);
       expect(r.code).toBe(0);

@@ -26,7 +26,8 @@ describe('dead/ limits (pure)', () => {
   it('defaults in line with the spool: a quarter of the volume, the spool retention', () => {
     const c = relayTestConfig({ spool: '/x', primaryPort: 25 });
     expect(deadLimits(c)).toEqual({ maxBytes: 10 * 2 ** 30 / 4, retentionMs: 120 * H });
-    expect(deadLimits({ ...c, tuning: { ...c.tuning, deadMaxBytes: 5, deadRetentionMs: 6 } })).toEqual({ maxBytes: 5, retentionMs: 6 });
+    const spec = { ...c.spec, relay: { ...c.spec.relay, spool: { ...c.spec.relay.spool, deadLetters: { maxSize: '1Gi', retention: '48h' } } } };
+    expect(deadLimits({ spec })).toEqual({ maxBytes: 2 ** 30, retentionMs: 48 * H });
   });
 });
 

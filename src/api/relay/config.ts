@@ -72,8 +72,6 @@ export const RelayConfig = z
         minBackoffMs: z.number().int().min(1).default(30_000).describe('First retry delay after a deferral.'),
         maxBackoffMs: z.number().int().min(1).default(600_000).describe('Longest retry delay.'),
         sweepIntervalMs: z.number().int().min(10).default(5_000).describe('How often deadlines and retention are checked.'),
-        deadMaxBytes: z.number().int().min(0).optional().describe('Bytes dead/ may hold; beyond, its oldest entries are removed. Default: a quarter of spec.relay.persistence.size.'),
-        deadRetentionMs: z.number().int().min(0).optional().describe('How long an entry stays in dead/. Default: spec.relay.spool.retention.'),
         deadSweepIntervalMs: z.number().int().min(10).default(60_000).describe('How often the dead/ limits are applied.'),
         secretPollMs: z.number().int().min(10).default(10_000).describe('How often the mounted Secrets (TLS certificate, admin token, Gmail key, Exchange credentials) are checked for a change (a stat per file); a changed one is used from then on, without a restart.'),
         backupCheckIntervalMs: z.number().int().min(100).default(300_000).describe("How often the relay asks Google's token endpoint for an access token (spec.backup.gmail.canaryMailbox) to report BackupReachable (GmailApi only)."),

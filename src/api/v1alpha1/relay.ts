@@ -134,6 +134,16 @@ export const relay = withRules(
           retention: duration(
             'How long undeliverable mail stays in the spool before it moves to the dead-letter folder (Postfix: 5 days).',
           ).default('120h'),
+          deadLetters: z
+            .object({
+              maxSize: positiveQuantity(
+                'Bytes the dead-letter folder (dead/) of each replica may hold; beyond, its oldest entries are removed. Default: a quarter of relay.persistence.size.',
+              ).optional(),
+              retention: duration('How long a dead letter is kept. Default: spool.retention.').optional(),
+            })
+            .strict()
+            .prefault({})
+            .describe('Limits of the dead-letter folder (mail refused for good or past the retention). Export or purge it with `mail-continuity dead export|purge`.'),
         })
         .strict()
         .prefault({})

@@ -24,15 +24,16 @@ export interface DeadLimits {
 }
 
 /**
- * The limits a relay runs with: tuning.deadMaxBytes, else a quarter of the spool volume
- * (spec.relay.persistence.size); tuning.deadRetentionMs, else the spool's own retention
+ * The limits a relay runs with (spec.relay.spool.deadLetters): maxSize, else a quarter of the
+ * spool volume (spec.relay.persistence.size); retention, else the spool's own retention
  * (spec.relay.spool.retention, 5 days: Postfix's maximal_queue_lifetime).
  */
-export function deadLimits(config: Pick<RelayConfig, 'spec' | 'tuning'>): DeadLimits {
-  const t = config.tuning;
+export function deadLimits(config: Pick<RelayConfig, 'spec'>): DeadLimits {
+  const spool = config.spec.relay.spool;
+  const d = spool.deadLetters;
   return {
-    maxBytes: t.deadMaxBytes ?? Math.floor(parseQuantity(config.spec.relay.persistence.size) / 4),
-    retentionMs: t.deadRetentionMs ?? parseDuration(config.spec.relay.spool.retention),
+    maxBytes: Math.floor(parseQuantity(d.maxSize ?? config.spec.relay.persistence.size) / (d.maxSize === undefined ? 4 : 1)),
+    retentionMs: parseDuration(d.retention ?? spool.retention),
   };
 }
 
@@ -111,7 +112,7 @@ export class DeadLetters {
     for (const r of removed) {
       await removeDead(this.deadDir, r.id);
       gone.add(r.id);
-      this.log.warn({ id: r.id, reason: r.reason, maxBytes: this.limits.maxBytes, retentionMs: this.limits.retentionMs }, 'removed a dead letter (tuning.deadMaxBytes, tuning.deadRetentionMs)');
+      this.log.warn({ id: r.id, reason: r.reason, maxBytes: this.limits.maxBytes, retentionMs: this.limits.retentionMs }, 'removed a dead letter (spec.relay.spool.deadLetters)');
     }
     const left = entries.filter((e) => !gone.has(e.id));
     const r = { messages: left.length, bytes: left.reduce((n, e) => n + e.bytes, 0), removed };
