@@ -27,4 +27,12 @@ describe('the Gmail import window (window.ts)', () => {
     expect(slow.size).toBe(MAX_WINDOW);
     expect(new ImportWindow({ targetPerSecond: 720, min: 600 }).size).toBe(600); // a least above the cap wins
   });
+
+  it("follows the share the operator sends (the relay config carries no replica count)", () => {
+    const w = new ImportWindow({ targetPerSecond: targetImportsPerSecond(1), min: 20 });
+    w.observe(500);
+    expect(w.size).toBe(360); // the whole project's share until the operator's first sync
+    w.setTarget(targetImportsPerSecond(13_500 / 4_500)); // three relays: 4,500 units per mailbox each
+    expect(w.size).toBe(120);
+  });
 });

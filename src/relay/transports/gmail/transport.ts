@@ -13,6 +13,7 @@ import { stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { gmail as gmailApi, type gmail_v1 } from '@googleapis/gmail';
 import type { Logger } from 'pino';
+import { GMAIL_MAILBOX_UNITS_PER_MINUTE } from '../../../api/relay/admin.js';
 import type { RelayConfig } from '../../../api/relay/config.js';
 import { forEachLimit } from '../../../lib/for-each-limit.js';
 import { isLoopbackUrl } from '../../../lib/ip.js';
@@ -124,7 +125,7 @@ export class GmailApiTransport implements GmailTransport {
     this.minBytesPerSecond = deps.timeouts?.minBytesPerSecond ?? 256 * 1024;
     this.clients = new ServiceAccountClients(key, tokenUrl, this.timeoutBase, (url) => this.agents.for(url));
     this.gmail = gmailApi({ version: 'v1', rootUrl, retry: false });
-    this.importWindow = new ImportWindow({ targetPerSecond: targetImportsPerSecond(config.spec.relay.replicas), min: config.tuning.backupConcurrency });
+    this.importWindow = new ImportWindow({ targetPerSecond: targetImportsPerSecond(1), min: config.tuning.backupConcurrency });
   }
 
   /** Deliveries to have in flight: Google's measured latency times this relay's share of the project quota (window.ts). */
@@ -140,6 +141,9 @@ export class GmailApiTransport implements GmailTransport {
   /** This relay's share of each mailbox's quota (the operator splits it across the replicas). */
   setMailboxQuota(unitsPerMinute: number): void {
     this.pacing.setUnitsPerMinute(unitsPerMinute);
+    // The same share of the project's quota: the relay config has no replica count (scaling
+    // must not restart the relays), the operator's share is what tells it how many share Google.
+    this.importWindow.setTarget(targetImportsPerSecond(GMAIL_MAILBOX_UNITS_PER_MINUTE / this.pacing.unitsPerMinute));
   }
 
   async deliver(message: SpooledMessage, recipients: string[], signal?: AbortSignal): Promise<RecipientOutcome[]> {

@@ -22,7 +22,11 @@ export const MAX_WINDOW = 500;
 /** Weight of each new observation in the moving mean (about the last 20 calls). */
 const ALPHA = 0.05;
 
-/** The imports per second one relay aims at: its share of the project quota. */
+/**
+ * The imports per second one relay aims at: its share of the project quota. `replicas` is how
+ * many relays share it; the operator sends that share (as each mailbox's, see pacing.ts), so
+ * a relay learns it at the operator's first sync and aims at the whole project's until then.
+ */
 export function targetImportsPerSecond(replicas: number): number {
   return (PROJECT_IMPORTS_PER_SECOND * QUOTA_SHARE) / Math.max(1, replicas);
 }
@@ -31,7 +35,7 @@ export class ImportWindow {
   private meanMs: number | undefined;
 
   constructor(
-    private readonly o: {
+    private o: {
       /** Imports per second to sustain. */
       targetPerSecond: number;
       /** The least window (tuning.backupConcurrency). */
@@ -39,6 +43,11 @@ export class ImportWindow {
       max?: number;
     },
   ) {}
+
+  /** This relay's share changed (the operator's sync): imports per second to sustain from now on. */
+  setTarget(perSecond: number): void {
+    this.o.targetPerSecond = perSecond;
+  }
 
   /** A call to Google was answered after `ms` (token and import). */
   observe(ms: number): void {
