@@ -1,5 +1,10 @@
 import { describe, expect, it } from '@jest/globals';
-import { ImportWindow, MAX_WINDOW, PROJECT_IMPORTS_PER_SECOND, targetImportsPerSecond } from '../../src/relay/transports/gmail/window.js';
+import {
+  ImportWindow,
+  MAX_WINDOW,
+  PROJECT_IMPORTS_PER_SECOND,
+  targetImportsPerSecond,
+} from '../../src/relay/transports/gmail/window.js';
 
 describe('the Gmail import window (window.ts)', () => {
   it("aims at 90 % of the project's 800 imports/s, shared by the replicas", () => {
@@ -28,7 +33,7 @@ describe('the Gmail import window (window.ts)', () => {
     expect(new ImportWindow({ targetPerSecond: 720, min: 600 }).size).toBe(600); // a least above the cap wins
   });
 
-  it("follows the share the operator sends (the relay config carries no replica count)", () => {
+  it('follows the share the operator sends (the relay config carries no replica count)', () => {
     const w = new ImportWindow({ targetPerSecond: targetImportsPerSecond(1), min: 20 });
     w.observe(500);
     expect(w.size).toBe(360); // the whole project's share until the operator's first sync

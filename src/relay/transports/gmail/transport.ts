@@ -119,13 +119,20 @@ export class GmailApiTransport implements GmailTransport {
     this.keyFile = config.paths.gmailServiceAccount;
     this.log = deps.log.child({ component: 'gmail', serviceAccount: key.client_email });
     this.now = deps.now ?? Date.now;
-    this.pacing = new MailboxPacing({ ...deps.pacing, ...(deps.backoff ? { backoff: deps.backoff } : {}), now: this.now });
+    this.pacing = new MailboxPacing({
+      ...deps.pacing,
+      ...(deps.backoff ? { backoff: deps.backoff } : {}),
+      now: this.now,
+    });
     this.concurrency = Math.max(1, deps.concurrency ?? 4);
     this.timeoutBase = deps.timeouts?.baseMs ?? 60_000;
     this.minBytesPerSecond = deps.timeouts?.minBytesPerSecond ?? 256 * 1024;
     this.clients = new ServiceAccountClients(key, tokenUrl, this.timeoutBase, (url) => this.agents.for(url));
     this.gmail = gmailApi({ version: 'v1', rootUrl, retry: false });
-    this.importWindow = new ImportWindow({ targetPerSecond: targetImportsPerSecond(1), min: config.tuning.backupConcurrency });
+    this.importWindow = new ImportWindow({
+      targetPerSecond: targetImportsPerSecond(1),
+      min: config.tuning.backupConcurrency,
+    });
   }
 
   /** Deliveries to have in flight: Google's measured latency times this relay's share of the project quota (window.ts). */
@@ -170,7 +177,9 @@ export class GmailApiTransport implements GmailTransport {
     const boxes = [...byMailbox.keys()];
     const results = new Array<ImportOutcome>(boxes.length);
     await forEachLimit(boxes, this.concurrency, async (box, i) => {
-      results[i] = signal?.aborted ? { ok: false, kind: 'deferred', detail: 'delivery aborted' } : await this.importInto(message, size, box, signal);
+      results[i] = signal?.aborted
+        ? { ok: false, kind: 'deferred', detail: 'delivery aborted' }
+        : await this.importInto(message, size, box, signal);
     });
     const outcomes = new Map<string, RecipientOutcome>();
     boxes.forEach((box, i) => {
@@ -219,7 +228,12 @@ export class GmailApiTransport implements GmailTransport {
     return mapAddress(this.spec.addressMap, recipient).toLowerCase();
   }
 
-  private async importInto(message: SpooledMessage, size: number, mailbox: string, signal?: AbortSignal): Promise<ImportOutcome> {
+  private async importInto(
+    message: SpooledMessage,
+    size: number,
+    mailbox: string,
+    signal?: AbortSignal,
+  ): Promise<ImportOutcome> {
     const wait = this.pacing.admitImport(mailbox);
     if (wait) return { ok: false, kind: 'deferred', ...wait };
     // An earlier attempt ended without an answer (timeout, dropped connection,
@@ -236,7 +250,12 @@ export class GmailApiTransport implements GmailTransport {
         }
       } catch (err) {
         const f = classifyGoogleError(err, mailbox, this.now());
-        return { ok: false, kind: 'deferred', detail: `duplicate check: ${f.detail}`, retryAfterMs: this.pacing.failed(mailbox, f.retryAfterMs) };
+        return {
+          ok: false,
+          kind: 'deferred',
+          detail: `duplicate check: ${f.detail}`,
+          retryAfterMs: this.pacing.failed(mailbox, f.retryAfterMs),
+        };
       }
     }
     const body = message.body ? Readable.from([message.body]) : messageFileStream(message);
@@ -250,7 +269,10 @@ export class GmailApiTransport implements GmailTransport {
         media: { mimeType: 'message/rfc822', body },
         // The JWT class of google-auth-library and the one googleapis-common was
         // built against are the same code in two versions; the client only calls request().
-        auth: this.clients.get(mailbox, GMAIL_INSERT_SCOPE) as unknown as gmail_v1.Params$Resource$Users$Messages$Import['auth'],
+        auth: this.clients.get(
+          mailbox,
+          GMAIL_INSERT_SCOPE,
+        ) as unknown as gmail_v1.Params$Resource$Users$Messages$Import['auth'],
         ...(labelIds.length > 0 ? { requestBody: { labelIds } } : {}),
       };
       const started = this.now();
@@ -308,7 +330,10 @@ export class GmailApiTransport implements GmailTransport {
           q,
           includeSpamTrash: true,
           maxResults: 1,
-          auth: this.clients.get(mailbox, GMAIL_READONLY_SCOPE) as unknown as gmail_v1.Params$Resource$Users$Messages$List['auth'],
+          auth: this.clients.get(
+            mailbox,
+            GMAIL_READONLY_SCOPE,
+          ) as unknown as gmail_v1.Params$Resource$Users$Messages$List['auth'],
         },
         { rootUrl: this.rootUrl, retry: false, timeout: this.timeoutBase, agent: this.agents.for(this.rootUrl) },
       );
@@ -332,7 +357,12 @@ export class GmailApiTransport implements GmailTransport {
 function outcomeOf(recipient: string, r: ImportOutcome): RecipientOutcome {
   if (r.ok) return { recipient, status: 'delivered', detail: r.id };
   if (r.kind === 'failed') return { recipient, status: 'failed', detail: r.detail };
-  return { recipient, status: 'deferred', detail: r.detail, ...(r.retryAfterMs !== undefined ? { retryAfterMs: r.retryAfterMs } : {}) };
+  return {
+    recipient,
+    status: 'deferred',
+    detail: r.detail,
+    ...(r.retryAfterMs !== undefined ? { retryAfterMs: r.retryAfterMs } : {}),
+  };
 }
 
 export function createGmailTransport(config: RelayConfig, deps: GmailTransportDeps): GmailTransport {
@@ -343,7 +373,11 @@ export function createGmailTransport(config: RelayConfig, deps: GmailTransportDe
  * For the BackupReachable condition: can the service account get an access
  * token (scope gmail.insert) for `user`? Never throws for Google's answers.
  */
-export async function checkBackupReachable(config: RelayConfig, deps: GmailTransportDeps, user: string): Promise<BackupReachability> {
+export async function checkBackupReachable(
+  config: RelayConfig,
+  deps: GmailTransportDeps,
+  user: string,
+): Promise<BackupReachability> {
   const transport = createGmailTransport(config, deps);
   try {
     return await transport.checkBackupReachable(user);
