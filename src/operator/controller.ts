@@ -3,8 +3,9 @@
 //   - a MailContinuity changes               -> that MailContinuity;
 //   - an owned child changes or disappears   -> its controller owner;
 //   - an object named like a child, not ours -> the MailContinuity it blocks;
-//   - a Secret changes or disappears         -> every MailContinuity in its
-//                                               namespace that references it;
+//   - a Secret appears, changes or goes      -> every MailContinuity in its
+//     (a metadata-only watch: no data)          namespace that references it
+//                                               (which reads it then);
 //   - the primary's health verdict changes,
 //     or a relay's numbers do                -> that MailContinuity.
 // It also creates the per-resource loops that are not reconciles: the health
@@ -21,7 +22,8 @@ import { PodDirectory, StaticDirectory, type RelayDirectory } from './failover/r
 import { ProbeLoop, type ProbeFn } from './health/loop.js';
 import type { KubeClient } from './kube/client.js';
 import { Informer, keyOf } from './kube/informer.js';
-import { CHILD_TYPES, MAILCONTINUITIES, PODS } from './kube/resources.js';
+import { CHILD_TYPES, MAILCONTINUITIES, PODS, SECRETS } from './kube/resources.js';
+import { SecretReader } from './kube/secret-reader.js';
 import type { KubeObject } from './kube/types.js';
 import type { LogFormat } from '../lib/log.js';
 import type { OperatorMetrics } from './metrics.js';
@@ -69,6 +71,10 @@ const managedSelector = `${LABEL_MANAGED_BY}=${MANAGED_BY}`;
 export class Controller {
   readonly mailContinuities: Informer<MailContinuity & KubeObject>;
   readonly children: Record<string, Informer<KubeObject>> = {};
+  /** Every Secret's name and version, no data: which Secrets appear, change or go. */
+  readonly secretIndex: Informer<KubeObject>;
+  /** The referenced Secrets, read when they change. */
+  readonly secrets: SecretReader;
   readonly queue: WorkQueue;
   readonly recorder: EventRecorder;
   private readonly reconciler: Reconciler;
@@ -96,13 +102,18 @@ export class Controller {
     this.mailContinuities.on((_event, mc) => this.queue.add(keyOf(mc)));
 
     for (const [kind, type] of Object.entries(CHILD_TYPES)) {
-      // Secrets: all of them (users' Secrets carry no label of ours); the rest: only ours.
-      const labelSelector = kind === 'Secret' ? undefined : managedSelector;
-      const informer = new Informer<KubeObject>(client, type, { ...informerOpts, labelSelector });
+      // Only ours (the relays' admin-token Secret included): the users' Secrets are not cached.
+      const informer = new Informer<KubeObject>(client, type, { ...informerOpts, labelSelector: managedSelector });
       informer.on((_event, obj) => this.enqueueOwner(obj));
       this.children[kind] = informer;
     }
-    this.children.Secret!.on((_event, secret) => this.enqueueReferrers(secret));
+    this.secretIndex = new Informer<KubeObject>(client, SECRETS, { ...informerOpts, metadataOnly: true });
+    this.secretIndex.on((_event, secret) => {
+      this.enqueueReferrers(secret);
+      this.enqueueOwner(secret); // a Secret named like a child, not ours (no label, so not cached)
+    });
+    this.secrets = new SecretReader(client, this.secretIndex);
+    metrics.setCacheSource(() => this.cached());
 
     this.recorder = new EventRecorder(client, 'mail-continuity-operator', log);
 
@@ -142,7 +153,8 @@ export class Controller {
     }
     this.reconciler = new Reconciler({
       client,
-      caches: { mailContinuities: this.mailContinuities, children: this.children },
+      caches: { mailContinuities: this.mailContinuities, children: this.children, secrets: this.secrets },
+      secretReader: this.secrets,
       fieldManager: opts.fieldManager,
       defaultImage: opts.defaultImage,
       relayGoogle: opts.relayGoogle,
@@ -186,11 +198,24 @@ export class Controller {
     }
   }
 
+  private informers(): Pick<Informer<KubeObject>, 'start' | 'stop' | 'synced'>[] {
+    return [this.mailContinuities, ...Object.values(this.children), this.secretIndex, ...(this.pods ? [this.pods] : [])];
+  }
+
+  /** Objects held in memory by resource (informer caches; "secrets" is the referenced Secrets read). */
+  cached(): Record<string, number> {
+    const out: Record<string, number> = { mailcontinuities: this.mailContinuities.size, 'secrets/metadata': this.secretIndex.size };
+    for (const informer of Object.values(this.children)) out[informer.type.resource] = informer.size;
+    out.secrets = (out.secrets ?? 0) + this.secrets.size;
+    if (this.pods) out.pods = this.pods.size;
+    return out;
+  }
+
   /** Starts the informers, waits for their first list, then starts the workers. */
   async start(): Promise<void> {
     if (this.started) return;
     this.started = true;
-    const all = [this.mailContinuities, ...Object.values(this.children), ...(this.pods ? [this.pods] : [])];
+    const all = this.informers();
     for (const i of all) i.start();
     await Promise.all(all.map((i) => i.synced));
     this.opts.log.info({ objects: this.mailContinuities.list().length }, 'caches synced, starting workers');
@@ -231,7 +256,7 @@ export class Controller {
     this.queue.shutdown();
     await Promise.all(this.workers);
     await Promise.all([this.probes?.stopAll(), this.continuity.stopAll()]);
-    const all = [this.mailContinuities, ...Object.values(this.children), ...(this.pods ? [this.pods] : [])];
+    const all = this.informers();
     await Promise.all(all.map((i) => i.stop()));
   }
 }

@@ -3,6 +3,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 
 export function operatorMetrics() {
   const registry = new Registry();
+  let cacheSizes: () => Record<string, number> = () => ({});
   collectDefaultMetrics({ register: registry, prefix: 'mail_continuity_operator_' });
   const m = {
     registry,
@@ -68,6 +69,19 @@ export function operatorMetrics() {
       help: 'Failed calls to a relay admin endpoint (failover state not delivered).',
       registers: [registry],
     }),
+    cachedObjects: new Gauge({
+      name: 'mail_continuity_operator_cached_objects',
+      help: 'Objects the operator holds in memory, by resource ("secrets/metadata": names and versions only).',
+      labelNames: ['resource'],
+      registers: [registry],
+      collect() {
+        for (const [resource, n] of Object.entries(cacheSizes())) this.set({ resource }, n);
+      },
+    }),
+    /** Where cachedObjects reads the sizes from (the controller). */
+    setCacheSource(source: () => Record<string, number>) {
+      cacheSizes = source;
+    },
     leader: new Gauge({
       name: 'mail_continuity_operator_leader',
       help: '1 while this process holds the leader Lease.',

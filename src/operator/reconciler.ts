@@ -1,5 +1,8 @@
 // Reconcile one MailContinuity as a list of phases (CloudNativePG style):
 //
+//   secrets  read the users' Secrets it references that changed since last read
+//            (kube/secret-reader.ts: the only reads from the API; no Secret is cached
+//            that no MailContinuity references);
 //   gather   read it and everything it depends on from the informer caches and
 //            the operator's loops (reconcile/gather.ts); gone or being deleted
 //            -> stop its loops (the children carry controller ownerReferences:
@@ -32,7 +35,9 @@ import type { EventRecorder } from './events.js';
 import type { PrimarySpec } from './health/probe.js';
 import type { KubeClient, KubeObject } from './kube/client.js';
 import { CHILD_TYPES, MAILCONTINUITIES } from './kube/resources.js';
+import type { SecretReader } from './kube/secret-reader.js';
 import { decide, type Plan } from './reconcile/decide.js';
+import { referencedSecrets } from './reconcile/secrets.js';
 import { CHILD_NOT_OWNED, notOwnedStall, stallEvent } from './reconcile/ownership.js';
 import { childKey, gather, type Caches, type HealthSource, type Live } from './reconcile/gather.js';
 import { computeStatus, statusChanged, statusPatch, type StatusInputs } from './status.js';
@@ -50,6 +55,8 @@ export interface Probes extends HealthSource {
 export interface ReconcilerDeps {
   client: KubeClient;
   caches: Caches;
+  /** Reads the referenced Secrets that changed (into caches.secrets). */
+  secretReader: Pick<SecretReader, 'refresh' | 'release'>;
   fieldManager: string;
   defaultImage: string;
   /** Only for tests and the demo: the relays' Google clients go to these loopback URLs (relay config `google`). */
@@ -96,6 +103,7 @@ export class Reconciler {
   async reconcile(namespace: string, name: string): Promise<ReconcileResult> {
     const { deps } = this;
     const now = (deps.now ?? (() => new Date()))();
+    await this.readSecrets(namespace, name);
     const seen = gather(
       {
         caches: deps.caches,
@@ -151,6 +159,21 @@ export class Reconciler {
     return { outcome: writes > 0 ? 'Applied' : 'UpToDate', writes, ...requeue(plan.requeueAfterMs) };
   }
 
+  /** The Secrets the stored spec references, brought up to date (forgotten once it is gone). */
+  private async readSecrets(namespace: string, name: string): Promise<void> {
+    const key = `${namespace}/${name}`;
+    const mc = this.deps.caches.mailContinuities.get(namespace, name);
+    if (!mc || mc.metadata.deletionTimestamp) return this.deps.secretReader.release(key);
+    let names: string[] = [];
+    try {
+      // As stored, with the apiserver's defaults; a spec that cannot be read is gather's to report.
+      names = referencedSecrets(mc.spec).map((r) => r.name);
+    } catch {
+      names = [];
+    }
+    await this.deps.secretReader.refresh(key, namespace, names);
+  }
+
   /** Probes running for the current spec, the decided record with the sync loop, its Events recorded. */
   private async failoverPhase(seen: Live, plan: Plan): Promise<void> {
     this.deps.probes?.ensure(seen.key, seen.primary);
@@ -167,21 +190,30 @@ export class Reconciler {
 
   /** The children the cache lacks that exist in the API all the same. */
   private async existing(plan: Plan): Promise<KubeObject[]> {
-    const found: KubeObject[] = [];
-    for (const { child } of plan.apply.filter((a) => a.reason === 'missing')) {
-      const obj = await this.deps.client.findByName(CHILD_TYPES[child.kind]!, child.metadata.namespace, child.metadata.name);
-      if (obj) found.push({ ...obj, kind: child.kind });
-    }
-    return found;
+    // In parallel: a new resource misses all of its children, and each look is a round trip.
+    const found = await Promise.all(
+      plan.apply
+        .filter((a) => a.reason === 'missing')
+        .map(async ({ child }) => {
+          const obj = await this.deps.client.findByName(CHILD_TYPES[child.kind]!, child.metadata.namespace, child.metadata.name);
+          return obj && { ...obj, kind: child.kind };
+        }),
+    );
+    return found.filter((o): o is KubeObject => o !== undefined);
   }
 
   /** Applies the children that are missing or differ from the cache; returns the number of writes. */
   private async childrenPhase(seen: Live, plan: Plan): Promise<number> {
     const { client, fieldManager, log } = this.deps;
-    for (const { child, reason } of plan.apply) {
-      log.info({ key: seen.key, kind: child.kind, name: child.metadata.name, reason }, 'applying child');
-      await client.apply(CHILD_TYPES[child.kind]!, child, fieldManager);
-    }
+    // In parallel (each is its own object; the relay Pods wait for what they mount anyway).
+    const results = await Promise.allSettled(
+      plan.apply.map(({ child, reason }) => {
+        log.info({ key: seen.key, kind: child.kind, name: child.metadata.name, reason }, 'applying child');
+        return client.apply(CHILD_TYPES[child.kind]!, child, fieldManager);
+      }),
+    );
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
     return plan.apply.length;
   }
 

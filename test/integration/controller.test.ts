@@ -219,6 +219,45 @@ describe('controller', () => {
     expect(condition(ready, 'Stalled')).toBeUndefined();
   });
 
+  it('holds only the Secrets it references: an unrelated one is known by name, its data never read', async () => {
+    const cachedSecrets = async () =>
+      (await metrics.cachedObjects.get()).values.find((v) => v.labels.resource === 'secrets')?.value;
+    const gets0 = controller.secrets.reads;
+    await client.create(SECRETS, {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: 'unrelated', namespace: NS },
+      data: { password: Buffer.from('not the operator’s business').toString('base64') },
+    });
+    await waitFor('the unrelated Secret in the name index', () => controller.secretIndex.get(NS, 'unrelated'));
+    expect(controller.secretIndex.get(NS, 'unrelated')).not.toHaveProperty('data');
+    expect(controller.secrets.get(NS, 'unrelated')).toBeUndefined();
+    // With data: the relays' admin Secrets (its label) and the two referenced, gmail-sa and beta-gmail.
+    const admin = controller.children.Secret!.list(NS).map((s) => s.metadata.name);
+    expect(admin.every((n) => n.endsWith('-relay-admin'))).toBe(true);
+    expect(await cachedSecrets()).toBe(admin.length + 2);
+    expect((await client.list(SECRETS, NS)).items.length).toBeGreaterThan(admin.length + 2);
+    expect(controller.secrets.reads).toBe(gets0);
+
+    // A change of a referenced Secret is read again and reconciled: its key removed, then back.
+    const key = 'credentials.json';
+    await client.replace(SECRETS, { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'beta-gmail', namespace: NS }, data: {} });
+    const missing = await waitFor('Stalled on the missing key', async () => {
+      const m = await getMc('beta');
+      return condition(m, 'Stalled')?.status === 'True' ? m : undefined;
+    });
+    expect(condition(missing, 'Stalled')!.message).toContain(key);
+    await client.replace(SECRETS, {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: 'beta-gmail', namespace: NS },
+      data: { [key]: Buffer.from('{"type":"service_account"}').toString('base64') },
+    });
+    await waitFor('Ready again', async () => condition(await getMc('beta'), 'Ready')?.status === 'True');
+    expect(controller.secrets.reads).toBeGreaterThanOrEqual(gets0 + 2);
+    expect(controller.secrets.get(NS, 'unrelated')).toBeUndefined();
+  });
+
   it('has its children garbage collected when it is deleted', async () => {
     await client.delete(MAILCONTINUITIES, NS, 'beta');
     for (const [kind, name] of Object.entries(childNames('beta'))) {

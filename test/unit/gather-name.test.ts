@@ -18,6 +18,7 @@ function sources(name: string): GatherSources {
     caches: {
       mailContinuities: informer([mc as unknown as MailContinuity & KubeObject]),
       children: { Secret: none, StatefulSet: none, Service: none, ConfigMap: none },
+      secrets: { get: () => undefined },
     },
     failover: { record: () => undefined, tally: () => undefined, relays: () => undefined, scaleDown: () => undefined },
     newToken: () => 'tok',

@@ -40,6 +40,24 @@ export function resourcePath(type: ResourceType, namespace?: string, name?: stri
 
 export type RequestHook = (verb: string, resource: string) => void;
 
+/**
+ * The verb and resource of an API path, as the request metric labels them: the resource type and
+ * subresource (`statefulsets`, `mailcontinuities/status`), never an object's name, so the number
+ * of series stays that of the kinds, not of the objects.
+ */
+export function requestLabels(method: string, path: string): { verb: string; resource: string } {
+  const parts = path.split('?')[0]!.split('/').filter(Boolean);
+  let rest = parts[0] === 'api' ? parts.slice(2) : parts.slice(3); // past /api/v1 or /apis/group/version
+  if (rest[0] === 'namespaces' && rest.length > 2) rest = rest.slice(2);
+  const [resource = 'unknown', name, sub] = rest;
+  const verb = method === 'GET' ? (name !== undefined ? 'get' : 'list') : method.toLowerCase();
+  return { verb, resource: sub ? `${resource}/${sub}` : resource };
+}
+
+/** What a metadata-only list or watch asks for (the apiserver's PartialObjectMetadata). */
+const METADATA_LIST = 'application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1';
+const METADATA_OBJECT = 'application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1';
+
 export class KubeClient {
   private agent: Agent | HttpAgent | undefined;
   private readonly server: URL;
@@ -110,8 +128,8 @@ export class KubeClient {
 
   /** `headers`: extra request headers (e.g. for a backend behind the apiserver's proxy). */
   async request<T>(method: string, path: string, body?: unknown, contentType?: string, headers?: Record<string, string>): Promise<T> {
-    const verb = method === 'GET' ? (/\/[^/]+\/[^/]+$/.test(path) ? 'get' : 'list') : method.toLowerCase();
-    this.onRequest(verb, path.split('?')[0]!.split('/').filter(Boolean).slice(-2).join('/'));
+    const { verb, resource } = requestLabels(method, path);
+    this.onRequest(verb, resource);
     const res = await this.send(method, path, body, contentType, undefined, headers);
     const chunks: Buffer[] = [];
     for await (const chunk of res) chunks.push(chunk as Buffer);
@@ -136,11 +154,24 @@ export class KubeClient {
     return this.request<T>('GET', resourcePath(type, namespace, name));
   }
 
-  list<T extends KubeObject>(type: ResourceType, namespace?: string, labelSelector?: string): Promise<KubeList<T>> {
+  /**
+   * One list. `page`: at most `limit` items from `continue` on (the answer's metadata.continue
+   * names the next page); `metadataOnly`: PartialObjectMetadata items (names, versions, labels: no
+   * data, no spec), as a metadata informer needs them.
+   */
+  list<T extends KubeObject>(
+    type: ResourceType,
+    namespace?: string,
+    labelSelector?: string,
+    page: { limit?: number; continue?: string; metadataOnly?: boolean } = {},
+  ): Promise<KubeList<T>> {
     const q = new URLSearchParams();
     if (labelSelector) q.set('labelSelector', labelSelector);
+    if (page.limit) q.set('limit', String(page.limit));
+    if (page.continue) q.set('continue', page.continue);
     const qs = q.toString();
-    return this.request<KubeList<T>>('GET', resourcePath(type, namespace) + (qs ? `?${qs}` : ''));
+    const headers = page.metadataOnly ? { Accept: METADATA_LIST } : undefined;
+    return this.request<KubeList<T>>('GET', resourcePath(type, namespace) + (qs ? `?${qs}` : ''), undefined, undefined, headers);
   }
 
   /**
@@ -191,7 +222,7 @@ export class KubeClient {
   async watch<T extends KubeObject>(
     type: ResourceType,
     namespace: string | undefined,
-    params: { resourceVersion: string; labelSelector?: string; timeoutSeconds: number },
+    params: { resourceVersion: string; labelSelector?: string; timeoutSeconds: number; metadataOnly?: boolean },
     onEvent: (event: WatchEvent<T>) => void,
     signal: AbortSignal,
   ): Promise<void> {
@@ -203,7 +234,8 @@ export class KubeClient {
     });
     if (params.labelSelector) q.set('labelSelector', params.labelSelector);
     this.onRequest('watch', type.resource);
-    const res = await this.send('GET', `${resourcePath(type, namespace)}?${q}`, undefined, undefined, signal);
+    const headers = params.metadataOnly ? { Accept: METADATA_OBJECT } : undefined;
+    const res = await this.send('GET', `${resourcePath(type, namespace)}?${q}`, undefined, undefined, signal, headers);
     if ((res.statusCode ?? 0) >= 300) {
       const chunks: Buffer[] = [];
       for await (const c of res) chunks.push(c as Buffer);

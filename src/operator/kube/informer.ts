@@ -10,7 +10,7 @@
 //     plus a margin (a half-open connection), and relists;
 //   - relists periodically anyway (resync), as client-go's reflector does.
 import type { Logger } from 'pino';
-import { KubeApiError, type KubeClient, type KubeObject, type ResourceType } from './client.js';
+import { KubeApiError, type KubeClient, type KubeList, type KubeObject, type ResourceType } from './client.js';
 
 export type InformerEvent = 'add' | 'update' | 'delete';
 export type Handler<T> = (event: InformerEvent, obj: T, old?: T) => void;
@@ -25,6 +25,35 @@ export interface InformerOptions {
   log: Logger;
   /** Called on every restart after an error, for metrics. */
   onRestart?: (resource: string, reason: string) => void;
+  /**
+   * Cache names and versions only (PartialObjectMetadata, with neither labels nor annotations):
+   * enough to learn that an object appeared, changed or went, and nothing of its content.
+   */
+  metadataOnly?: boolean;
+  /** Items per list request (default 250): a relist of thousands holds one page at a time. */
+  pageSize?: number;
+}
+
+/** Annotations kubectl and others write that hold a whole copy of the object: never cached. */
+const BULKY_ANNOTATION = 'kubectl.kubernetes.io/last-applied-configuration';
+
+/**
+ * The object as the cache keeps it: without managedFields (nothing here reads them, and they are
+ * often larger than the object) and without kubectl's last-applied copy; for a metadata-only
+ * informer, its identity and version alone.
+ */
+export function cacheForm<T extends KubeObject>(obj: T, apiVersion: string, metadataOnly = false): T {
+  const meta = obj.metadata ?? {};
+  if (metadataOnly) {
+    const { name, namespace, uid, resourceVersion } = meta;
+    return { apiVersion, kind: obj.kind, metadata: { name, namespace, uid, resourceVersion } } as T;
+  }
+  const { managedFields: _managed, ...metadata } = meta as typeof meta & { managedFields?: unknown };
+  if (metadata.annotations && BULKY_ANNOTATION in metadata.annotations) {
+    const { [BULKY_ANNOTATION]: _copy, ...annotations } = metadata.annotations;
+    metadata.annotations = annotations;
+  }
+  return { ...obj, apiVersion, metadata } as T;
 }
 
 export const keyOf = (obj: { metadata: { namespace?: string; name: string } }) =>
@@ -67,6 +96,11 @@ export class Informer<T extends KubeObject> {
     return this.cache.get(namespace ? `${namespace}/${name}` : name);
   }
 
+  /** Objects in the cache (a metric). */
+  get size(): number {
+    return this.cache.size;
+  }
+
   list(namespace?: string): T[] {
     const all = [...this.cache.values()];
     return namespace ? all.filter((o) => o.metadata.namespace === namespace) : all;
@@ -95,18 +129,26 @@ export class Informer<T extends KubeObject> {
   }
 
   private async relist(): Promise<void> {
-    const list = await this.client.list<T>(this.type, this.opts.namespace, this.opts.labelSelector);
     const seen = new Set<string>();
-    for (const item of list.items) {
-      // Lists carry no apiVersion/kind per item.
-      const obj = { ...item, apiVersion: this.type.apiVersion } as T;
-      const key = keyOf(obj);
-      seen.add(key);
-      const old = this.cache.get(key);
-      this.cache.set(key, obj);
-      if (!old) this.emit('add', obj);
-      else if (old.metadata.resourceVersion !== obj.metadata.resourceVersion) this.emit('update', obj, old);
-    }
+    let list: KubeList<T> | undefined;
+    do {
+      list = await this.client.list<T>(this.type, this.opts.namespace, this.opts.labelSelector, {
+        limit: this.opts.pageSize ?? 250,
+        continue: list?.metadata.continue,
+        metadataOnly: this.opts.metadataOnly,
+      });
+      // An empty PartialObjectMetadataList carries `items: null`.
+      for (const item of list.items ?? []) {
+        // Lists carry no apiVersion per item.
+        const obj = cacheForm(item, this.type.apiVersion, this.opts.metadataOnly);
+        const key = keyOf(obj);
+        seen.add(key);
+        const old = this.cache.get(key);
+        this.cache.set(key, obj);
+        if (!old) this.emit('add', obj);
+        else if (old.metadata.resourceVersion !== obj.metadata.resourceVersion) this.emit('update', obj, old);
+      }
+    } while (list.metadata.continue);
     for (const [key, old] of this.cache) {
       if (!seen.has(key)) {
         this.cache.delete(key);
@@ -132,7 +174,12 @@ export class Informer<T extends KubeObject> {
       await this.client.watch<T>(
         this.type,
         this.opts.namespace,
-        { resourceVersion: this.resourceVersion, labelSelector: this.opts.labelSelector, timeoutSeconds },
+        {
+          resourceVersion: this.resourceVersion,
+          labelSelector: this.opts.labelSelector,
+          timeoutSeconds,
+          metadataOnly: this.opts.metadataOnly,
+        },
         (ev) => {
           clearTimeout(dog);
           dog = setTimeout(() => ((quiet = true), watchAbort.abort()), quietMs);
@@ -152,9 +199,10 @@ export class Informer<T extends KubeObject> {
       const status = object as { code?: number; message?: string };
       throw new KubeApiError(status.code ?? 500, 'WatchError', status.message ?? 'watch error');
     }
-    const obj = { ...(object as T), apiVersion: this.type.apiVersion } as T;
-    if (obj.metadata?.resourceVersion) this.resourceVersion = obj.metadata.resourceVersion;
+    const raw = object as T;
+    if (raw.metadata?.resourceVersion) this.resourceVersion = raw.metadata.resourceVersion;
     if (type === 'BOOKMARK') return;
+    const obj = cacheForm(raw, this.type.apiVersion, this.opts.metadataOnly);
     const key = keyOf(obj);
     const old = this.cache.get(key);
     if (type === 'DELETED') {

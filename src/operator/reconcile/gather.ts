@@ -16,8 +16,10 @@ import { probedPrimary, referencedSecrets, type SecretData, type SecretRef } fro
 
 export interface Caches {
   mailContinuities: Informer<MailContinuity & KubeObject>;
-  /** One informer per owned kind (by kind name), plus all Secrets (referenced ones included). */
+  /** One informer per owned kind (by kind name): the objects that carry the operator's label. */
   children: Record<string, Informer<KubeObject>>;
+  /** The users' Secrets the MailContinuities reference, as last read (kube/secret-reader.ts). */
+  secrets: { get(namespace: string, name: string): SecretData };
 }
 
 /** The primary's health as the probe loops last reported it. */
@@ -102,7 +104,7 @@ export function gather(src: GatherSources, namespace: string, name: string): Obs
 
   const secretRefs = referencedSecrets(mc.spec);
   const secrets = new Map(
-    secretRefs.map((r) => [r.name, children.Secret!.get(namespace, r.name) as SecretData] as const),
+    secretRefs.map((r) => [r.name, src.caches.secrets.get(namespace, r.name)] as const),
   );
   const primary = probedPrimary(mc.spec, secrets);
   const current = new Map<string, KubeObject>();
