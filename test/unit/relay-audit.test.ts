@@ -157,13 +157,21 @@ describe('mail-continuity audit', () => {
   });
 
   it('export: the records as written whose time is in [since, until)', async () => {
-    await write(4);
+    // Four records a millisecond apart at least, so that [times[1], times[3]) is never empty.
+    const audit = new AuditLog(path, 'unit', log, { maxFileBytes: 1 << 20, retainFiles: 100, retainForMs: Infinity });
+    await audit.open();
+    for (let i = 0; i < 4; i++) {
+      const t = Date.now();
+      await audit.record(message(i), ['a@corp.example.com'], 'copied-to-backup');
+      while (Date.now() <= t) await new Promise((resolve) => setImmediate(resolve));
+    }
+    await audit.close();
     const all = (await lines(path)).slice(1);
     const times = all.map((l) => (JSON.parse(l) as { time: string }).time);
     const { code, out } = await cli(['export', '--dir', dir, '--since', times[1]!, '--until', times[3]!]);
     expect(code).toBe(0);
     const exported = out.split('\n').slice(0, -1);
-    expect(exported.length).toBeGreaterThanOrEqual(1);
+    expect(exported).toHaveLength(2);
     expect(exported).toEqual(all.filter((_, i) => times[i]! >= times[1]! && times[i]! < times[3]!));
     expect((await cli(['export', '--dir', dir])).out.split('\n').slice(0, -1)).toEqual(all);
   });
