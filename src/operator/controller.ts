@@ -73,6 +73,8 @@ export class Controller {
   readonly children: Record<string, Informer<KubeObject>> = {};
   /** Every Secret's name and version, no data: which Secrets appear, change or go. */
   readonly secretIndex: Informer<KubeObject>;
+  /** Every object of each owned kind, by name only (secretIndex for Secrets). */
+  readonly childIndex: Record<string, Informer<KubeObject>> = {};
   /** The referenced Secrets, read when they change. */
   readonly secrets: SecretReader;
   readonly queue: WorkQueue;
@@ -108,6 +110,12 @@ export class Controller {
       this.children[kind] = informer;
     }
     this.secretIndex = new Informer<KubeObject>(client, SECRETS, { ...informerOpts, metadataOnly: true });
+    // Every object of the owned kinds by name, no content: a child missing from the caches above
+    // is looked up in the API only when something of its name exists (mostly: never).
+    for (const [kind, type] of Object.entries(CHILD_TYPES)) {
+      this.childIndex[kind] =
+        kind === 'Secret' ? this.secretIndex : new Informer<KubeObject>(client, type, { ...informerOpts, metadataOnly: true });
+    }
     this.secretIndex.on((_event, secret) => {
       this.enqueueReferrers(secret);
       this.enqueueOwner(secret); // a Secret named like a child, not ours (no label, so not cached)
@@ -155,6 +163,7 @@ export class Controller {
       client,
       caches: { mailContinuities: this.mailContinuities, children: this.children, secrets: this.secrets },
       secretReader: this.secrets,
+      childIndex: this.childIndex,
       fieldManager: opts.fieldManager,
       defaultImage: opts.defaultImage,
       relayGoogle: opts.relayGoogle,
@@ -199,13 +208,19 @@ export class Controller {
   }
 
   private informers(): Pick<Informer<KubeObject>, 'start' | 'stop' | 'synced'>[] {
-    return [this.mailContinuities, ...Object.values(this.children), this.secretIndex, ...(this.pods ? [this.pods] : [])];
+    return [
+      this.mailContinuities,
+      ...Object.values(this.children),
+      ...Object.values(this.childIndex),
+      ...(this.pods ? [this.pods] : []),
+    ];
   }
 
   /** Objects held in memory by resource (informer caches; "secrets" is the referenced Secrets read). */
   cached(): Record<string, number> {
-    const out: Record<string, number> = { mailcontinuities: this.mailContinuities.size, 'secrets/metadata': this.secretIndex.size };
+    const out: Record<string, number> = { mailcontinuities: this.mailContinuities.size };
     for (const informer of Object.values(this.children)) out[informer.type.resource] = informer.size;
+    for (const informer of Object.values(this.childIndex)) out[`${informer.type.resource}/metadata`] = informer.size;
     out.secrets = (out.secrets ?? 0) + this.secrets.size;
     if (this.pods) out.pods = this.pods.size;
     return out;

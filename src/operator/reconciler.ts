@@ -35,6 +35,7 @@ import type { EventRecorder } from './events.js';
 import type { PrimarySpec } from './health/probe.js';
 import type { KubeClient, KubeObject } from './kube/client.js';
 import { CHILD_TYPES, MAILCONTINUITIES } from './kube/resources.js';
+import type { Informer } from './kube/informer.js';
 import type { SecretReader } from './kube/secret-reader.js';
 import { decide, type Plan } from './reconcile/decide.js';
 import { referencedSecrets } from './reconcile/secrets.js';
@@ -57,6 +58,8 @@ export interface ReconcilerDeps {
   caches: Caches;
   /** Reads the referenced Secrets that changed (into caches.secrets). */
   secretReader: Pick<SecretReader, 'refresh' | 'release'>;
+  /** Every object of each owned kind by name (metadata-only informers): absent, no look-up needed. */
+  childIndex?: Record<string, Pick<Informer<KubeObject>, 'get'>>;
   fieldManager: string;
   defaultImage: string;
   /** Only for tests and the demo: the relays' Google clients go to these loopback URLs (relay config `google`). */
@@ -194,6 +197,12 @@ export class Reconciler {
     const found = await Promise.all(
       plan.apply
         .filter((a) => a.reason === 'missing')
+        // Nothing of that name in the index: nothing to look up (the index may lag a creation by
+        // a moment, as a look-up may miss one that comes right after it).
+        .filter(({ child }) => {
+          const index = this.deps.childIndex?.[child.kind];
+          return !index || index.get(child.metadata.namespace, child.metadata.name) !== undefined;
+        })
         .map(async ({ child }) => {
           const obj = await this.deps.client.findByName(CHILD_TYPES[child.kind]!, child.metadata.namespace, child.metadata.name);
           return obj && { ...obj, kind: child.kind };
