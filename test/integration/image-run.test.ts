@@ -165,8 +165,9 @@ describe('the image from the Dockerfile, in a private containerd', () => {
       '--config',
       '/nonexistent/relay.yaml',
     ]);
-    expect(missing.status).toBe(1);
-    expect(missing.stdout + missing.stderr).toContain('ENOENT');
+    expect(missing.status).toBe(2);
+    expect(missing.stdout + missing.stderr).toContain('--config /nonexistent/relay.yaml: no such file');
+    expect(missing.stdout + missing.stderr).not.toMatch(/^\s+at /m);
     expect(missing.stdout + missing.stderr).not.toMatch(/ERR_MODULE_NOT_FOUND|Cannot find (module|package)/);
   });
 

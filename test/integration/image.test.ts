@@ -149,14 +149,20 @@ describe('what the final stage holds starts from a clean npm ci --omit=dev tree'
     expect(usage.stderr).toContain('usage: mail-continuity relay --config FILE');
     expect(usage.status).toBe(2);
     const missing = run('relay', '--config', '/nonexistent/relay.yaml');
-    expect(missing.status).toBe(1);
-    expect(missing.stderr).toContain("ENOENT: no such file or directory, open '/nonexistent/relay.yaml'");
+    expect(missing.status).toBe(2);
+    expect(missing.stderr).toContain('mail-continuity relay: --config /nonexistent/relay.yaml: no such file');
+    expect(missing.stderr).not.toMatch(/^\s+at /m);
     expect(missing.stderr).not.toMatch(/ERR_MODULE_NOT_FOUND|Cannot find (module|package)/);
   });
 
   it('queue list and the top-level usage', () => {
     const spool = mkdtempSync(join(tmpdir(), 'mc-spool-'));
     try {
+      // A spool without its queue/ folder is not a spool: an error, not "0 message(s)".
+      const notSpool = run('queue', 'list', '--spool', spool);
+      expect(notSpool.status).toBe(2);
+      expect(notSpool.stderr).not.toMatch(/^\s+at /m);
+      mkdirSync(join(spool, 'queue'));
       const res = run('queue', 'list', '--spool', spool);
       expect(res.status).toBe(0);
       expect(res.stdout).toContain('0 message(s)');
