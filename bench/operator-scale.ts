@@ -30,7 +30,7 @@ const { values } = parseArgs({
     idle: { type: 'string', default: '600s' },
     operator: { type: 'string', default: 'dist/src/cli.js' },
     // The operator container's environment in the chart (templates/deployment.yaml); =none: without.
-    'pod-env': { type: 'string', default: 'NODE_OPTIONS=--max-old-space-size=128,MALLOC_ARENA_MAX=2,MALLOC_TRIM_THRESHOLD_=131072' },
+    'pod-env': { type: 'string', default: 'NODE_OPTIONS=--max-old-space-size=128 --max-semi-space-size=2,MALLOC_ARENA_MAX=2,MALLOC_TRIM_THRESHOLD_=131072' },
   },
 });
 const podEnv = Object.fromEntries(
