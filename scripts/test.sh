@@ -20,8 +20,15 @@ mkdir -p .test-results
 rm -f .test-results/*.json
 for suite in unit integration e2e cluster; do
   step "jest: $suite"
-  inband=(); [ "$suite" = cluster ] && inband=(--runInBand)
-  npx jest --selectProjects "$suite" "${inband[@]}" --json --outputFile ".test-results/$suite.json" \
+  # Integration and e2e tests mostly wait on real servers and timers, so three files run at
+  # once even on two cores (jest would run one); the cluster owns the node's bridge and
+  # iptables rules and runs alone.
+  case $suite in
+    cluster) workers=(--runInBand) ;;
+    integration | e2e) workers=(--maxWorkers="${JEST_WORKERS:-3}") ;;
+    *) workers=() ;;
+  esac
+  npx jest --selectProjects "$suite" "${workers[@]}" --json --outputFile ".test-results/$suite.json" \
     ${JEST_ARGS:-} || rc=1
 done
 step "summary"
