@@ -59,10 +59,12 @@ export function cacheForm<T extends KubeObject>(obj: T, apiVersion: string, meta
 export const keyOf = (obj: { metadata: { namespace?: string; name: string } }) =>
   obj.metadata.namespace ? `${obj.metadata.namespace}/${obj.metadata.name}` : obj.metadata.name;
 
+/** Waits `ms` or until `signal` aborts; the abort listener goes with the timer (a watch that keeps restarting must not pile them up). */
 const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
+    const onAbort = () => (clearTimeout(t), resolve());
+    const t = setTimeout(() => (signal.removeEventListener('abort', onAbort), resolve()), ms);
+    signal.addEventListener('abort', onAbort, { once: true });
   });
 
 class QuietWatch extends Error {}
