@@ -10,23 +10,12 @@ import { MailContinuitySpec } from '../src/api/v1alpha1/mailcontinuity.js';
 import { HeaderCollector, parseHeaders, policyHeaders } from '../src/relay/inbound/headers.js';
 import { headerNamesOfInterest, matchExclusion } from '../src/relay/policy/exclusions.js';
 import { validSpec } from '../test/fixtures/mailcontinuity.js';
+import { exclusionRules } from './exclusion-rules.js';
 
 const { values } = parseArgs({ options: { messages: { type: 'string', default: '20000' } } });
 const n = Number(values.messages);
 
-const KINDS = [
-  { header: { name: 'Sensitivity', value: 'Company-Confidential' } },
-  { header: { name: 'Subject', value: '*streng vertraulich*' } },
-  { header: { name: 'X-Classification', value: 'secret*' } },
-  { sender: '*@hr.corp.example.com' },
-  { recipient: 'ceo@corp.example.com' },
-  { header: { name: 'Subject', value: '*[confidential]*' } },
-  { sender: '*@legal.corp.example.com' },
-  { header: { name: 'X-Project', value: 'apollo-?' } },
-  { recipient: 'board-*@corp.example.com' },
-  { header: { name: 'Keywords', value: '*privileged*' } },
-];
-const rulesOf = (k: number) => MailContinuitySpec.parse({ ...validSpec(), policy: { exclude: KINDS.slice(0, k).map((r, i) => ({ name: `rule-${i}`, ...r })) } }).policy.exclude;
+const rulesOf = (k: number) => MailContinuitySpec.parse({ ...validSpec(), policy: { exclude: exclusionRules(k) } }).policy.exclude;
 
 /** A header section like Outlook's (about 3 KB: Received lines, an encoded Subject, a Sensitivity-free body). */
 const message = (i: number) =>

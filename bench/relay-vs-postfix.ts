@@ -30,6 +30,7 @@ import { RELAY_PROCESS_ENV } from '../src/operator/builders/statefulset.js';
 import { freePort, startPostfix } from '../test/harness/postfix.js';
 import { smtpSource, startSmtpSink, TEST_DOMAINS, type SmtpSink } from '../test/harness/smtp-tools.js';
 import { podMemoryLimit, startBenchRelay } from './relay-process.js';
+import { exclusionRules } from './exclusion-rules.js';
 
 const { values } = parseArgs({
   options: {
@@ -54,27 +55,7 @@ const rounds = Number(values.rounds);
 
 type Name = 'postfix' | 'relay' | 'relay-rules';
 
-/**
- * Exclusion rules of the kinds a customer writes (header values, senders, recipients),
- * none matching the benchmark's mail: every message is evaluated in full at intake and
- * again just before its copy leaves, and every copy still goes.
- */
-const RULE_KINDS = [
-  { header: { name: 'Sensitivity', value: 'Company-Confidential' } },
-  { header: { name: 'Subject', value: '*streng vertraulich*' } },
-  { header: { name: 'X-Classification', value: 'secret*' } },
-  { sender: '*@hr.corp.example.com' },
-  { recipient: 'ceo@corp.example.com' },
-  { header: { name: 'Subject', value: '*[confidential]*' } },
-  { sender: '*@legal.corp.example.com' },
-  { header: { name: 'X-Project', value: 'apollo-?' } },
-  { recipient: 'board-*@corp.example.com' },
-  { header: { name: 'Keywords', value: '*privileged*' } },
-];
-const exclude = Array.from({ length: Number(values.rules) }, (_, i) => ({
-  name: `rule-${i}`,
-  ...RULE_KINDS[i % RULE_KINDS.length],
-}));
+const exclude = exclusionRules(Number(values.rules));
 interface Target {
   name: Name;
   port: number;
@@ -388,7 +369,7 @@ const median = (xs: number[]) => {
 const policyTable =
   targets.includes('relay') && targets.includes('relay-rules')
     ? [
-        `The exclusion policy's cost: the relay without rules and with ${exclude.length} exclusion rules (${RULE_KINDS.length > 0 ? 'header values, senders with From:/Sender:, recipients; none matching, so every message is evaluated in full and every copy goes' : ''}), alternately, ${rounds} round(s); end to end msg/s per round, then the median ratio; and the relay's CPU time per message (user + system, which a loaded machine does not inflate the way it slows msg/s).`,
+        `The exclusion policy's cost: the relay without rules and with ${exclude.length} exclusion rules (header values, senders with From:/Sender:, recipients; none matching, so every message is evaluated in full and every copy goes), alternately, ${rounds} round(s); end to end msg/s per round, then the median ratio; and the relay's CPU time per message (user + system, which a loaded machine does not inflate the way it slows msg/s).`,
         '',
         '| reuse | sessions | no rules msg/s (per round) | rules msg/s (per round) | rules / no rules (per round) | median ratio | relay CPU ms/msg, no rules / rules (medians) | CPU ratio |',
         '|---|---:|---|---|---|---:|---:|---:|',
