@@ -5,49 +5,24 @@
 // the restarted relay names every such message in its log, and the test holds
 // it to that.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readSpoolDir } from '../../src/relay/spool/read.js';
 import { freePort, startPostfix, waitForPort, type PostfixInstance } from '../harness/postfix.js';
 import { relayTestConfig, smtpSource, TEST_DOMAINS } from '../harness/smtp-tools.js';
+import { spawnRelayProcess, type RelayProcess } from '../harness/relay-process.js';
 import { startTcpProxy } from '../harness/tcp-proxy.js';
 import { waitUntil } from '../harness/wait.js';
 
-interface RelayProcess {
-  proc: ChildProcess;
-  lines: Array<Record<string, unknown>>;
-  exited: Promise<number | null>;
-}
-
+/** The relay process (harness/relay-process.ts); its stderr goes to the test's when it exits with an error. */
 function spawnRelay(configFile: string): RelayProcess {
-  const proc = spawn(process.execPath, ['--import', 'tsx', 'src/relay/main.ts', '--config', configFile], {
-    cwd: join(import.meta.dirname, '..', '..'),
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, NODE_OPTIONS: '' },
+  const relay = spawnRelayProcess(configFile);
+  void relay.exited.then((code) => {
+    if (code) process.stderr.write(`relay exited ${code}: ${relay.stderr()}\n`);
   });
-  const lines: Array<Record<string, unknown>> = [];
-  let rest = '';
-  proc.stdout!.on('data', (c: Buffer) => {
-    rest += c.toString();
-    const parts = rest.split('\n');
-    rest = parts.pop()!;
-    for (const p of parts) {
-      try {
-        lines.push(JSON.parse(p) as Record<string, unknown>);
-      } catch {
-        // not a log line
-      }
-    }
-  });
-  let stderr = '';
-  proc.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
-  const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => {
-    if (code) process.stderr.write(`relay exited ${code}: ${stderr}\n`);
-    resolve(code);
-  }));
-  return { proc, lines, exited };
+  return relay;
 }
 
 let postfix: PostfixInstance;
